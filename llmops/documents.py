@@ -1,0 +1,128 @@
+"""The records that flow between stages: documents, chunks and QA examples, with their parquet/JSONL forms."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "Chunk",
+    "Document",
+    "QAExample",
+    "content_id",
+    "read_chunks",
+    "read_documents",
+    "read_qa",
+    "write_chunks",
+    "write_documents",
+    "write_qa",
+]
+
+
+def content_id(text: str) -> str:
+    """Stable id of a text: 128 bits of its sha256 (hex). Same text, same id, on every machine."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str  # content_id(text): identical texts are one document
+    text: str
+    source: str  # file path or URI, with `#line=N` / `#article=I,paragraph=J` where one file holds many documents
+    title: str = ""
+    lang: str = "en"  # "ja", "zh", "ko" or "en" (any non-CJK text); decides lexical tokenization
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str  # content_id(f"{doc_id}:{start}:{end}"): deterministic
+    doc_id: str
+    text: str  # == document.text[start:end]
+    start: int  # character offsets into the document text
+    end: int
+    n_tokens: int  # embedding-tokenizer tokens, without special tokens or prefixes
+    ordinal: int  # position of the chunk within its document
+    source: str = ""
+    title: str = ""
+    lang: str = "en"
+
+
+@dataclass(frozen=True)
+class QAExample:
+    qid: str
+    question: str
+    answers: tuple[str, ...]
+    gold_doc_id: str | None = None  # the document the question was written on, when known (SQuAD contexts)
+    lang: str = "en"
+
+
+def _write_table(rows: list[dict], schema: pa.Schema, path: Path) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, path, compression="zstd")
+
+
+_DOC_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("title", pa.string()),
+        ("lang", pa.string()),
+        ("metadata", pa.string()),  # JSON object: metadata keys differ between sources
+    ]
+)
+
+_CHUNK_SCHEMA = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("text", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("n_tokens", pa.int32()),
+        ("ordinal", pa.int32()),
+        ("source", pa.string()),
+        ("title", pa.string()),
+        ("lang", pa.string()),
+    ]
+)
+
+
+def write_documents(docs: list[Document], path: Path) -> None:
+    rows = [{**asdict(d), "metadata": json.dumps(d.metadata, ensure_ascii=False, sort_keys=True)} for d in docs]
+    _write_table(rows, _DOC_SCHEMA, path)
+
+
+def read_documents(path: Path) -> list[Document]:
+    rows = pq.read_table(path).to_pylist()
+    return [Document(**{**r, "metadata": json.loads(r["metadata"])}) for r in rows]
+
+
+def write_chunks(chunks: list[Chunk], path: Path) -> None:
+    _write_table([asdict(c) for c in chunks], _CHUNK_SCHEMA, path)
+
+
+def read_chunks(path: Path) -> list[Chunk]:
+    return [Chunk(**r) for r in pq.read_table(path).to_pylist()]
+
+
+def write_qa(examples: list[QAExample], path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for ex in examples:
+            f.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
+
+
+def read_qa(path: Path) -> list[QAExample]:
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                out.append(QAExample(**{**r, "answers": tuple(r["answers"])}))
+    return out

@@ -1,0 +1,137 @@
+"""Content digests and atomic writes, for local paths and object stores (fsspec) alike.
+
+Readers never see a half-written file or artifact: local writes go to a temporary name in the same folder and are
+renamed into place; directories are staged beside their final name and renamed. On object stores, where rename is
+not atomic, every file is uploaded first and the manifest last, and readers treat a directory without a verified
+manifest as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "canonical_json",
+    "digest_of",
+    "is_remote",
+    "join_uri",
+    "publish_directory",
+    "sha256_file",
+    "tree_digest",
+]
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def digest_of(obj: Any, length: int = 16) -> str:
+    """Digest of a JSON-able value, independent of key order. Used for versions derived from inputs."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:length]
+
+
+def tree_digest(root: str | os.PathLike, files: dict[str, str] | None = None) -> str:
+    """sha256 over (relative path, file sha256) of every file under `root` (hidden files skipped)."""
+    files = files if files is not None else file_checksums(root)
+    return hashlib.sha256(canonical_json(sorted(files.items())).encode()).hexdigest()
+
+
+def file_checksums(root: str | os.PathLike, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    root = Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts) and rel not in exclude:
+            out[rel] = sha256_file(p)
+    return out
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def join_uri(base: str, *parts: str) -> str:
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *parts])
+    return str(Path(base, *parts))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode())
+
+
+def staging_dir(root: str) -> Path:
+    """A fresh local folder to build an artifact in: beside its destination when local (so rename is atomic)."""
+    if is_remote(root):
+        return Path(tempfile.mkdtemp(prefix="llmops-stage-"))
+    base = Path(root, ".staging")
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / uuid.uuid4().hex
+    path.mkdir()
+    return path
+
+
+def publish_directory(staged: Path, dest: str, commit_file: str = "manifest.json") -> str:
+    """Move a fully written artifact folder to `dest`. If `dest` already exists (same content digest), keep it.
+
+    Returns the destination. The staged folder is consumed either way.
+    """
+    if not is_remote(dest):
+        dest_path = Path(dest)
+        dest_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staged, dest_path)
+        except OSError:
+            if not (dest_path / commit_file).exists():
+                raise
+            shutil.rmtree(staged)  # a concurrent writer published the same version first
+        return str(dest_path)
+    fs, path = url_to_fs(dest)
+    for p in sorted(staged.rglob("*")):
+        rel = p.relative_to(staged).as_posix()
+        if p.is_file() and rel != commit_file:
+            fs.put_file(str(p), f"{path}/{rel}")
+    fs.put_file(str(staged / commit_file), f"{path}/{commit_file}")  # last: marks the artifact complete
+    shutil.rmtree(staged)
+    return dest
+
+
+def open_uri(uri: str, mode: str = "rb"):
+    return fsspec.open(uri, mode)
