@@ -30,6 +30,11 @@ __all__ = [
     "publish_directory",
     "sha256_file",
     "tree_digest",
+    "uri_exists",
+    "put_file",
+    "fetch_file",
+    "staging_dir",
+    "file_checksums",
 ]
 
 _CHUNK = 1 << 20
@@ -135,3 +140,31 @@ def publish_directory(staged: Path, dest: str, commit_file: str = "manifest.json
 
 def open_uri(uri: str, mode: str = "rb"):
     return fsspec.open(uri, mode)
+
+
+def uri_exists(uri: str) -> bool:
+    fs, path = url_to_fs(uri)
+    return fs.exists(path)
+
+
+def put_file(local: str | os.PathLike, uri: str) -> str:
+    """Copy a finished local file to `uri` atomically (rename locally; one object put on stores)."""
+    if is_remote(uri):
+        fs, path = url_to_fs(uri)
+        fs.put_file(str(local), path)
+    else:
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(uri).with_name(f".{Path(uri).name}.{uuid.uuid4().hex}.tmp")
+        shutil.copyfile(local, tmp)
+        os.replace(tmp, uri)
+    return uri
+
+
+def fetch_file(uri: str, directory: str | os.PathLike) -> Path:
+    """A local path for `uri` (downloaded into `directory` when remote)."""
+    if not is_remote(uri):
+        return Path(uri.removeprefix("file://"))
+    fs, path = url_to_fs(uri)
+    local = Path(directory, Path(path).name)
+    fs.get_file(path, str(local))
+    return local

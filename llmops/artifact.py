@@ -1,0 +1,152 @@
+"""Index artifacts: one immutable folder per version, described and verified by `manifest.json`.
+
+The version is a digest of everything that determines the index (corpus content, chunking, embedding model files,
+index and lexical parameters), so the same inputs give the same version and an existing version is reused, not
+rebuilt. The manifest also lists the sha256 and size of every file; `verify_artifact` refuses a folder whose files
+do not match (corrupted, truncated, or still being written).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError
+from llmops.storage import file_checksums, sha256_file
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SCHEMA_VERSION",
+    "FileEntry",
+    "IndexManifest",
+    "git_sha",
+    "library_versions",
+    "read_manifest",
+    "verify_artifact",
+]
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+
+_LIBRARIES = (
+    "flyte-llmops",
+    "faiss-cpu",
+    "faiss-gpu-cu12",
+    "sentence-transformers",
+    "transformers",
+    "torch",
+    "bm25s",
+    "flytekit",
+    "numpy",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileEntry(_Model):
+    sha256: str
+    bytes: int
+
+
+class IndexManifest(_Model):
+    schema_version: int
+    kind: str = "index"
+    version: str
+    created_at: str
+    corpus: dict  # fingerprint, documents, sources
+    chunking: dict  # max_tokens, overlap_tokens, tokenizer
+    embedding: dict  # model, model_digest, revision, profile, query_prefix, passage_prefix, dimension
+    index: dict  # type (FAISS factory string), metric, params, built_on
+    lexical: dict | None  # tokenizer, k1, b; None when disabled
+    retrieval: dict  # default mode, k, fusion (method, dense_weight, how it was chosen)
+    counts: dict  # documents, chunks, vectors, skipped, duplicates
+    files: dict[str, FileEntry]
+    libraries: dict[str, str]
+    lineage: dict  # git_sha, flyte execution id, config digest
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_sha() -> str:
+    """The code version: $LLMOPS_GIT_SHA (set in images and CI), else the checkout's HEAD, else 'unknown'."""
+    if sha := os.environ.get("LLMOPS_GIT_SHA"):
+        return sha
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def file_entries(directory: Path) -> dict[str, FileEntry]:
+    return {
+        name: FileEntry(sha256=digest, bytes=(directory / name).stat().st_size)
+        for name, digest in file_checksums(directory, exclude=(MANIFEST_NAME,)).items()
+    }
+
+
+def read_manifest(directory: str | os.PathLike) -> IndexManifest:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactNotFoundError(f"index artifact {directory} does not exist (build one with index_corpus)")
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise ArtifactIntegrityError(
+            f"index artifact {directory} is incomplete: no {MANIFEST_NAME} (an interrupted build?); rebuild it"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactIntegrityError(f"{path} is not valid JSON: {e}") from None
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise ArtifactIntegrityError(
+            f"{path} has schema_version {raw.get('schema_version')!r}; this llmops reads {SCHEMA_VERSION}"
+        )
+    try:
+        return IndexManifest.model_validate(raw)
+    except ValidationError as e:
+        raise ArtifactIntegrityError(f"{path} does not match the manifest schema: {e}") from None
+
+
+def verify_artifact(directory: str | os.PathLike) -> IndexManifest:
+    """Check every file listed in the manifest exists with the recorded size and sha256, and nothing is missing."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    problems = []
+    for name, entry in manifest.files.items():
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif path.stat().st_size != entry.bytes:
+            problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {entry.bytes}")
+        elif sha256_file(path) != entry.sha256:
+            problems.append(f"{name}: sha256 mismatch (file changed after the artifact was written)")
+    if problems:
+        raise ArtifactIntegrityError(
+            f"index artifact {directory} (version {manifest.version}) failed verification:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nRebuild it; never edit an artifact in place."
+        )
+    return manifest

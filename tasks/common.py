@@ -1,0 +1,53 @@
+"""What every Flyte task shares: images, resources, cache version and config decoding.
+
+Tasks are thin wrappers: they decode inputs, call one plain function from `llmops`, publish a Deck and return URIs.
+Intermediate outputs are URIs into the artifact store named by content digests, so Flyte cache keys carry content
+digests and cached results never point at Flyte's local scratch folders (see docs/caching.md).
+"""
+
+from __future__ import annotations
+
+from flytekit import Resources
+from flytekit.extras.accelerators import L4
+
+from llmops.code_version import code_version
+from llmops.config import PipelineConfig
+
+__all__ = [
+    "CACHE_VERSION",
+    "CPU_RESOURCES",
+    "GPU_ACCELERATOR",
+    "GPU_IMAGE",
+    "GPU_RESOURCES",
+    "GPU_RETRIES",
+    "decode_config",
+    "execution_id",
+]
+
+# Registered with `pyflyte register --image default=<cpu image> --image gpu=<gpu image>`; see README.
+GPU_IMAGE = "{{.image.gpu.fqn}}:{{.image.gpu.version}}"
+
+CPU_RESOURCES = Resources(cpu="2", mem="8Gi")
+GPU_RESOURCES = Resources(cpu="4", mem="24Gi", gpu="1")
+GPU_ACCELERATOR = L4  # 24 GB: fits any sentence-transformers model and a 7-8B LLM for LoRA in bf16
+
+# Changes whenever the pipeline's source changes, so Flyte never serves results of older code.
+CACHE_VERSION = code_version()
+
+# GPU tasks run on spot nodes: retried when preempted (their outputs are content-addressed, so a retry is safe).
+GPU_RETRIES = 3
+
+
+def decode_config(config_json: str) -> PipelineConfig:
+    return PipelineConfig.model_validate_json(config_json)
+
+
+def execution_id() -> str | None:
+    """The Flyte execution id (project:domain:name) when running under Flyte, else None."""
+    import flytekit
+
+    try:
+        ex = flytekit.current_context().execution_id
+    except Exception:  # outside a task context
+        return None
+    return f"{ex.project}:{ex.domain}:{ex.name}" if ex else None

@@ -1,0 +1,142 @@
+"""What each indexing stage shows in the Flyte console. Plain functions returning HTML, so they are testable and
+renderable outside Flyte (tests render them in headless Chromium)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from llmops.artifact import IndexManifest
+from llmops.report import bar_chart_svg, fragment, histogram_svg, kv_table, publish_deck, section, status_badge, table
+
+__all__ = ["chunk_deck", "index_deck", "ingest_deck", "publish", "run_summary_deck"]
+
+publish = publish_deck
+
+
+def _ingest_sections(report: dict) -> list[str]:
+    skipped = report.get("skipped", [])
+    duplicates = report.get("duplicates", [])
+    summary = kv_table(
+        {
+            "sources": ", ".join(report.get("sources", [])),
+            "files seen": report.get("files_seen"),
+            "documents": report.get("documents"),
+            "QA examples": report.get("qa_examples"),
+            "exact duplicates removed": len(duplicates),
+            "skipped": len(skipped),
+            "seconds": report.get("seconds"),
+        }
+    )
+    parts = [section("Ingest", summary)]
+    if skipped:
+        parts.append(
+            section(
+                f"Skipped inputs ({len(skipped)})",
+                table(["source", "reason"], [[s["source"], s["reason"]] for s in skipped]),
+                note="These inputs were not indexed. Fix or remove them; the rest of the corpus was processed.",
+            )
+        )
+    if duplicates:
+        parts.append(
+            section(
+                f"Duplicates removed ({len(duplicates)})",
+                table(["dropped", "identical to"], [list(d) for d in duplicates]),
+            )
+        )
+    return parts
+
+
+def ingest_deck(report: dict) -> str:
+    return fragment(*_ingest_sections(report))
+
+
+def _chunk_section(n_tokens: Sequence[int], max_tokens: int) -> str:
+    stats = {"chunks": len(n_tokens), "max tokens per chunk": max_tokens}
+    if n_tokens:
+        ordered = sorted(n_tokens)
+        stats |= {"median tokens": ordered[len(ordered) // 2], "largest chunk": ordered[-1]}
+    return section(
+        "Chunks",
+        kv_table(stats) + histogram_svg(list(n_tokens), bins=20, x_label="tokens per chunk"),
+        note="Chunk length in embedding-model tokens; no chunk exceeds the limit the model can embed.",
+    )
+
+
+def chunk_deck(n_tokens: Sequence[int], max_tokens: int) -> str:
+    return fragment(_chunk_section(n_tokens, max_tokens))
+
+
+def _index_section(manifest: IndexManifest, stats: dict) -> str:
+    emb, fusion = manifest.embedding, manifest.retrieval["fusion"]
+    rows = {
+        "version": manifest.version,
+        "created": manifest.created_at,
+        "embedding model": emb["model"],
+        "model digest": emb["model_digest"][:16],
+        "query / passage prefix": f"{emb['query_prefix']!r} / {emb['passage_prefix']!r}",
+        "dimension": emb["dimension"],
+        "FAISS index": f"{manifest.index['type']} ({manifest.index['metric']}, built on {manifest.index['built_on']})",
+        "lexical": "disabled" if manifest.lexical is None else f"BM25, tokenizer {manifest.lexical['tokenizer']}",
+        "default retrieval": f"{manifest.retrieval['mode']}, k={manifest.retrieval['k']}",
+        "fusion": f"{fusion['method']}, dense weight {fusion['dense_weight']} ({fusion.get('chosen_by', '')})",
+        "chunks / vectors": f"{manifest.counts['chunks']} / {manifest.counts['vectors']}",
+        "embedded this run / from cache": f"{stats.get('computed', 0)} / {stats.get('cached', 0)}",
+        "reused existing version": stats.get("reused_existing_version"),
+        "git sha": manifest.lineage.get("git_sha"),
+    }
+    return section("Index artifact", kv_table(rows))
+
+
+def index_deck(manifest: IndexManifest, stats: dict) -> str:
+    return fragment(_index_section(manifest, stats))
+
+
+def _metrics_section(report: dict) -> str:
+    modes = report.get("modes")
+    if not modes:
+        return section("Retrieval quality", status_badge(False, report.get("status", "not measured")))
+    names = list(next(iter(modes.values()))["metrics"])
+    rows = [[mode, *(r["metrics"][m] for m in names)] for mode, r in modes.items()]
+    chart = bar_chart_svg(names, {mode: [r["metrics"][m] for m in names] for mode, r in modes.items()})
+    note = (
+        f"{report['questions']} held-out questions"
+        + (f" ({report['excluded_calibration_questions']} calibration questions excluded)"
+           if report.get("excluded_calibration_questions") else "")
+        + f". Default mode: {report['default_mode']}; fusion: {report['fusion']['method']}, "
+        f"dense weight {report['fusion']['dense_weight']}."
+    )
+    worst = report.get("worst_questions", [])
+    missed = (
+        section(
+            f"Missed questions (no relevant chunk in top 10, first {len(worst)})",
+            table(["question"], [[w["question"]] for w in worst]),
+        )
+        if worst
+        else ""
+    )
+    return section("Retrieval quality", table(["mode", *names], rows) + chart, note=note) + missed
+
+
+def _timings_section(ingest_report: dict, stats: dict) -> str:
+    return section(
+        "Timings (seconds)",
+        kv_table(
+            {
+                "ingest": ingest_report.get("seconds"),
+                "embedding (this run)": stats.get("embed_seconds"),
+                "index build / reuse": round(stats.get("index_seconds", 0.0), 3),
+            }
+        ),
+    )
+
+
+def run_summary_deck(
+    manifest: IndexManifest, ingest_report: dict, stats: dict, n_tokens: Sequence[int], report: dict
+) -> str:
+    return fragment(
+        _metrics_section(report),
+        _index_section(manifest, stats),
+        _chunk_section(n_tokens, manifest.chunking["max_tokens"]),
+        *_ingest_sections(ingest_report),
+        _timings_section(ingest_report, stats),
+    )

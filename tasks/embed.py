@@ -1,0 +1,53 @@
+"""Embedding tasks: split chunks into shards and embed them with a map task (one GPU pod per shard on a cluster).
+
+Locally the same workflow runs the shards one after another.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from flytekit import dynamic, map_task, task
+
+from llmops.indexing import embed_shard as embed_shard_fn
+from llmops.indexing import plan_shards as plan_shards_fn
+from tasks.common import (
+    CACHE_VERSION,
+    CPU_RESOURCES,
+    GPU_ACCELERATOR,
+    GPU_IMAGE,
+    GPU_RESOURCES,
+    GPU_RETRIES,
+    decode_config,
+)
+
+
+@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION)
+def plan_shards(config_json: str, chunks_uri: str) -> list[str]:
+    return plan_shards_fn(decode_config(config_json), chunks_uri)
+
+
+@task(
+    container_image=GPU_IMAGE,
+    requests=GPU_RESOURCES,
+    limits=GPU_RESOURCES,
+    accelerator=GPU_ACCELERATOR,
+    interruptible=True,
+    retries=GPU_RETRIES,
+    cache=True,
+    cache_version=CACHE_VERSION,
+)
+def embed_shard(config_json: str, model_digest: str, shard_uri: str) -> str:
+    """Embed one shard (cached vectors reused); returns the URI of its vectors file."""
+    return embed_shard_fn(decode_config(config_json), shard_uri, model_digest)
+
+
+@dynamic(requests=CPU_RESOURCES)
+def embed_shards(config_json: str, model_digest: str, shard_uris: list[str]) -> list[str]:
+    """Fan out over shards; concurrency comes from `embedding.max_concurrency` in the config."""
+    cfg = decode_config(config_json)
+    mapped = map_task(
+        functools.partial(embed_shard, config_json=config_json, model_digest=model_digest),
+        concurrency=cfg.embedding.max_concurrency,
+    )
+    return mapped(shard_uri=shard_uris)

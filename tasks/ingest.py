@@ -1,0 +1,25 @@
+"""Ingest task: read the corpus sources into normalized, de-duplicated documents (+ QA examples)."""
+
+from __future__ import annotations
+
+import json
+import typing
+
+from flytekit import task
+
+from llmops.indexing import run_ingest
+from tasks.common import CPU_RESOURCES, decode_config
+from tasks.decks import ingest_deck, publish
+
+IngestOutputs = typing.NamedTuple(
+    "IngestOutputs",
+    [("documents_uri", str), ("qa_uri", typing.Optional[str]), ("corpus_fingerprint", str), ("report_json", str)],
+)
+
+
+# Not cached: the corpus can change while the config stays the same; ingest is what notices.
+@task(requests=CPU_RESOURCES, enable_deck=True)
+def ingest(config_json: str) -> IngestOutputs:
+    out = run_ingest(decode_config(config_json))
+    publish("Ingest", ingest_deck(out.report))
+    return IngestOutputs(out.documents_uri, out.qa_uri, out.corpus_fingerprint, json.dumps(out.report))

@@ -1,0 +1,46 @@
+"""Retrieval evaluation task: recall@k / MRR / nDCG for every retrieval mode, and the run's summary Deck."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import typing
+
+from flytekit import task
+from flytekit.types.directory import FlyteDirectory
+from flytekit.types.file import FlyteFile
+
+from eval.retrieval import retrieval_report
+from llmops.documents import read_qa
+from llmops.indexing import read_chunk_table, write_report
+from llmops.retriever import Retriever
+from llmops.storage import fetch_file
+from tasks.common import CPU_RESOURCES, decode_config
+from tasks.decks import publish, run_summary_deck
+
+
+@task(requests=CPU_RESOURCES, enable_deck=True)
+def evaluate_retrieval(
+    config_json: str,
+    index: FlyteDirectory,
+    qa_uri: typing.Optional[str],
+    chunks_uri: str,
+    ingest_report_json: str,
+    index_stats_json: str,
+) -> FlyteFile:
+    """Score the index on the eval set (if any) and publish the run summary. Returns the report JSON file."""
+    cfg = decode_config(config_json)
+    retriever = Retriever.load(index.remote_source or index.path)
+    report: dict = {"index_version": retriever.version, "status": "not measured: no eval set in the config"}
+    if qa_uri:
+        examples = read_qa(fetch_file(qa_uri, tempfile.mkdtemp()))
+        report = retrieval_report(
+            retriever, examples, cfg.eval.ks, cfg.eval.calibration_fraction, cfg.eval.max_questions
+        )
+    uri = write_report(cfg, "retrieval", retriever.version, report)
+    n_tokens = read_chunk_table(chunks_uri).column("n_tokens").to_pylist()
+    publish(
+        "Run summary",
+        run_summary_deck(retriever.manifest, json.loads(ingest_report_json), json.loads(index_stats_json), n_tokens, report),
+    )
+    return FlyteFile(uri, remote_path=False)

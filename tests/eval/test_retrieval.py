@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from eval.retrieval import evaluate_retrieval, retrieval_report, split_calibration
+from llmops.documents import QAExample
+from llmops.retriever import Retriever
+from tests.conftest import write_corpus
+from tests.helpers import CORPUS, build, make_config
+
+
+@pytest.fixture(scope="module")
+def retriever(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("retrieval")
+    cfg = make_config(tmp, write_corpus(tmp / "corpus", CORPUS), retrieval={"fusion": {"dense_weight": 0.5}})
+    out, _, _ = build(cfg)
+    return Retriever.load(out.artifact_uri)
+
+
+def _doc_of(retriever, filename):
+    return next(c["doc_id"] for c in map(retriever.chunk, range(retriever.size)) if c["source"].endswith(filename))
+
+
+def test_hits_by_gold_document_and_by_answer_string(retriever):
+    rail = _doc_of(retriever, "rail.md")
+    examples = [
+        QAExample("q1", "When did the first Shinkansen line open?", (), gold_doc_id=rail),
+        QAExample("q2", "Which Sicilian volcano is very active?", ("Mount Etna",)),
+        QAExample("q3", "富士山の標高は？", ("3776メートル",), lang="ja"),
+        QAExample("q4", "What is the capital of Peru?", ("Lima",)),  # in no document: a miss
+    ]
+    ev = evaluate_retrieval(retriever, examples, "lexical", ks=(1, 5))
+    ranks = {r["qid"]: r["first_relevant_rank"] for r in ev.per_question}
+    assert ranks["q1"] == 1 and ranks["q2"] == 1 and ranks["q3"] == 1 and ranks["q4"] is None
+    assert ev.metrics["recall@1"] == pytest.approx(0.75)
+    assert ev.metrics["mrr@10"] == pytest.approx(0.75)
+
+
+def test_metric_values_match_hand_computation():
+    from eval.retrieval import _aggregate, _Judge, _score_rows
+    import numpy as np
+
+    class Stub:  # chunk store with doc ids: positions 0..3
+        _chunks = {"doc_id": ["a", "a", "b", "c"], "text": ["x", "y", "answer here", "z"]}
+
+    judge = _Judge(Stub())
+    examples = [QAExample("1", "q", (), gold_doc_id="a"), QAExample("2", "q", ("ANSWER",))]
+    ids = np.array([[3, 1, 0, -1], [0, 3, 1, 2]])
+    rows = _score_rows(judge, examples, ids, (1, 3))
+    m = _aggregate(rows, (1, 3))
+    # q1: first relevant at rank 2; q2: at rank 4 (case-folded answer match)
+    assert m["recall@1"] == 0 and m["recall@3"] == 0.5
+    assert m["mrr@10"] == pytest.approx((1 / 2 + 1 / 4) / 2)
+    # q1 nDCG: relevant at ranks 2 and 3; ideal has its 2 gold chunks at ranks 1 and 2
+    dcg = 1 / np.log2(3) + 1 / np.log2(4)
+    idcg = 1 + 1 / np.log2(3)
+    assert rows[0]["ndcg@10"] == pytest.approx(dcg / idcg)
+
+
+def test_split_is_deterministic_and_disjoint():
+    exs = [QAExample(str(i), "q", ("a",)) for i in range(200)]
+    calib, held = split_calibration(exs, 0.3)
+    assert split_calibration(exs, 0.3) == (calib, held)
+    assert not {e.qid for e in calib} & {e.qid for e in held}
+    assert 30 < len(calib) < 90
+
+
+def test_report_covers_every_mode_and_is_json(retriever):
+    examples = [QAExample("q", "Matcha powder", ("Matcha",))]
+    report = retrieval_report(retriever, examples)
+    assert set(report["modes"]) == {"dense", "lexical", "hybrid"}
+    assert report["modes"]["hybrid"]["metrics"]["recall@1"] == 1.0
+    json.dumps(report)
+
+
+def test_unjudgeable_questions_are_counted_not_scored(retriever):
+    ev = evaluate_retrieval(retriever, [QAExample("q", "anything", ())], "dense")
+    assert ev.questions == 0 and ev.unjudgeable == 1

@@ -1,0 +1,54 @@
+"""Build real index artifacts in tests through the same plain functions the Flyte tasks call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llmops.config import PipelineConfig, parse_config
+from llmops.indexing import build_index, embed_shard, plan_shards, run_chunking, run_ingest
+from tests.conftest import MINILM
+
+
+def make_config(tmp_path: Path, corpus_dir: Path, **sections) -> PipelineConfig:
+    data = {
+        "corpus": {"sources": [{"kind": "directory", "path": str(corpus_dir)}]},
+        "embedding": {"model": MINILM, "shard_size": 4},
+        "chunking": {"max_tokens": 64, "overlap_tokens": 8},
+        "artifacts": {"root": str(tmp_path / "artifacts")},
+    }
+    for name, value in sections.items():
+        data[name] = {**data.get(name, {}), **value}
+    return parse_config(data).resolved()
+
+
+def build(cfg: PipelineConfig):
+    """ingest -> chunk -> shards -> embed -> index, in-process. Returns (BuildOutput, IngestOutput, ChunkOutput)."""
+    ing = run_ingest(cfg)
+    ch = run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint)
+    shards = plan_shards(cfg, ch.chunks_uri)
+    vectors = [embed_shard(cfg, s, ch.model_digest, show_progress=False) for s in shards]
+    out = build_index(
+        cfg,
+        chunks_uri=ch.chunks_uri,
+        vector_uris=vectors,
+        model_digest=ch.model_digest,
+        max_tokens=ch.max_tokens,
+        corpus_fingerprint=ing.corpus_fingerprint,
+        ingest_report=json.loads(json.dumps(ing.report)),
+        qa_uri=ing.qa_uri,
+    )
+    return out, ing, ch
+
+
+CORPUS = {
+    "volcano.md": "# Volcanoes\n\nA volcano is a rupture in the crust of a planet. Magma rises through vents.\n\n"
+    "Mount Etna in Sicily is one of the most active volcanoes in the world.",
+    "tea.txt": "Green tea is made from Camellia sinensis leaves that have not undergone withering and oxidation.\n\n"
+    "Matcha is a finely ground powder of green tea leaves from Japan.",
+    "rail.md": "# Railways\n\nThe Shinkansen is a network of high-speed railway lines in Japan. "
+    "The first line opened in 1964 between Tokyo and Osaka.",
+    "fuji_ja.md": "# 富士山\n\n富士山は静岡県と山梨県にまたがる活火山である。標高は3776メートルで、日本最高峰の山である。"
+    "\n\n2013年に世界文化遺産に登録された。",
+    "sushi_ja.txt": "寿司は酢飯と魚介類を組み合わせた日本料理である。江戸時代に握り寿司が広まった。",
+}

@@ -1,0 +1,120 @@
+"""The indexing stages end to end, in-process: artifacts, versions, verification, caching, sharding."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmops.artifact import read_manifest, verify_artifact
+from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError
+from llmops.retriever import Retriever
+from tests.conftest import write_corpus
+from tests.helpers import CORPUS, build, make_config
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("indexing")
+    cfg = make_config(tmp, write_corpus(tmp / "corpus", CORPUS))
+    out, ing, ch = build(cfg)
+    return cfg, out, ing, ch
+
+
+def test_manifest_records_lineage_and_every_file(built):
+    cfg, out, ing, _ = built
+    m = verify_artifact(out.artifact_uri)
+    assert m.version == out.version and out.artifact_uri.endswith(m.version)
+    top_level = {name for name in m.files if "/" not in name}
+    assert top_level == {"vectors.faiss", "chunks.parquet", "config.json", "ingest_report.json"}
+    assert any(name.startswith("lexical/") for name in m.files)
+    assert m.corpus["fingerprint"] == ing.corpus_fingerprint
+    assert m.embedding["dimension"] == 384 and len(m.embedding["model_digest"]) == 64
+    assert m.index["type"] == "Flat" and m.counts["chunks"] == m.counts["vectors"] > len(CORPUS)
+    assert {"faiss-cpu", "sentence-transformers", "transformers", "flytekit"} <= set(m.libraries)
+    assert m.lineage["git_sha"] and m.lineage["code_version"]
+    assert json.loads((out_dir(out) / "config.json").read_text())["embedding"]["model"] == cfg.embedding.model
+
+
+def out_dir(out):
+    return Path(out.artifact_uri)
+
+
+def test_same_inputs_same_version_and_reuse(built):
+    cfg, out, _, _ = built
+    again, _, _ = build(cfg)
+    assert again.version == out.version and again.reused
+    assert again.embedding_stats["computed"] == 0  # every vector came from the embedding cache
+
+
+def test_changed_document_changes_version_and_reembeds_only_its_chunks(tmp_path, built):
+    cfg, out, _, _ = built
+    corpus = tmp_path / "corpus"
+    shutil.copytree(cfg.corpus.sources[0].path, corpus)
+    (corpus / "tea.txt").write_text(CORPUS["tea.txt"] + "\n\nSencha is the most popular tea in Japan.")
+    cfg2 = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(
+        update={"sources": (cfg.corpus.sources[0].model_copy(update={"path": str(corpus)}),)})})
+    changed, _, _ = build(cfg2)
+    assert changed.version != out.version and not changed.reused
+    tea_chunks = sum(1 for c in Retriever.load(changed.artifact_uri)._chunks["source"] if c.endswith("tea.txt"))
+    assert 0 < changed.embedding_stats["computed"] <= tea_chunks
+
+
+def test_corrupted_truncated_and_incomplete_artifacts_are_refused(tmp_path, built):
+    _, out, _, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out.artifact_uri, copy)
+    verify_artifact(copy)
+
+    chunks = copy / "chunks.parquet"
+    data = bytearray(chunks.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunks.write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match="chunks.parquet: sha256 mismatch"):
+        Retriever.load(str(copy))
+
+    (copy / "vectors.faiss").write_bytes(b"short")
+    with pytest.raises(ArtifactIntegrityError, match="vectors.faiss: 5 bytes"):
+        verify_artifact(copy)
+
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ArtifactIntegrityError, match="incomplete: no manifest.json"):
+        read_manifest(copy)
+    with pytest.raises(ArtifactNotFoundError):
+        read_manifest(tmp_path / "missing")
+
+
+def test_no_staging_leftovers(built):
+    cfg, _, _, _ = built
+    staging = Path(cfg.artifacts.root, ".staging")
+    assert not staging.exists() or not any(staging.iterdir())
+
+
+def test_shards_give_the_same_index_as_one_shard(tmp_path, built):
+    cfg, out, _, _ = built
+    one_shard = cfg.model_copy(update={
+        "embedding": cfg.embedding.model_copy(update={"shard_size": 100_000, "cache": False}),
+        "artifacts": cfg.artifacts.model_copy(update={"root": str(tmp_path / "one")}),
+    })
+    single, _, _ = build(one_shard)
+    many, one = Retriever.load(out.artifact_uri), Retriever.load(single.artifact_uri)
+    assert many._chunks["chunk_id"] == one._chunks["chunk_id"]
+    a = many._index.reconstruct_n(0, many.size)
+    b = one._index.reconstruct_n(0, one.size)
+    assert np.allclose(a, b, atol=1e-5)
+    for q in ["active volcano in Sicily", "富士山の高さ", "powdered green tea"]:
+        assert [h.chunk_id for h in many.search(q, 3, "hybrid")] == [h.chunk_id for h in one.search(q, 3, "hybrid")]
+
+
+def test_retriever_answers_each_mode_with_sources(built):
+    _, out, _, _ = built
+    r = Retriever.load(out.artifact_uri)
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = r.search("high-speed railway in Japan", 2, mode)
+        assert hits[0].source.endswith("rail.md"), mode
+        assert hits[0].rank == 1 and "Shinkansen" in hits[0].text
+    ja = r.search("日本最高峰の山", 1, "hybrid")[0]
+    assert ja.source.endswith("fuji_ja.md")
+    with pytest.raises(ValueError, match="allowed: dense, lexical, hybrid"):
+        r.search("x", 1, "fuzzy")

@@ -1,0 +1,63 @@
+"""`pyflyte package` compiles every workflow into the specs registration would send (offline, no cluster)."""
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from flyteidl.admin.task_pb2 import TaskSpec
+
+from tests.conftest import REPO_ROOT
+
+CPU_IMAGE = "ghcr.io/example/flyte-llmops:cpu-test"
+GPU_IMAGE = "ghcr.io/example/flyte-llmops:gpu-test"
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> dict[str, TaskSpec]:
+    out = tmp_path_factory.mktemp("pkg") / "flyte-package.tgz"
+    pyflyte = Path(sys.executable).with_name("pyflyte")
+    subprocess.run(
+        [str(pyflyte), "--pkgs", "workflows", "package", "--image", CPU_IMAGE, "--image", f"gpu={GPU_IMAGE}",
+         "-f", "--output", str(out)],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=300,
+    )
+    specs = {}
+    with tarfile.open(out) as tar:
+        for member in tar.getmembers():
+            if "_tasks." in member.name:
+                spec = TaskSpec()
+                spec.ParseFromString(tar.extractfile(member).read())
+                specs[spec.template.id.name] = spec
+    return specs
+
+
+def _resources(spec: TaskSpec) -> dict[str, str]:
+    return {r.name: r.value for r in spec.template.container.resources.requests}
+
+
+def test_embed_task_requests_a_gpu_on_the_gpu_image(package):
+    spec = package["tasks.embed.embed_shard"]
+    from flyteidl.core.tasks_pb2 import Resources
+
+    assert _resources(spec)[Resources.GPU] == "1"
+    assert spec.template.extended_resources.gpu_accelerator.device == "nvidia-l4"
+    assert spec.template.container.image == GPU_IMAGE
+    assert spec.template.metadata.interruptible and spec.template.metadata.retries.retries >= 1
+    assert spec.template.metadata.discoverable  # cached
+
+
+def test_cpu_tasks_use_the_default_image_and_no_gpu(package):
+    from flyteidl.core.tasks_pb2 import Resources
+
+    for name in ("tasks.ingest.ingest", "tasks.chunk.chunk", "tasks.index.build_index"):
+        assert package[name].template.container.image == CPU_IMAGE
+        assert Resources.GPU not in _resources(package[name])
+
+
+def test_cache_version_is_the_code_version(package):
+    from llmops.code_version import code_version
+
+    assert package["tasks.chunk.chunk"].template.metadata.discovery_version == code_version()
+    assert not package["tasks.ingest.ingest"].template.metadata.discoverable  # ingest must always re-read
