@@ -243,7 +243,13 @@ class PipelineConfig(_Strict):
                 return p
             return str((base / p).resolve()) if not Path(p).is_absolute() else p
 
-        sources = tuple(s.model_copy(update={"path": absolute(s.path)}) for s in self.corpus.sources)
+        def source_path(s) -> str:
+            # A Hugging Face dataset path is a Hub id unless such a local path exists.
+            if s.kind == "hf_dataset" and not (base / s.path).exists():
+                return s.path
+            return absolute(s.path)
+
+        sources = tuple(s.model_copy(update={"path": source_path(s)}) for s in self.corpus.sources)
         model = self.embedding.model
         if model.startswith((".", "/")) or (base / model).exists():
             model = absolute(model)
