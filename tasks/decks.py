@@ -80,7 +80,7 @@ def _index_section(manifest: IndexManifest, stats: dict) -> str:
         "default retrieval": f"{manifest.retrieval['mode']}, k={manifest.retrieval['k']}",
         "fusion": f"{fusion['method']}, dense weight {fusion['dense_weight']} ({fusion.get('chosen_by', '')})",
         "chunks / vectors": f"{manifest.counts['chunks']} / {manifest.counts['vectors']}",
-        "embedded this run / from cache": f"{stats.get('computed', 0)} / {stats.get('cached', 0)}",
+        "vectors embedded / taken from the embedding cache": f"{stats.get('computed', 0)} / {stats.get('cached', 0)}",
         "reused existing version": stats.get("reused_existing_version"),
         "git sha": manifest.lineage.get("git_sha"),
     }
