@@ -21,7 +21,15 @@ from llmops.config import EmbeddingConfig
 from llmops.errors import EmbeddingError
 from llmops.storage import tree_digest
 
-__all__ = ["EmbeddingProfile", "Embedder", "PROFILES", "model_digest", "resolve_model_path", "resolve_profile"]
+__all__ = [
+    "EmbeddingProfile",
+    "Embedder",
+    "PROFILES",
+    "get_embedder",
+    "model_digest",
+    "resolve_model_path",
+    "resolve_profile",
+]
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,12 @@ class Embedder:
             show_progress_bar=show_progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def get_embedder(cfg: EmbeddingConfig, profile: EmbeddingProfile | None = None) -> Embedder:
+    """One loaded model per (config, profile) and process: local runs execute every task in one process."""
+    return Embedder(cfg, profile)
 
 
 def describe_device() -> str:

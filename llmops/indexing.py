@@ -34,7 +34,7 @@ from llmops.code_version import code_version
 from llmops.config import PipelineConfig
 from llmops.documents import read_documents, read_qa, write_chunks, write_documents, write_qa
 from llmops.embed_cache import EmbeddingCache
-from llmops.embedding import Embedder
+from llmops.embedding import get_embedder
 from llmops.errors import ArtifactIntegrityError, IndexBuildError
 from llmops.storage import (
     atomic_write_json,
@@ -127,7 +127,7 @@ class ChunkOutput:
 def run_chunking(cfg: PipelineConfig, documents_uri: str, corpus_fingerprint: str) -> ChunkOutput:
     from llmops.chunking import chunk_documents, max_chunk_tokens
 
-    embedder = Embedder(cfg.embedding)
+    embedder = get_embedder(cfg.embedding)
     max_tokens = max_chunk_tokens(
         embedder.tokenizer, embedder.max_seq_length, embedder.profile.passage_prefix, cfg.chunking.max_tokens
     )
@@ -181,7 +181,7 @@ def plan_shards(cfg: PipelineConfig, chunks_uri: str) -> list[str]:
 
 def embed_shard(cfg: PipelineConfig, shard_uri: str, model_digest: str, show_progress: bool = True) -> str:
     """Embed one shard, reusing cached vectors; returns the URI of an .npz with `vectors` and `computed` count."""
-    embedder = Embedder(cfg.embedding)
+    embedder = get_embedder(cfg.embedding)
     if embedder.digest != model_digest:
         raise IndexBuildError(
             f"embedding model files changed during the run (digest {embedder.digest[:12]} != {model_digest[:12]})"
@@ -302,7 +302,7 @@ def _write_artifact(
     cfg, stage, chunks_path, vectors, factory, version, model_digest, max_tokens,
     corpus_fingerprint, ingest_report, qa_uri, flyte_execution_id, scratch,
 ) -> IndexManifest:
-    embedder = Embedder(cfg.embedding)
+    embedder = get_embedder(cfg.embedding)
     built = build_vector_index(vectors, factory, cfg.index)
     write_vector_index(built.index, stage / "vectors.faiss")
     shutil.copyfile(chunks_path, stage / "chunks.parquet")

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from llmops.artifact import IndexManifest, verify_artifact
 from llmops.config import EmbeddingConfig, LexicalConfig
-from llmops.embedding import Embedder, EmbeddingProfile
+from llmops.embedding import Embedder, EmbeddingProfile, get_embedder
 from llmops.errors import ArtifactIntegrityError
 from llmops.fusion import fuse
 from llmops.storage import is_remote
@@ -66,7 +66,7 @@ class Retriever:
         self._chunks = {name: table.column(name).to_pylist() for name in table.column_names}
         self.size = table.num_rows
         emb = manifest.embedding
-        self.embedder = embedder or Embedder(
+        self.embedder = embedder or get_embedder(
             EmbeddingConfig(model=emb["model"], revision=emb.get("revision")),
             profile=EmbeddingProfile(emb["profile"], emb["query_prefix"], emb["passage_prefix"]),
         )

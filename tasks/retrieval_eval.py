@@ -15,11 +15,12 @@ from llmops.documents import read_qa
 from llmops.indexing import read_chunk_table, write_report
 from llmops.retriever import Retriever
 from llmops.storage import fetch_file
-from tasks.common import CPU_RESOURCES, decode_config
+from tasks.common import CACHE_VERSION, CPU_RESOURCES, decode_config
 from tasks.decks import publish, run_summary_deck
 
 
-@task(requests=CPU_RESOURCES, enable_deck=True)
+# Cached: every input is content-addressed, so the same index and eval set give the same report.
+@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
 def evaluate_retrieval(
     config_json: str,
     index: FlyteDirectory,
