@@ -109,7 +109,8 @@ def run_ingest(cfg: PipelineConfig) -> IngestOutput:
                 put_file(scratch / "qa.jsonl", qa_uri)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return IngestOutput(documents_uri, qa_uri, fingerprint, result.report.to_dict())
+    report = result.report.to_dict() | {"qa_examples": len(qa), "eval_set": cfg.eval.qa_path}
+    return IngestOutput(documents_uri, qa_uri, fingerprint, report)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -476,7 +476,9 @@ def _vertical_bars(
 
 
 def publish_deck(name: str, html: str) -> None:
-    """Add `html` (a `fragment(...)`) as deck tab `name` of the running Flyte task; a no-op outside a task.
+    """Publish `html` (a `fragment(...)`) as the running Flyte task's deck, tab `name`; a no-op outside a task.
+
+    One deck per task: publishing replaces what the task published before.
 
     Outside a task flytekit would still accept `Deck(...)` and keep it in a process-wide list that nothing ever
     writes, so we check the execution mode first. Inside a task declared without `enable_deck=True` flytekit
@@ -492,4 +494,7 @@ def publish_deck(name: str, html: str) -> None:
     if not params.enable_deck:
         log.warning("deck %r not published: task %s has enable_deck=False", name, params.task_id)
         return
+    # Local runs execute every task in one process and flytekit keeps one deck list for all of them, so each
+    # task's deck.html would repeat the tabs of the tasks before it. Our tasks publish one deck each: start afresh.
+    params.decks.clear()
     Deck(name, html)

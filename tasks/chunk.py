@@ -13,7 +13,7 @@ from tasks.decks import chunk_deck, publish
 ChunkOutputs = typing.NamedTuple("ChunkOutputs", [("chunks_uri", str), ("model_digest", str), ("max_tokens", int)])
 
 
-@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
+@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True, deck_fields=())
 def chunk(config_json: str, documents_uri: str, corpus_fingerprint: str) -> ChunkOutputs:
     out = run_chunking(decode_config(config_json), documents_uri, corpus_fingerprint)
     table = read_chunk_table(out.chunks_uri)

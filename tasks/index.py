@@ -20,7 +20,7 @@ IndexOutputs = typing.NamedTuple(
 )
 
 
-@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
+@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True, deck_fields=())
 def build_index(
     config_json: str,
     chunks_uri: str,

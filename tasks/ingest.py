@@ -18,7 +18,7 @@ IngestOutputs = typing.NamedTuple(
 
 
 # Not cached: the corpus can change while the config stays the same; ingest is what notices.
-@task(requests=CPU_RESOURCES, enable_deck=True)
+@task(requests=CPU_RESOURCES, enable_deck=True, deck_fields=())
 def ingest(config_json: str) -> IngestOutputs:
     out = run_ingest(decode_config(config_json))
     publish("Ingest", ingest_deck(out.report))

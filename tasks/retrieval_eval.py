@@ -20,7 +20,7 @@ from tasks.decks import publish, run_summary_deck
 
 
 # Cached: every input is content-addressed, so the same index and eval set give the same report.
-@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True)
+@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True, deck_fields=())
 def evaluate_retrieval(
     config_json: str,
     index: FlyteDirectory,
