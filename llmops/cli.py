@@ -60,7 +60,9 @@ def search(
         hits = Retriever.load(index).search(query, k, mode)
     except LLMOpsError as e:
         _fail(e)
-    t = Table("rank", "score", "source", "text")
+    t = Table("rank", "score")
+    t.add_column("source", overflow="fold")
+    t.add_column("text", overflow="fold")
     for h in hits:
         t.add_row(str(h.rank), f"{h.score:.4f}", h.source, h.text[:160].replace("\n", " "))
     out.print(t)

@@ -1,0 +1,58 @@
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from llmops.cli import app
+from tests.conftest import REPO_ROOT, write_corpus
+from tests.helpers import CORPUS, build, make_config
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    out, _, _ = build(make_config(tmp, write_corpus(tmp / "corpus", CORPUS)))
+    return out.artifact_uri
+
+
+def test_validate_config_ok_and_error_exit_code(tmp_path):
+    ok = runner.invoke(app, ["validate-config", str(REPO_ROOT / "configs/quickstart.yaml")])
+    assert ok.exit_code == 0 and '"shard_size": 16' in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("corpus: {sources: []}\nembedding: {model: m, batch_size: -1}\n")
+    res = runner.invoke(app, ["validate-config", str(bad)])
+    assert res.exit_code == 2
+    assert "corpus.sources" in res.output and "embedding.batch_size" in res.output
+
+
+def test_search_and_verify(index_dir, tmp_path):
+    res = runner.invoke(app, ["search", index_dir, "matcha green tea powder", "--k", "2", "--mode", "lexical"])
+    assert res.exit_code == 0 and "tea.txt" in res.output
+    assert runner.invoke(app, ["verify", index_dir]).exit_code == 0
+
+    broken = tmp_path / "broken"
+    shutil.copytree(index_dir, broken)
+    (broken / "vectors.faiss").unlink()
+    res = runner.invoke(app, ["verify", str(broken)])
+    assert res.exit_code == 2 and "vectors.faiss: missing" in res.output
+
+
+def test_eval_retrieval_writes_json(index_dir, tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "Which railway opened in 1964?", "answers": ["Shinkansen"]}) + "\n")
+    out = tmp_path / "report.json"
+    res = runner.invoke(app, ["eval-retrieval", "--index", index_dir, "--qa", str(qa), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["modes"]["lexical"]["metrics"]["recall@1"] == 1.0
+    assert report["questions"] == 1
+
+
+def test_eval_retrieval_bad_eval_set_names_the_line(index_dir, tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"question": "ok", "answers": ["a"]}\n{"question": 3}\n')
+    res = runner.invoke(app, ["eval-retrieval", "--index", index_dir, "--qa", str(qa)])
+    assert res.exit_code == 2 and "line 2" in res.output
