@@ -21,5 +21,5 @@ IngestOutputs = typing.NamedTuple(
 @task(requests=CPU_RESOURCES, enable_deck=True, deck_fields=())
 def ingest(config_json: str) -> IngestOutputs:
     out = run_ingest(decode_config(config_json))
-    publish("Ingest", ingest_deck(out.report))
+    publish("Ingest", ingest_deck(out.report, out.seconds))
     return IngestOutputs(out.documents_uri, out.qa_uri, out.corpus_fingerprint, json.dumps(out.report))
