@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -18,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError
-from llmops.storage import file_checksums, sha256_file
+from llmops.storage import file_checksums, is_remote, sha256_file
 
 __all__ = [
     "MANIFEST_NAME",
@@ -27,6 +30,7 @@ __all__ = [
     "IndexManifest",
     "git_sha",
     "library_versions",
+    "materialize",
     "read_manifest",
     "verify_artifact",
 ]
@@ -150,3 +154,21 @@ def verify_artifact(directory: str | os.PathLike) -> IndexManifest:
             + "\nRebuild it; never edit an artifact in place."
         )
     return manifest
+
+
+def materialize(uri: str, cache_dir: str | None = None) -> Path:
+    """A local folder holding the artifact at `uri` (object-store artifacts are downloaded once per version)."""
+    if not is_remote(uri):
+        return Path(uri.removeprefix("file://"))
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(uri)
+    local = Path(cache_dir or Path(tempfile.gettempdir(), "llmops-artifacts")) / Path(path).name
+    if not (local / MANIFEST_NAME).exists():
+        staged = local.with_name(f"{local.name}.{uuid.uuid4().hex}.partial")
+        fs.get(path.rstrip("/") + "/", str(staged), recursive=True)
+        try:
+            staged.rename(local)
+        except OSError:  # another process downloaded it first
+            shutil.rmtree(staged, ignore_errors=True)
+    return local

@@ -37,7 +37,7 @@ def validate_config(path: Path) -> None:
 def verify(index: str) -> None:
     """Verify an index artifact's checksums against its manifest."""
     from llmops.artifact import verify_artifact
-    from llmops.retriever import materialize
+    from llmops.artifact import materialize
 
     try:
         m = verify_artifact(materialize(index))

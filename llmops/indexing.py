@@ -28,6 +28,7 @@ from llmops.artifact import (
     git_sha,
     library_versions,
     utc_now,
+    materialize,
     verify_artifact,
 )
 from llmops.code_version import code_version
@@ -35,7 +36,7 @@ from llmops.config import PipelineConfig
 from llmops.documents import read_documents, read_qa, write_chunks, write_documents, write_qa
 from llmops.embed_cache import EmbeddingCache
 from llmops.embedding import get_embedder
-from llmops.errors import ArtifactIntegrityError, IndexBuildError
+from llmops.errors import IndexBuildError
 from llmops.storage import (
     atomic_write_json,
     digest_of,
@@ -233,16 +234,24 @@ class BuildOutput:
     embedding_stats: dict  # computed / cached counts, seconds
 
 
-def _load_vectors(uris: list[str], scratch: Path) -> tuple[np.ndarray, dict]:
-    parts, computed, seconds = [], 0, 0.0
+def _embedding_stats(uris: list[str], scratch: Path) -> dict:
+    """Computed vs cached vector counts over all shards (npz members load lazily: vectors are not read)."""
+    vectors = computed = 0
+    seconds = 0.0
+    for uri in uris:
+        with np.load(fetch_file(uri, scratch)) as data:
+            vectors += data["vectors"].shape[0] if "vectors" in data.files else 0
+            computed += int(data["computed"])
+            seconds += float(data["seconds"])
+    return {"vectors": vectors, "computed": computed, "cached": vectors - computed, "embed_seconds": round(seconds, 3)}
+
+
+def _load_vectors(uris: list[str], scratch: Path) -> np.ndarray:
+    parts = []
     for uri in uris:
         with np.load(fetch_file(uri, scratch)) as data:
             parts.append(data["vectors"])
-            computed += int(data["computed"])
-            seconds += float(data["seconds"])
-    vectors = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    return vectors, {"vectors": len(vectors), "computed": computed, "cached": len(vectors) - computed,
-                     "embed_seconds": round(seconds, 3)}
+    return np.concatenate(parts)
 
 
 def index_version(cfg: PipelineConfig, chunks_uri: str, model_digest: str, factory: str, qa_uri: str | None) -> str:
@@ -280,32 +289,57 @@ def build_index(
         factory = choose_index_type(n_chunks, cfg.index)
         version = index_version(cfg, chunks_uri, model_digest, factory, qa_uri)
         artifact_uri = join_uri(cfg.artifacts.root, "indexes", version)
-        vectors, stats = _load_vectors(vector_uris, scratch)
+        stats = _embedding_stats(vector_uris, scratch)
         if uri_exists(join_uri(artifact_uri, MANIFEST_NAME)):
-            try:
-                verify_artifact(artifact_uri)
-                return BuildOutput(artifact_uri, version, True, stats)
-            except ArtifactIntegrityError:
-                # Never repair in place: the damaged folder is left for inspection and the build fails loudly.
-                raise
+            # Reuse only a verified artifact; a damaged one fails the build and is left for inspection.
+            verify_artifact(materialize(artifact_uri))
+            return BuildOutput(artifact_uri, version, True, stats)
+        vectors = _load_vectors(vector_uris, scratch)
         if len(vectors) != n_chunks:
             raise IndexBuildError(f"{len(vectors)} vectors for {n_chunks} chunks: shard outputs are incomplete")
         stage = staging_dir(cfg.artifacts.root)
-        manifest = _write_artifact(
-            cfg, stage, chunks_path, vectors, factory, version, model_digest, max_tokens,
-            corpus_fingerprint, ingest_report, qa_uri, flyte_execution_id, scratch,
-        )
-        atomic_write_json(stage / MANIFEST_NAME, manifest.model_dump())
-        publish_directory(stage, artifact_uri)
+        try:
+            manifest = _write_artifact(
+                cfg,
+                stage=stage,
+                chunks_path=chunks_path,
+                vectors=vectors,
+                factory=factory,
+                version=version,
+                model_digest=model_digest,
+                max_tokens=max_tokens,
+                corpus_fingerprint=corpus_fingerprint,
+                ingest_report=ingest_report,
+                qa_uri=qa_uri,
+                flyte_execution_id=flyte_execution_id,
+                scratch=scratch,
+            )
+            atomic_write_json(stage / MANIFEST_NAME, manifest.model_dump())
+            publish_directory(stage, artifact_uri)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)  # gone already when published
         return BuildOutput(artifact_uri, version, False, stats)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _write_artifact(
-    cfg, stage, chunks_path, vectors, factory, version, model_digest, max_tokens,
-    corpus_fingerprint, ingest_report, qa_uri, flyte_execution_id, scratch,
+    cfg: PipelineConfig,
+    *,
+    stage: Path,
+    chunks_path: Path,
+    vectors: np.ndarray,
+    factory: str,
+    version: str,
+    model_digest: str,
+    max_tokens: int,
+    corpus_fingerprint: str,
+    ingest_report: dict,
+    qa_uri: str | None,
+    flyte_execution_id: str | None,
+    scratch: Path,
 ) -> IndexManifest:
+    """Write every artifact file into `stage` and return the manifest describing them."""
     embedder = get_embedder(cfg.embedding)
     built = build_vector_index(vectors, factory, cfg.index)
     write_vector_index(built.index, stage / "vectors.faiss")

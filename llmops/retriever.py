@@ -5,7 +5,6 @@ Evaluation and serving both use this class, so what is measured is what is serve
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -13,15 +12,14 @@ from typing import Literal, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
-from llmops.artifact import IndexManifest, verify_artifact
+from llmops.artifact import IndexManifest, materialize, verify_artifact
 from llmops.config import EmbeddingConfig, LexicalConfig
 from llmops.embedding import Embedder, EmbeddingProfile, get_embedder
 from llmops.errors import ArtifactIntegrityError
 from llmops.fusion import fuse
-from llmops.storage import is_remote
 from llmops.vector_index import load_vector_index
 
-__all__ = ["Mode", "Retriever", "SearchHit", "materialize"]
+__all__ = ["Mode", "Retriever", "SearchHit"]
 
 Mode = Literal["dense", "lexical", "hybrid"]
 MODES: tuple[str, ...] = ("dense", "lexical", "hybrid")
@@ -41,21 +39,6 @@ class SearchHit:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def materialize(uri: str, cache_dir: str | None = None) -> Path:
-    """A local folder holding the artifact at `uri` (object-store artifacts are downloaded once per version)."""
-    if not is_remote(uri):
-        return Path(uri.removeprefix("file://"))
-    from fsspec.core import url_to_fs
-
-    fs, path = url_to_fs(uri)
-    local = Path(cache_dir or Path(tempfile.gettempdir(), "llmops-artifacts")) / Path(path).name
-    if not (local / "manifest.json").exists():
-        staged = local.with_name(local.name + ".partial")
-        fs.get(path.rstrip("/") + "/", str(staged), recursive=True)
-        staged.rename(local)
-    return local
 
 
 class Retriever:

@@ -9,8 +9,7 @@ import typing
 from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 
-from llmops.artifact import read_manifest
-from llmops.retriever import materialize
+from llmops.artifact import materialize, read_manifest
 from llmops.indexing import build_index as build_index_fn
 from tasks.common import CACHE_VERSION, CPU_RESOURCES, decode_config, execution_id
 from tasks.decks import index_deck, publish
