@@ -60,6 +60,7 @@ class QAExample:
     answers: tuple[str, ...]
     gold_doc_id: str | None = None  # the document the question was written on, when known (SQuAD contexts)
     lang: str = "en"
+    reference_contexts: tuple[str, ...] = ()  # passages that support the answer (JSONL eval sets may give them)
 
 
 def _write_table(rows: list[dict], schema: pa.Schema, path: Path) -> None:
@@ -124,5 +125,7 @@ def read_qa(path: Path) -> list[QAExample]:
         for line in f:
             if line.strip():
                 r = json.loads(line)
-                out.append(QAExample(**{**r, "answers": tuple(r["answers"])}))
+                r["answers"] = tuple(r["answers"])
+                r["reference_contexts"] = tuple(r.get("reference_contexts", ()))
+                out.append(QAExample(**r))
     return out

@@ -1,4 +1,5 @@
-"""Evaluation sets: SQuAD-format JSON or JSONL (`question`, `answers`, optional `id`, `gold_doc_id`)."""
+"""Evaluation sets: SQuAD-format JSON or JSONL (`question`, `answers`, optional `id`, `gold_doc_id`,
+`reference_contexts`)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def _load_jsonl(path: Path) -> list[QAExample]:
                 answers = [answers]
             if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
                 raise EvalDataError(f"{path} line {n}: `answers` must be a list of strings")
+            references = rec.get("reference_contexts", [])
+            if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+                raise EvalDataError(f"{path} line {n}: `reference_contexts` must be a list of strings")
             out.append(
                 QAExample(
                     qid=str(rec.get("id") or content_id(f"{path.name}:{n}:{question}")),
@@ -49,6 +53,7 @@ def _load_jsonl(path: Path) -> list[QAExample]:
                     answers=tuple(answers),
                     gold_doc_id=rec.get("gold_doc_id"),
                     lang=detect_lang(question),
+                    reference_contexts=tuple(references),
                 )
             )
     if not out:

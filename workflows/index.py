@@ -23,11 +23,21 @@ from tasks.retrieval_eval import evaluate_retrieval
 IndexCorpusOutputs = typing.NamedTuple(
     "IndexCorpusOutputs", [("index", FlyteDirectory), ("version", str), ("retrieval_report", FlyteFile)]
 )
+IndexStageOutputs = typing.NamedTuple(
+    "IndexStageOutputs",
+    [
+        ("index", FlyteDirectory),
+        ("version", str),
+        ("retrieval_report", FlyteFile),
+        ("documents_uri", str),
+        ("qa_uri", typing.Optional[str]),
+    ],
+)
 
 
 @workflow
-def index_corpus(config: FlyteFile) -> IndexCorpusOutputs:
-    config_json = resolve_config(config=config)
+def index_stage(config_json: str) -> IndexStageOutputs:
+    """The indexing stages on a validated config; llmops_pipeline reuses them with the eval inputs exposed."""
     docs = ingest(config_json=config_json)
     chunks = chunk(
         config_json=config_json, documents_uri=docs.documents_uri, corpus_fingerprint=docs.corpus_fingerprint
@@ -52,4 +62,11 @@ def index_corpus(config: FlyteFile) -> IndexCorpusOutputs:
         ingest_report_json=docs.report_json,
         index_stats_json=built.stats_json,
     )
-    return IndexCorpusOutputs(built.index, built.version, report)
+    return IndexStageOutputs(built.index, built.version, report, docs.documents_uri, docs.qa_uri)
+
+
+@workflow
+def index_corpus(config: FlyteFile) -> IndexCorpusOutputs:
+    config_json = resolve_config(config=config)
+    out = index_stage(config_json=config_json)
+    return IndexCorpusOutputs(out.index, out.version, out.retrieval_report)
