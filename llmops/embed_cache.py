@@ -22,6 +22,13 @@ __all__ = ["EmbeddingCache"]
 _KEY_BYTES = 16
 
 
+def _split_keys(stored: np.ndarray) -> list[bytes]:
+    """The keys of a segment, each exactly _KEY_BYTES long. Indexing an `S16` array strips trailing NUL bytes
+    (digests end in one about once in 256), so the raw buffer is cut instead."""
+    raw = stored.tobytes()
+    return [raw[i : i + _KEY_BYTES] for i in range(0, len(raw), _KEY_BYTES)]
+
+
 class EmbeddingCache:
     def __init__(self, root: str, model_digest: str, passage_prefix: str):
         namespace = hashlib.sha256(f"{model_digest}\0{passage_prefix}".encode()).hexdigest()[:24]
@@ -44,8 +51,8 @@ class EmbeddingCache:
             index: dict[bytes, tuple[str, int]] = {}
             for seg in self._segments():
                 with fsspec.open(seg, "rb") as f, np.load(f) as data:
-                    for row, key in enumerate(data["keys"]):
-                        index.setdefault(bytes(key), (seg, row))
+                    for row, key in enumerate(_split_keys(data["keys"])):
+                        index.setdefault(key, (seg, row))
             self._index = index
         return self._index
 

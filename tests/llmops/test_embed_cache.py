@@ -25,3 +25,21 @@ def test_segments_are_written_atomically(tmp_path):
     cache.add(cache.keys(["x"]), np.ones((1, 3), np.float32))
     files = list((tmp_path / "embedding-cache").rglob("*"))
     assert [f.suffix for f in files if f.is_file()] == [".npz"]  # no temp files left behind
+
+
+def test_keys_ending_in_nul_bytes_are_found_again(tmp_path):
+    # numpy's S16 strips trailing NULs on element access; about 1 key in 256 ends in b"\x00".
+    cache = EmbeddingCache(str(tmp_path), "m", "")
+    texts = [f"chunk {i}" for i in range(2000)]
+    nul_texts = [t for t, k in zip(texts, cache.keys(texts)) if k.endswith(b"\x00")][:3]
+    assert nul_texts, "no text with a key ending in NUL among 2000 (expected ~8)"
+    texts = ["plain", *nul_texts]
+    vectors = np.arange(len(texts) * 2, dtype=np.float32).reshape(-1, 2)
+    cache.add(cache.keys(texts), vectors)
+    handmade = [b"\x07" * 14 + b"\x00\x00", b"\x00" * 16]  # several trailing NULs, and nothing but NULs
+    cache.add(handmade, np.ones((2, 2), np.float32))
+
+    reopened = EmbeddingCache(str(tmp_path), "m", "")  # reads the keys back from the segment files
+    found, got = reopened.lookup(reopened.keys(texts) + handmade, 2)
+    assert found.all()
+    assert np.array_equal(got[: len(texts)], vectors)
