@@ -16,6 +16,7 @@ __all__ = [
     "ArtifactIntegrityError",
     "ArtifactNotFoundError",
     "EvalDataError",
+    "RegistryError",
 ]
 
 
@@ -59,3 +60,7 @@ class ArtifactIntegrityError(LLMOpsError):
 
 class EvalDataError(LLMOpsError):
     """An evaluation set is malformed (names the file and the record at fault)."""
+
+
+class RegistryError(LLMOpsError):
+    """A release or alias is missing or malformed, or a promotion is not allowed."""
