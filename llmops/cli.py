@@ -97,3 +97,117 @@ def eval_retrieval(
         t.add_row(mode, *(f"{v:.4f}" for v in r["metrics"].values()))
     out.print(t)
     out.print(f"{report['questions']} questions; report written to {out_path}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# llmops registry ...
+# ---------------------------------------------------------------------------------------------------------------
+
+registry_app = typer.Typer(no_args_is_help=True, help="Releases and aliases (production, staging, ...).")
+app.add_typer(registry_app, name="registry")
+
+RootOption = typer.Option(
+    None, "--root", envvar="LLMOPS_REGISTRY", help="registry root (path or URI); default: from --config"
+)
+ConfigOption = typer.Option(Path("configs/quickstart.yaml"), "--config", help="config whose artifacts.registry to use")
+
+
+def _registry(root: Optional[str], config: Path):
+    from llmops.config import load_config
+    from llmops.registry import ReleaseRegistry
+
+    if root is None:
+        root = load_config(config).resolved().artifacts.registry_root
+    return ReleaseRegistry(root)
+
+
+@registry_app.command("list")
+def registry_list(root: Optional[str] = RootOption, config: Path = ConfigOption) -> None:
+    """Every release, newest last, with the aliases that point at it."""
+    try:
+        reg = _registry(root, config)
+        releases, aliases = reg.releases(), reg.aliases()
+    except LLMOpsError as e:
+        _fail(e)
+    by_release: dict[str, list[str]] = {}
+    for alias, pointer in aliases.items():
+        by_release.setdefault(pointer.release, []).append(alias)
+    t = Table()
+    t.add_column("release", no_wrap=True)
+    for name in ("created", "index", "adapter", "gates", "aliases"):
+        t.add_column(name, overflow="fold")
+    for r in releases:
+        gates = "[green]passed[/]" if r.gates_passed else "[red]failed[/]"
+        t.add_row(r.release, r.created_at, r.index_version, r.adapter_version or "-", gates,
+                  ", ".join(by_release.get(r.release, [])))
+    out.print(t)
+
+
+@registry_app.command("show")
+def registry_show(
+    release: str = typer.Argument(..., help="release id, or an alias such as production"),
+    root: Optional[str] = RootOption,
+    config: Path = ConfigOption,
+) -> None:
+    """A release as JSON (an alias shows the release it points at, and its history)."""
+    try:
+        reg = _registry(root, config)
+        found = reg.get(release) if release.startswith("r-") else reg.resolve(release)
+        if found is None:
+            raise typer.BadParameter(f"alias {release!r} points at nothing yet")
+        history = [] if release.startswith("r-") else [e.model_dump() for e in reg.history(release)]
+    except LLMOpsError as e:
+        _fail(e)
+    out.print_json(data={"release": found.model_dump(mode="json"), **({"history": history} if history else {})})
+
+
+@registry_app.command("diff")
+def registry_diff(
+    a: str = typer.Argument(..., help="release id or alias"),
+    b: str = typer.Argument(..., help="release id or alias"),
+    root: Optional[str] = RootOption,
+    config: Path = ConfigOption,
+) -> None:
+    """What changed between two releases: artifacts, metrics and config."""
+    from llmops.registry import diff_releases
+
+    try:
+        reg = _registry(root, config)
+        ra, rb = (reg.get(x) if x.startswith("r-") else reg.resolve(x) for x in (a, b))
+        if ra is None or rb is None:
+            raise typer.BadParameter("an alias in the diff points at nothing yet")
+    except LLMOpsError as e:
+        _fail(e)
+    out.print_json(data=diff_releases(ra, rb))
+
+
+@registry_app.command("promote")
+def registry_promote(
+    release: str,
+    alias: str = typer.Option("production", "--alias"),
+    force: bool = typer.Option(False, "--force", help="promote a release whose gates failed (needs --reason)"),
+    reason: Optional[str] = typer.Option(None, "--reason", help="why; kept in the alias history"),
+    root: Optional[str] = RootOption,
+    config: Path = ConfigOption,
+) -> None:
+    """Point an alias at a release."""
+    try:
+        event = _registry(root, config).promote(release, alias, force=force, reason=reason)
+    except LLMOpsError as e:
+        _fail(e)
+    out.print(f"[green]{alias}[/] -> {event.release} (was {event.previous or 'nothing'})")
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    alias: str = typer.Option("production", "--alias"),
+    reason: Optional[str] = typer.Option(None, "--reason"),
+    root: Optional[str] = RootOption,
+    config: Path = ConfigOption,
+) -> None:
+    """Point an alias back at the release it pointed to before."""
+    try:
+        event = _registry(root, config).rollback(alias, reason=reason)
+    except LLMOpsError as e:
+        _fail(e)
+    out.print(f"[yellow]{alias}[/] rolled back -> {event.release} (was {event.previous})")

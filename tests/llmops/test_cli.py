@@ -56,3 +56,33 @@ def test_eval_retrieval_bad_eval_set_names_the_line(index_dir, tmp_path):
     qa.write_text('{"question": "ok", "answers": ["a"]}\n{"question": 3}\n')
     res = runner.invoke(app, ["eval-retrieval", "--index", index_dir, "--qa", str(qa)])
     assert res.exit_code == 2 and "line 2" in res.output
+
+
+def test_registry_commands_promote_show_diff_rollback(tmp_path):
+    from llmops.registry import ReleaseRegistry
+    from tests.llmops.test_registry import release_fields
+
+    root = str(tmp_path / "registry")
+    reg = ReleaseRegistry(root)
+    good = reg.register(**release_fields("idx1")).release
+    failed = reg.register(**release_fields("idx2", passed=False, rouge=0.3)).release
+
+    def run(*args):
+        return runner.invoke(app, ["registry", *args, "--root", root])
+
+    assert run("promote", good).exit_code == 0
+    refused = run("promote", failed)
+    assert refused.exit_code == 2 and "--force --reason" in refused.output
+    assert run("promote", failed, "--force").exit_code == 2  # no reason
+    forced = run("promote", failed, "--force", "--reason", "demo")
+    assert forced.exit_code == 0 and f"production -> {failed}" in forced.output
+
+    listed = run("list")
+    assert good in listed.output and failed in listed.output and "production" in listed.output
+    shown = json.loads(run("show", "production").output)
+    assert shown["release"]["release"] == failed and shown["history"][-1]["reason"] == "demo"
+    diff = json.loads(run("diff", good, failed).output)
+    assert diff["changed"]["index_version"] == ["idx1", "idx2"] and diff["metrics"]["rouge_l"]["to"] == 0.3
+
+    back = run("rollback")
+    assert back.exit_code == 0 and reg.resolve("production").release == good
