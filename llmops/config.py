@@ -349,6 +349,10 @@ class JudgeConfig(_Strict):
     api_key_env: str = "LLMOPS_JUDGE_API_KEY"
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=1, ge=0)
+    max_tokens: int = Field(
+        default=1024, gt=0, description="reply budget per judge call (ragas' default); must fit the judge's context"
+    )
+    max_concurrency: int = Field(default=4, gt=0, description="judge calls in flight at once")
 
 
 class RagasConfig(_Strict):
@@ -414,6 +418,13 @@ class ArtifactsConfig(_Strict):
         default="artifacts",
         description="artifact store: local path or s3:// / gs:// URI; indexes, embedding cache and reports",
     )
+    registry: str | None = Field(
+        default=None, description="release registry root (local path or URI); None = <root>/registry"
+    )
+
+    @property
+    def registry_root(self) -> str:
+        return self.registry or self.root.rstrip("/") + "/registry"
 
 
 class PipelineConfig(_Strict):
@@ -459,18 +470,29 @@ class PipelineConfig(_Strict):
                 return s.path
             return absolute(s.path)
 
+        def model_ref(ref: str) -> str:
+            # A model is a Hub id unless it looks like a path or such a local path exists.
+            return absolute(ref) if ref.startswith((".", "/")) or (base / ref).exists() else ref
+
         sources = tuple(s.model_copy(update={"path": source_path(s)}) for s in self.corpus.sources)
-        model = self.embedding.model
-        if model.startswith((".", "/")) or (base / model).exists():
-            model = absolute(model)
-        return self.model_copy(
-            update={
-                "corpus": self.corpus.model_copy(update={"sources": sources}),
-                "embedding": self.embedding.model_copy(update={"model": model}),
-                "eval": self.eval.model_copy(update={"qa_path": absolute(self.eval.qa_path)}),
-                "artifacts": self.artifacts.model_copy(update={"root": absolute(self.artifacts.root)}),
-            }
-        )
+        metrics = self.eval.metrics
+        if metrics.bertscore is not None:
+            metrics = metrics.model_copy(
+                update={"bertscore": metrics.bertscore.model_copy(update={"model": model_ref(metrics.bertscore.model)})}
+            )
+        update = {
+            "corpus": self.corpus.model_copy(update={"sources": sources}),
+            "embedding": self.embedding.model_copy(update={"model": model_ref(self.embedding.model)}),
+            "eval": self.eval.model_copy(update={"qa_path": absolute(self.eval.qa_path), "metrics": metrics}),
+            "artifacts": self.artifacts.model_copy(
+                update={"root": absolute(self.artifacts.root), "registry": absolute(self.artifacts.registry)}
+            ),
+            "finetune": self.finetune.model_copy(update={"train_path": absolute(self.finetune.train_path)}),
+            "gates": self.gates.model_copy(update={"baseline_report": absolute(self.gates.baseline_report)}),
+        }
+        if self.llm is not None:
+            update["llm"] = self.llm.model_copy(update={"model": model_ref(self.llm.model)})
+        return self.model_copy(update=update)
 
 
 def _format_error(err: dict) -> str:
