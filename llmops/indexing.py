@@ -348,8 +348,10 @@ def _write_artifact(
     if cfg.lexical.enabled:
         from llmops.lexical import LexicalIndex
 
-        texts = pq.read_table(chunks_path, columns=["text"]).column("text").to_pylist()
-        LexicalIndex.build(texts, cfg.lexical).save(stage / "lexical")
+        table = pq.read_table(chunks_path, columns=["title", "text"])
+        # BM25 sees each chunk headed by its document's title; the stored chunk text stays as it is.
+        texts, titles = table.column("text").to_pylist(), table.column("title").to_pylist()
+        LexicalIndex.build(texts, cfg.lexical, titles=titles).save(stage / "lexical")
         lexical_meta = cfg.lexical.model_dump()
     atomic_write_json(stage / "config.json", cfg.model_dump(mode="json"))
     atomic_write_json(stage / "ingest_report.json", ingest_report)

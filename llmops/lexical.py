@@ -1,7 +1,9 @@
 """BM25 over chunk texts (bm25s), with a tokenizer that works for Japanese and other unspaced CJK text.
 
 bm25s is given token-id lists and our own vocabulary, so the tokenizer chosen here (not bm25s' English
-splitter) decides what a term is, at build time and at query time alike.
+splitter) decides what a term is, at build time and at query time alike. Each chunk is indexed headed by its
+document's title (`titled`): questions often name the subject of a page ("the capital of Laos?") that its
+paragraphs never repeat. Only the BM25 side sees the title; chunk texts and embeddings are unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from llmops.config import LexicalConfig
 from llmops.errors import ArtifactNotFoundError, ConfigError, IndexBuildError
 
-__all__ = ["LexicalIndex", "TokenizerMode", "tokenize"]
+__all__ = ["LexicalIndex", "TokenizerMode", "titled", "tokenize"]
 
 TokenizerMode = Literal["auto", "word", "mecab", "bigram"]
 
@@ -73,6 +75,13 @@ def tokenize(text: str, mode: TokenizerMode) -> list[str]:
     if mode == "auto":
         return _by_script(text, _mecab_and_bigrams if _KANA.search(text) else _bigrams)
     raise ValueError(f"unknown tokenizer mode {mode!r}; allowed: auto, word, mecab, bigram")
+
+
+def titled(title: str | None, text: str) -> str:
+    """What BM25 indexes for a chunk: its document's title on a line before the text, underscores read as spaces
+    (SQuAD titles are page names such as Super_Bowl_50); the text alone when the document has no title."""
+    title = (title or "").replace("_", " ").strip()
+    return f"{title}\n{text}" if title else text
 
 
 def _words(text: str) -> list[str]:
@@ -129,14 +138,22 @@ _META_FILE = "lexical.json"  # the tokenizer and parameters the index was built 
 class LexicalIndex:
     """BM25 (Lucene variant) over texts; `search` returns positions in the texts it was built from."""
 
-    def __init__(self, bm25: bm25s.BM25, cfg: LexicalConfig):
+    def __init__(self, bm25: bm25s.BM25, cfg: LexicalConfig, fields: str = "text"):
         self._bm25 = bm25
         self._cfg = cfg
+        self.fields = fields  # what was indexed per text: "title + text" or "text"
 
     @classmethod
-    def build(cls, texts: Sequence[str], cfg: LexicalConfig) -> "LexicalIndex":
+    def build(
+        cls, texts: Sequence[str], cfg: LexicalConfig, titles: Sequence[str | None] | None = None
+    ) -> "LexicalIndex":
+        """Index `texts`; with `titles` (one per text), each text is indexed as `titled(title, text)`."""
         if not texts:
             raise IndexBuildError("cannot build a lexical index from no texts")
+        if titles is not None:
+            if len(titles) != len(texts):
+                raise IndexBuildError(f"{len(titles)} titles for {len(texts)} texts: give one title per text")
+            texts = [titled(title, text) for title, text in zip(titles, texts)]
         token_lists = [tokenize(t, cfg.tokenizer) for t in texts]
         # Sorted vocabulary: ids, and so the saved files, depend only on the set of terms.
         vocab = {tok: i for i, tok in enumerate(sorted({t for toks in token_lists for t in toks}))}
@@ -149,13 +166,14 @@ class LexicalIndex:
                 create_empty_token=False,  # unknown query terms are dropped before scoring instead
                 show_progress=False,
             )
-        return cls(bm25, cfg)
+        return cls(bm25, cfg, "text" if titles is None else "title + text")
 
     def save(self, directory: Path) -> list[str]:
         """Write the index into `directory`; returns the file names written, relative to it."""
         directory = Path(directory)
         self._bm25.save(directory, show_progress=False, **_BM25_FILES)
-        meta = {"format": 1, "tokenizer": self._cfg.tokenizer, "k1": self._cfg.k1, "b": self._cfg.b}
+        meta = {"format": 1, "tokenizer": self._cfg.tokenizer, "k1": self._cfg.k1, "b": self._cfg.b,
+                "fields": self.fields}
         (directory / _META_FILE).write_text(json.dumps(meta, sort_keys=True) + "\n", encoding="utf-8")
         return sorted([*_BM25_FILES.values(), _META_FILE])
 
@@ -175,7 +193,8 @@ class LexicalIndex:
                 [f"lexical.{key}: index was built with {built[key]!r}, config says {wanted[key]!r}; rebuild the "
                  f"index or use the built value" for key in built if built[key] != wanted[key]],
             )
-        return cls(bm25s.BM25.load(directory, show_progress=False, **_BM25_FILES), cfg)
+        bm25 = bm25s.BM25.load(directory, show_progress=False, **_BM25_FILES)
+        return cls(bm25, cfg, meta.get("fields", "text"))  # indexes saved before titles were added: text
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (positions int64 [n, k], scores float32 [n, k]); rows padded with -1 / 0.0 past the last

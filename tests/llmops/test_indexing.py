@@ -118,3 +118,20 @@ def test_retriever_answers_each_mode_with_sources(built):
     assert ja.source.endswith("fuji_ja.md")
     with pytest.raises(ValueError, match="allowed: dense, lexical, hybrid"):
         r.search("x", 1, "fuzzy")
+
+
+def test_bm25_indexes_document_titles_but_hits_carry_the_chunk_text(tmp_path):
+    mountain = "The mountain rises 5,895 metres above sea level in Tanzania."
+    corpus = write_corpus(tmp_path / "corpus", {"Mount_Kilimanjaro.txt": mountain})
+    notes = tmp_path / "notes.jsonl"  # records without a title field: documents without a title
+    notes.write_text(json.dumps({"text": "Glaciers on high peaks have been retreating for a century."}) + "\n")
+    sources = [{"kind": "directory", "path": str(corpus)}, {"kind": "jsonl", "path": str(notes)}]
+    out, _, _ = build(make_config(tmp_path, corpus, corpus={"sources": sources}))
+    r = Retriever.load(out.artifact_uri)
+    assert json.loads((Path(out.artifact_uri) / "lexical" / "lexical.json").read_text())["fields"] == "title + text"
+
+    for mode in ("lexical", "hybrid"):
+        hit = r.search("Kilimanjaro", 1, mode)[0]  # named only by the title (the file name)
+        assert (hit.title, hit.text) == ("Mount_Kilimanjaro", mountain), mode
+    untitled = r.search("retreating glaciers", 1, "lexical")[0]
+    assert untitled.title == "" and untitled.text.startswith("Glaciers on high peaks")

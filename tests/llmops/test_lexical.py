@@ -1,3 +1,4 @@
+import json
 import pickle
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 
 from llmops.config import LexicalConfig
 from llmops.errors import ArtifactNotFoundError, ConfigError, IndexBuildError
-from llmops.lexical import LexicalIndex, tokenize
+from llmops.lexical import LexicalIndex, titled, tokenize
 
 JA_DOCS = [
     "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルである。日本の最高峰として知られる。",
@@ -118,3 +119,28 @@ def test_load_refuses_a_different_tokenizer_or_missing_index(tmp_path):
         LexicalIndex.load(tmp_path / "lex", LexicalConfig(tokenizer="auto"))
     with pytest.raises(ArtifactNotFoundError, match="vocab.index.json"):
         LexicalIndex.load(tmp_path / "missing", LexicalConfig())
+
+
+def test_titled_heads_text_with_the_title_and_leaves_untitled_text_alone():
+    assert titled("Super_Bowl_50", "The game was played in 2016.") == "Super Bowl 50\nThe game was played in 2016."
+    assert titled("", "text") == titled(None, "text") == titled(" _ ", "text") == "text"
+
+
+def test_titles_let_queries_match_what_only_the_title_names():
+    texts = ["Its capital is Vientiane, on the Mekong.", "Its capital is Hanoi, in the north.", "Tea grows here."]
+    titles = ["Laos", "Vietnam", None]  # a document without a title is indexed by its text alone
+    plain = LexicalIndex.build(texts, LexicalConfig())
+    with_titles = LexicalIndex.build(texts, LexicalConfig(), titles=titles)
+    assert plain.search(["Laos"], 1)[0][0, 0] == -1  # the word is in no text
+    assert with_titles.search(["capital of Laos", "Vietnam capital", "tea"], 1)[0][:, 0].tolist() == [0, 1, 2]
+    assert (plain.fields, with_titles.fields) == ("text", "title + text")
+    ja = LexicalIndex.build(["首都はビエンチャンである。", "首都はハノイである。"], LexicalConfig(), titles=["ラオス", "ベトナム"])
+    assert ja.search(["ラオスの首都は？"], 1)[0][0, 0] == 0
+    with pytest.raises(IndexBuildError, match="2 titles for 3 texts"):
+        LexicalIndex.build(texts, LexicalConfig(), titles=titles[:2])
+
+
+def test_saved_index_records_what_it_indexed(tmp_path):
+    LexicalIndex.build(EN_DOCS, LexicalConfig(), titles=["a", "b", "c", "d"]).save(tmp_path / "t")
+    assert json.loads((tmp_path / "t" / "lexical.json").read_text())["fields"] == "title + text"
+    assert LexicalIndex.load(tmp_path / "t", LexicalConfig()).fields == "title + text"
