@@ -13,6 +13,7 @@ import logging
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,6 +65,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+# The run a call belongs to when its caller names none: every call in this process. One `pyflyte run` is one
+# process; code that builds several times in one process (tests, benchmarks) passes an id per build.
+_PROCESS_RUN_ID = f"process-{uuid.uuid4().hex}"
 
 
 def _work_uri(cfg: PipelineConfig, *parts: str) -> str:
@@ -184,8 +190,12 @@ def plan_shards(cfg: PipelineConfig, chunks_uri: str) -> list[str]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def embed_shard(cfg: PipelineConfig, shard_uri: str, model_digest: str, show_progress: bool = True) -> str:
-    """Embed one shard, reusing cached vectors; returns the URI of an .npz with `vectors` and `computed` count."""
+def embed_shard(
+    cfg: PipelineConfig, shard_uri: str, model_digest: str, show_progress: bool = True, run_id: str | None = None
+) -> str:
+    """Embed one shard, reusing cached vectors; returns the URI of an .npz with `vectors`, the `computed` count
+    and the `run_id` that wrote it (default: this process). A shard embedded before is returned as it is: the
+    build's stats count it as reused, not as work of this run."""
     embedder = get_embedder(cfg.embedding)
     if embedder.digest != model_digest:
         raise IndexBuildError(
@@ -213,7 +223,14 @@ def embed_shard(cfg: PipelineConfig, shard_uri: str, model_digest: str, show_pro
             if cache is not None:
                 cache.add([keys[i] for i in missing], fresh)
         seconds = time.perf_counter() - t0
-        np.savez(scratch / "vectors.npz", vectors=vectors, computed=len(missing), seconds=seconds)
+        np.savez(
+            scratch / "vectors.npz",
+            vectors=vectors,
+            count=len(texts),
+            computed=len(missing),
+            seconds=seconds,
+            run_id=np.array(run_id or _PROCESS_RUN_ID),
+        )
         put_file(scratch / "vectors.npz", out_uri)
         log.info("embedded shard %s: %d computed, %d from cache", Path(shard_uri).name, len(missing), found.sum())
         return out_uri
@@ -231,19 +248,32 @@ class BuildOutput:
     artifact_uri: str
     version: str
     reused: bool  # True when this version already existed
-    embedding_stats: dict  # computed / cached counts, seconds
+    embedding_stats: dict  # what this run did: see _embedding_stats
 
 
-def _embedding_stats(uris: list[str], scratch: Path) -> dict:
-    """Computed vs cached vector counts over all shards (npz members load lazily: vectors are not read)."""
-    vectors = computed = 0
+def _embedding_stats(uris: list[str], scratch: Path, run_id: str) -> dict:
+    """What embedding work this run did for the index's vectors.
+
+    vectors = computed (the model embedded them in this run) + cached (shards embedded in this run took them from
+    the embedding cache) + reused (shard files that an earlier run wrote, used as they are; their own counts
+    describe that run). embed_seconds is the model time of this run.
+    """
+    stats = dict.fromkeys(("vectors", "computed", "cached", "reused", "shards", "shards_reused"), 0)
     seconds = 0.0
     for uri in uris:
-        with np.load(fetch_file(uri, scratch)) as data:
-            vectors += data["vectors"].shape[0] if "vectors" in data.files else 0
-            computed += int(data["computed"])
-            seconds += float(data["seconds"])
-    return {"vectors": vectors, "computed": computed, "cached": vectors - computed, "embed_seconds": round(seconds, 3)}
+        with np.load(fetch_file(uri, scratch)) as data:  # members load on access: vectors only for old files
+            n = int(data["count"]) if "count" in data.files else data["vectors"].shape[0]
+            stats["vectors"] += n
+            stats["shards"] += 1
+            if "run_id" in data.files and str(data["run_id"]) == run_id:
+                computed = int(data["computed"])
+                stats["computed"] += computed
+                stats["cached"] += n - computed
+                seconds += float(data["seconds"])
+            else:
+                stats["reused"] += n
+                stats["shards_reused"] += 1
+    return stats | {"embed_seconds": round(seconds, 3)}
 
 
 def _load_vectors(uris: list[str], scratch: Path) -> np.ndarray:
@@ -281,7 +311,10 @@ def build_index(
     ingest_report: dict,
     qa_uri: str | None = None,
     flyte_execution_id: str | None = None,
+    run_id: str | None = None,
 ) -> BuildOutput:
+    """Build (or reuse) the index version for these chunks and shard vectors. `run_id` names the run, as given to
+    `embed_shard` (default: this process), so the stats tell this run's embedding work from reused shards."""
     scratch = _scratch()
     try:
         chunks_path = fetch_file(chunks_uri, scratch)
@@ -289,7 +322,7 @@ def build_index(
         factory = choose_index_type(n_chunks, cfg.index)
         version = index_version(cfg, chunks_uri, model_digest, factory, qa_uri)
         artifact_uri = join_uri(cfg.artifacts.root, "indexes", version)
-        stats = _embedding_stats(vector_uris, scratch)
+        stats = _embedding_stats(vector_uris, scratch, run_id or _PROCESS_RUN_ID)
         if uri_exists(join_uri(artifact_uri, MANIFEST_NAME)):
             # Reuse only a verified artifact; a damaged one fails the build and is left for inspection.
             verify_artifact(materialize(artifact_uri))

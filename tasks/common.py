@@ -22,6 +22,7 @@ __all__ = [
     "GPU_RETRIES",
     "decode_config",
     "execution_id",
+    "run_id",
 ]
 
 # Registered with `pyflyte register --image default=<cpu image> --image gpu=<gpu image>`; see README.
@@ -51,3 +52,11 @@ def execution_id() -> str | None:
     except Exception:  # outside a task context
         return None
     return f"{ex.project}:{ex.domain}:{ex.name}" if ex else None
+
+
+def run_id() -> str | None:
+    """The run that intermediate files are attributed to (embedding stats tell this run's work from reused shard
+    files): the execution id on a cluster, shared by every task and map-task pod of one execution. Local runs
+    are all named `local:local:local`, so there it is None and llmops uses one id per process (one `pyflyte run`)."""
+    ex = execution_id()
+    return None if ex in (None, "local:local:local") else ex

@@ -81,7 +81,9 @@ def _index_section(manifest: IndexManifest, stats: dict) -> str:
         "default retrieval": f"{manifest.retrieval['mode']}, k={manifest.retrieval['k']}",
         "fusion": f"{fusion['method']}, dense weight {fusion['dense_weight']} ({fusion.get('chosen_by', '')})",
         "chunks / vectors": f"{manifest.counts['chunks']} / {manifest.counts['vectors']}",
-        "vectors embedded / taken from the embedding cache": f"{stats.get('computed', 0)} / {stats.get('cached', 0)}",
+        "vectors: embedded in this run / from the embedding cache / reused shard files": (
+            f"{stats.get('computed', 0)} / {stats.get('cached', 0)} / {stats.get('reused', 0)}"
+        ),
         "reused existing version": stats.get("reused_existing_version"),
         "git sha": manifest.lineage.get("git_sha"),
     }
@@ -123,7 +125,7 @@ def _timings_section(stats: dict) -> str:
         "Timings (seconds)",
         kv_table(
             {
-                "embedding (model time, all shards)": stats.get("embed_seconds"),
+                "embedding (model time in this run)": stats.get("embed_seconds"),
                 "index build or reuse": round(stats.get("index_seconds", 0.0), 3),
             }
         ),

@@ -19,6 +19,7 @@ from tasks.common import (
     GPU_RESOURCES,
     GPU_RETRIES,
     decode_config,
+    run_id,
 )
 
 
@@ -39,7 +40,7 @@ def plan_shards(config_json: str, chunks_uri: str) -> list[str]:
 )
 def embed_shard(config_json: str, model_digest: str, shard_uri: str) -> str:
     """Embed one shard (cached vectors reused); returns the URI of its vectors file."""
-    return embed_shard_fn(decode_config(config_json), shard_uri, model_digest)
+    return embed_shard_fn(decode_config(config_json), shard_uri, model_digest, run_id=run_id())
 
 
 @dynamic(requests=CPU_RESOURCES)

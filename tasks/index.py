@@ -11,7 +11,7 @@ from flytekit.types.directory import FlyteDirectory
 
 from llmops.artifact import materialize, read_manifest
 from llmops.indexing import build_index as build_index_fn
-from tasks.common import CACHE_VERSION, CPU_RESOURCES, decode_config, execution_id
+from tasks.common import CACHE_VERSION, CPU_RESOURCES, decode_config, execution_id, run_id
 from tasks.decks import index_deck, publish
 
 IndexOutputs = typing.NamedTuple(
@@ -41,6 +41,7 @@ def build_index(
         ingest_report=json.loads(ingest_report_json),
         qa_uri=qa_uri,
         flyte_execution_id=execution_id(),
+        run_id=run_id(),
     )
     stats = {**out.embedding_stats, "reused_existing_version": out.reused, "index_seconds": time.perf_counter() - t0}
     publish("Index", index_deck(read_manifest(materialize(out.artifact_uri)), stats))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from llmops.config import PipelineConfig, parse_config
@@ -22,12 +23,14 @@ def make_config(tmp_path: Path, corpus_dir: Path, **sections) -> PipelineConfig:
     return parse_config(data).resolved()
 
 
-def build(cfg: PipelineConfig):
-    """ingest -> chunk -> shards -> embed -> index, in-process. Returns (BuildOutput, IngestOutput, ChunkOutput)."""
+def build(cfg: PipelineConfig, run_id: str | None = None):
+    """ingest -> chunk -> shards -> embed -> index, in-process, as one run (a fresh `run_id` unless given).
+    Returns (BuildOutput, IngestOutput, ChunkOutput)."""
+    run_id = run_id or uuid.uuid4().hex
     ing = run_ingest(cfg)
     ch = run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint)
     shards = plan_shards(cfg, ch.chunks_uri)
-    vectors = [embed_shard(cfg, s, ch.model_digest, show_progress=False) for s in shards]
+    vectors = [embed_shard(cfg, s, ch.model_digest, show_progress=False, run_id=run_id) for s in shards]
     out = build_index(
         cfg,
         chunks_uri=ch.chunks_uri,
@@ -37,6 +40,7 @@ def build(cfg: PipelineConfig):
         corpus_fingerprint=ing.corpus_fingerprint,
         ingest_report=json.loads(json.dumps(ing.report)),
         qa_uri=ing.qa_uri,
+        run_id=run_id,
     )
     return out, ing, ch
 

@@ -43,9 +43,45 @@ def out_dir(out):
 
 def test_same_inputs_same_version_and_reuse(built):
     cfg, out, _, _ = built
+    first = out.embedding_stats
+    assert first["computed"] + first["cached"] == first["vectors"] == out_chunks(out) and first["computed"] > 0
+    assert first["reused"] == first["shards_reused"] == 0 and first["shards"] > 1
     again, _, _ = build(cfg)
     assert again.version == out.version and again.reused
-    assert again.embedding_stats == out.embedding_stats  # the shard vectors were reused, not recomputed
+    # This run embedded nothing: every shard file was written by the first run and reused as it was.
+    assert again.embedding_stats == {"vectors": first["vectors"], "computed": 0, "cached": 0,
+                                     "reused": first["vectors"], "shards": first["shards"],
+                                     "shards_reused": first["shards"], "embed_seconds": 0.0}
+
+
+def out_chunks(out) -> int:
+    return read_manifest(out.artifact_uri).counts["chunks"]
+
+
+def test_stats_count_this_runs_work_when_only_the_index_changes(built):
+    cfg, out, _, _ = built
+    # Another BM25 parameter: a new index version over the same chunks, so the shard vectors are reused.
+    other = cfg.model_copy(update={"lexical": cfg.lexical.model_copy(update={"k1": 1.2})})
+    rebuilt, _, _ = build(other)
+    assert rebuilt.version != out.version and not rebuilt.reused
+    stats = rebuilt.embedding_stats
+    assert (stats["computed"], stats["cached"], stats["reused"]) == (0, 0, out_chunks(out))
+    # Calls that name the same run (a retried task of one execution) count the shard files it wrote as its own.
+    retried, _, _ = build(other, run_id="run-x")
+    assert retried.embedding_stats["reused"] == out_chunks(out)
+    fresh = other.model_copy(update={"artifacts": other.artifacts.model_copy(
+        update={"root": str(Path(cfg.artifacts.root).parent / "fresh")})})
+    first, _, _ = build(fresh, run_id="run-y")
+    again, _, _ = build(fresh, run_id="run-y")
+    assert again.embedding_stats == first.embedding_stats and first.embedding_stats["computed"] > 0
+
+
+def test_shard_files_from_before_run_ids_count_as_reused(tmp_path):
+    from llmops.indexing import _embedding_stats
+
+    np.savez(tmp_path / "old.npz", vectors=np.zeros((3, 4), np.float32), computed=3, seconds=1.5)
+    assert _embedding_stats([str(tmp_path / "old.npz")], tmp_path / "scratch", "any") == {
+        "vectors": 3, "computed": 0, "cached": 0, "reused": 3, "shards": 1, "shards_reused": 1, "embed_seconds": 0.0}
 
 
 def test_changed_document_changes_version_and_reembeds_only_its_chunks(tmp_path, built):
@@ -58,7 +94,9 @@ def test_changed_document_changes_version_and_reembeds_only_its_chunks(tmp_path,
     changed, _, _ = build(cfg2)
     assert changed.version != out.version and not changed.reused
     tea_chunks = sum(1 for c in Retriever.load(changed.artifact_uri)._chunks["source"] if c.endswith("tea.txt"))
-    assert 0 < changed.embedding_stats["computed"] <= tea_chunks
+    stats = changed.embedding_stats
+    assert 0 < stats["computed"] <= tea_chunks
+    assert stats["cached"] == stats["vectors"] - stats["computed"] and stats["reused"] == 0  # shards are new
 
 
 def test_corrupted_truncated_and_incomplete_artifacts_are_refused(tmp_path, built):

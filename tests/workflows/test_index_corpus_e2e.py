@@ -67,13 +67,34 @@ def test_index_corpus_builds_a_verified_index_and_is_cached_on_rerun(run_env):
     assert Retriever.load(first["index"]).search("Shinkansen opening year", 1)[0].source.endswith("rail.md")
 
     # Decks: each stage wrote one, and the run summary renders with its sections.
-    _check_decks(sorted(Path(env["TMPDIR"]).rglob("deck.html")))
+    decks = sorted(Path(env["TMPDIR"]).rglob("deck.html"))
+    _check_decks(decks)
+    # A first run with an empty embedding cache embeds every chunk itself.
+    assert _embedding_row(decks) == f"{manifest.counts['chunks']} / 0 / 0"
 
     # Second run: same version, and the cached tasks are not executed again.
     second, log2 = _pyflyte_run(config, env)
     assert second == first
     assert "chunk task creates flyte deck" not in log2 and "build_index task creates flyte deck" not in log2
     assert "ingest task creates flyte deck" in log2  # ingest always re-reads the corpus
+
+    # Third run, another BM25 parameter: a new index version over the same chunks. The embed tasks run again,
+    # find their shard files, and the decks say this run embedded nothing (the shard files are reused).
+    changed = tmp / "config-k1.yaml"
+    changed.write_text(yaml.safe_dump(yaml.safe_load(config.read_text()) | {"lexical": {"k1": 1.2}}))
+    third, _ = _pyflyte_run(changed, env)
+    assert third["version"] != first["version"]
+    new_decks = sorted(set(Path(env["TMPDIR"]).rglob("deck.html")) - set(decks))
+    assert _embedding_row(new_decks) == f"0 / 0 / {manifest.counts['chunks']}"
+
+
+def _embedding_row(paths: list[Path]) -> str:
+    """The index deck's row on embedding work, from the run summary deck among `paths`."""
+    label = "vectors: embedded in this run / from the embedding cache / reused shard files"
+    summary = next(p.read_text() for p in paths if "Retrieval quality" in p.read_text())
+    match = re.search(re.escape(label) + r"</th><td[^>]*>(.*?)</td>", summary, re.S)
+    assert match, f"no {label!r} row in the run summary deck"
+    return match[1].strip()
 
 
 def _check_decks(paths: list[Path]):
