@@ -1,0 +1,198 @@
+"""Promotion gates: floors, regression against the production baseline, missing and not-measured metrics."""
+
+import json
+
+import pytest
+
+from eval.gates import GateResult, GateVerdict, evaluate_gates
+from eval.metrics.base import MetricValue
+from llmops.config import GatesConfig
+
+
+def gates(*rules) -> GatesConfig:
+    return GatesConfig(rules=rules)
+
+
+def mv(name, value, higher=True, reason=None):
+    return MetricValue(name=name, value=value, higher_is_better=higher, reason=reason)
+
+
+def only(verdict: GateVerdict) -> GateResult:
+    assert len(verdict.gates) == 1
+    return verdict.gates[0]
+
+
+# ------------------------------------------------------------------------------------------------ floors
+
+
+def test_floor_passes_at_and_above_and_fails_below():
+    cfg = gates({"metric": "rouge_l", "floor": 0.3})
+    assert evaluate_gates({"rouge_l": mv("rouge_l", 0.3)}, cfg, None).passed  # the floor itself passes
+    assert evaluate_gates({"rouge_l": 0.42}, cfg, None).passed
+    low = evaluate_gates({"rouge_l": mv("rouge_l", 0.29)}, cfg, None)
+    assert not low.passed
+    g = only(low)
+    assert (g.metric, g.value, g.floor, g.passed) == ("rouge_l", 0.29, 0.3, False)
+    assert g.reason == "floor 0.3: 0.29 < 0.3 FAILED"
+
+
+def test_floor_is_a_ceiling_for_lower_is_better_metrics():
+    cfg = gates({"metric": "latency.p95_s", "floor": 2.0})
+    ok = evaluate_gates({"latency.p95_s": mv("latency.p95_s", 1.5, higher=False)}, cfg, None)
+    assert ok.passed and only(ok).higher_is_better is False and "ceiling 2" in only(ok).reason
+    assert not evaluate_gates({"latency.p95_s": mv("latency.p95_s", 2.5, higher=False)}, cfg, None).passed
+    # A bare float takes its direction from `directions`.
+    assert not evaluate_gates({"latency.p95_s": 2.5}, cfg, None, {"latency.p95_s": False}).passed
+    assert evaluate_gates({"latency.p95_s": 1.5}, cfg, None, {"latency.p95_s": False}).passed
+
+
+def test_bare_float_of_unknown_direction_fails_asking_for_it():
+    g = only(evaluate_gates({"my_metric": 0.9}, gates({"metric": "my_metric", "floor": 0.5}), None))
+    assert not g.passed and "direction unknown" in g.reason and "directions=" in g.reason
+
+
+def test_known_keys_have_directions_without_metric_values():
+    cfg = gates({"metric": "retrieval.recall@5", "floor": 0.8}, {"metric": "bertscore_f1", "floor": 0.5})
+    assert evaluate_gates({"retrieval.recall@5": 0.9, "bertscore_f1": 0.6}, cfg, None).passed
+    assert not evaluate_gates({"retrieval.recall@5": 0.7, "bertscore_f1": 0.6}, cfg, None).passed
+
+
+# ------------------------------------------------------------------------------------------------ regression
+
+
+@pytest.mark.parametrize(
+    "value, baseline, max_drop, passed",
+    [
+        (0.75, 0.80, 0.05, True),  # a drop of exactly max_drop passes (float noise tolerated)
+        (0.74, 0.80, 0.05, False),
+        (0.90, 0.80, 0.00, True),  # improvements always pass
+        (0.80, 0.80, 0.00, True),
+    ],
+)
+def test_absolute_drop_higher_is_better(value, baseline, max_drop, passed):
+    cfg = gates({"metric": "rouge_l", "max_drop": max_drop})
+    g = only(evaluate_gates({"rouge_l": mv("rouge_l", value)}, cfg, {"rouge_l": baseline}))
+    assert g.passed is passed and g.baseline == baseline and g.max_drop == max_drop
+    assert ("FAILED" in g.reason) is (not passed)
+
+
+@pytest.mark.parametrize(
+    "value, baseline, passed",
+    [(1.1, 1.0, True), (1.11, 1.0, False), (0.5, 1.0, True)],  # lower is better: an increase is the regression
+)
+def test_absolute_drop_lower_is_better(value, baseline, passed):
+    cfg = gates({"metric": "latency.p95_s", "max_drop": 0.1})
+    metrics = {"latency.p95_s": mv("latency.p95_s", value, higher=False)}
+    assert only(evaluate_gates(metrics, cfg, {"latency.p95_s": baseline})).passed is passed
+
+
+@pytest.mark.parametrize(
+    "value, baseline, higher, passed",
+    [
+        (0.45, 0.50, True, True),  # 10% relative drop, limit 10%
+        (0.44, 0.50, True, False),  # 12%
+        (1.10, 1.00, False, True),  # lower is better: +10% is a 10% regression
+        (1.12, 1.00, False, False),
+        (0.00, 0.00, True, True),  # baseline 0, no regression
+        (-0.1, 0.00, True, False),  # baseline 0, any regression is infinitely large
+    ],
+)
+def test_relative_drop_both_directions(value, baseline, higher, passed):
+    cfg = gates({"metric": "m", "max_relative_drop": 0.1})
+    g = only(evaluate_gates({"m": mv("m", value, higher)}, cfg, {"m": baseline}))
+    assert g.passed is passed, g.reason
+    assert g.max_relative_drop == 0.1
+
+
+def test_all_checks_must_pass_and_each_is_reported():
+    cfg = gates({"metric": "rouge_l", "floor": 0.3, "max_drop": 0.05, "max_relative_drop": 0.05})
+    g = only(evaluate_gates({"rouge_l": mv("rouge_l", 0.35)}, cfg, {"rouge_l": 0.38}))
+    # floor passes, absolute drop 0.03 <= 0.05 passes, relative drop 7.9% > 5% fails.
+    assert not g.passed
+    floor, absolute, relative = g.reason.split("; ")
+    assert floor.endswith("ok") and absolute.endswith("ok") and relative.endswith("FAILED")
+    assert "-0.03" not in absolute and "+0.03" in absolute
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+
+
+def test_no_baseline_applies_floors_only_and_reports_skipped_regression_checks():
+    cfg = gates({"metric": "rouge_l", "floor": 0.3, "max_drop": 0.01}, {"metric": "bleu", "max_relative_drop": 0.0})
+    verdict = evaluate_gates({"rouge_l": mv("rouge_l", 0.35), "bleu": mv("bleu", 0.01)}, cfg, None,
+                             baseline_source="s3://bucket/prod/report.json")
+    assert verdict.passed and verdict.baseline_source is None  # no baseline was used
+    rouge, bleu = verdict.gates
+    assert rouge.reason == "floor 0.3: 0.35 >= 0.3 ok; max_drop 0.01: skipped: no baseline"
+    assert bleu.passed and bleu.reason == "max_relative_drop 0: skipped: no baseline" and bleu.baseline is None
+    # ... while the floor still fails on its own.
+    assert not evaluate_gates({"rouge_l": mv("rouge_l", 0.2), "bleu": 0.01}, cfg, None).passed
+
+
+def test_baseline_without_the_metric_skips_its_regression_check():
+    cfg = gates({"metric": "ragas.faithfulness", "floor": 0.5, "max_drop": 0.0})
+    for baseline in ({"rouge_l": 0.4}, {"ragas.faithfulness": None}):
+        verdict = evaluate_gates({"ragas.faithfulness": mv("ragas.faithfulness", 0.6)}, cfg, baseline,
+                                 baseline_source="prod")
+        g = only(verdict)
+        assert g.passed and "max_drop 0: skipped: baseline has no value for this metric" in g.reason
+        assert verdict.baseline_source == "prod"
+
+
+# ---------------------------------------------------------------------------------------- missing / not measured
+
+
+def test_missing_metric_fails():
+    g = only(evaluate_gates({"rouge_l": 0.5}, gates({"metric": "bertscore_f1", "floor": 0.1}), None))
+    assert not g.passed and g.value is None
+    assert "missing" in g.reason and "rouge_l" in g.reason  # names what was reported
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (MetricValue("ragas.faithfulness", None, True, "3 of 5 samples failed; first (q1): InstructorRetryException"),
+         "not measured: 3 of 5 samples failed"),
+        (MetricValue("ragas.faithfulness", float("nan"), True), "not measured: value is not finite"),
+        (None, "not measured: value is None"),
+        (float("nan"), "not measured: value is nan"),
+    ],
+)
+def test_not_measured_metric_fails_even_with_only_regression_checks(value, expected):
+    cfg = gates({"metric": "ragas.faithfulness", "max_drop": 1.0})
+    for baseline in (None, {"ragas.faithfulness": 0.9}):
+        g = only(evaluate_gates({"ragas.faithfulness": value}, cfg, baseline))
+        assert not g.passed and g.reason.startswith(expected)
+
+
+def test_verdict_fails_if_any_gate_fails_and_no_rules_pass():
+    cfg = gates({"metric": "rouge_l", "floor": 0.1}, {"metric": "bleu", "floor": 0.5})
+    verdict = evaluate_gates({"rouge_l": 0.3, "bleu": 0.2}, cfg, None)
+    assert not verdict.passed and [g.metric for g in verdict.failed] == ["bleu"]
+    assert verdict.summary().startswith("failed: bleu")
+    empty = evaluate_gates({"rouge_l": 0.3}, GatesConfig(), None)
+    assert empty.passed and empty.gates == () and empty.summary() == "passed: no gates configured"
+
+
+# ------------------------------------------------------------------------------------------------ serialization
+
+
+def test_verdict_json_round_trip():
+    cfg = gates(
+        {"metric": "rouge_l", "floor": 0.3, "max_drop": 0.05},
+        {"metric": "ragas.faithfulness", "floor": 0.5},
+        {"metric": "latency.p95_s", "floor": 3.0, "max_relative_drop": 0.2},
+    )
+    metrics = {
+        "rouge_l": mv("rouge_l", 0.31),
+        "ragas.faithfulness": mv("ragas.faithfulness", None, reason="judge unreachable"),
+        "latency.p95_s": mv("latency.p95_s", 2.0, higher=False),
+    }
+    verdict = evaluate_gates(metrics, cfg, {"rouge_l": 0.4, "latency.p95_s": 1.5}, baseline_source="prod/report.json")
+    data = json.loads(json.dumps(verdict.to_dict()))
+    assert GateVerdict.from_dict(data) == verdict
+    assert data["passed"] is False and data["baseline_source"] == "prod/report.json"
+    assert set(data["gates"][0]) == {"metric", "value", "floor", "baseline", "max_drop", "max_relative_drop", "passed",
+                                     "reason", "higher_is_better"}
+    with pytest.raises(KeyError):
+        GateResult.from_dict({k: v for k, v in data["gates"][0].items() if k != "passed"})
