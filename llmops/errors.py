@@ -17,6 +17,7 @@ __all__ = [
     "ArtifactNotFoundError",
     "EvalDataError",
     "RegistryError",
+    "FinetuneError",
 ]
 
 
@@ -64,3 +65,7 @@ class EvalDataError(LLMOpsError):
 
 class RegistryError(LLMOpsError):
     """A release or alias is missing or malformed, or a promotion is not allowed."""
+
+
+class FinetuneError(LLMOpsError):
+    """LoRA fine-tuning cannot run as configured (training data, base model, rank, quantization, hardware)."""

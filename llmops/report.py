@@ -23,6 +23,7 @@ __all__ = [
     "fragment",
     "histogram_svg",
     "kv_table",
+    "line_chart_svg",
     "page",
     "publish_deck",
     "section",
@@ -466,6 +467,83 @@ def _vertical_bars(
     if value_label:
         cy = top + plot_h / 2
         parts.append(_svg_text(14, cy, value_label, extra=f' font-weight="600" transform="rotate(-90 14 {cy:.1f})"'))
+    parts.append("</svg>")
+    return Html("".join(parts))
+
+
+def line_chart_svg(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    x_label: str = "",
+    y_label: str = "",
+    width: int = 640,
+    height: int = 260,
+) -> Html:
+    """Lines through (x, y) points, one per series (e.g. train and validation loss by step), with axes and a legend.
+
+    Points with a non-finite coordinate are left out (and counted in the label). A series with one point shows as
+    a dot. The y axis spans the data (not from 0), so a small decrease in loss stays visible.
+    """
+    names = list(series)
+    what = f"Line chart of {y_label or 'values'} by {x_label or 'x'}"
+    clean = {
+        n: [(float(x), float(y)) for x, y in pts if math.isfinite(float(x)) and math.isfinite(float(y))]
+        for n, pts in series.items()
+    }
+    skipped = sum(len(series[n]) - len(clean[n]) for n in names)
+    points = [p for pts in clean.values() for p in pts]
+    if not points:
+        return _no_data_svg(width, height, what)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x_lo, x_hi = min(xs), max(xs)
+    if x_lo == x_hi:
+        x_lo, x_hi = x_lo - 1, x_hi + 1
+    y_step = _nice_step((max(ys) - min(ys)) or abs(max(ys)) * 0.1 or 1.0)
+    y_lo = math.floor(min(ys) / y_step + 1e-9) * y_step
+    y_hi = math.ceil(max(ys) / y_step - 1e-9) * y_step
+    if y_hi <= y_lo:
+        y_lo, y_hi = y_lo - y_step, y_hi + y_step
+
+    left, right, top = (72 if y_label else 56), 16, 34
+    bottom = 28 + (18 if x_label else 0)
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def sx(v: float) -> float:
+        return left + (v - x_lo) / (x_hi - x_lo) * plot_w
+
+    def sy(v: float) -> float:
+        return top + (y_hi - v) / (y_hi - y_lo) * plot_h
+
+    summary = "; ".join(
+        f"{n}: {len(clean[n])} points" + (f", last {format_value(clean[n][-1][1])}" if clean[n] else "")
+        for n in names
+    )
+    label = f"{what}. {summary}" + (f"; {skipped:,} non-finite points skipped" if skipped else "")
+    parts = [_svg_open(width, height, label), _legend(names, left, 16)]
+    for t in _ticks(y_lo, y_hi, y_step):
+        y = sy(t)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e8eb"/>')
+        parts.append(_svg_text(left - 6, y + 4, format_value(t), "end"))
+    base = top + plot_h
+    parts.append(f'<line x1="{left}" x2="{width - right}" y1="{base}" y2="{base}" stroke="#57606a"/>')
+    for t in _ticks(x_lo, x_hi, _nice_step(x_hi - x_lo, 6)):
+        x = sx(t)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{base}" y2="{base + 4}" stroke="#57606a"/>')
+        parts.append(_svg_text(x, base + 17, format_value(t)))
+    for i, name in enumerate(names):
+        pts = sorted(clean[name])
+        if len(pts) > 1:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{_color(i)}" stroke-width="2"/>')
+        for x, y in pts if len(pts) <= 60 else pts[-1:]:  # dots (with values) only where they stay readable
+            parts.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{_color(i)}">'
+                f"<title>{_esc(name)} at {format_value(x)}: {format_value(y)}</title></circle>"
+            )
+    if x_label:
+        parts.append(_svg_text(left + plot_w / 2, height - 6, x_label, extra=' font-weight="600"'))
+    if y_label:
+        cy = top + plot_h / 2
+        parts.append(_svg_text(14, cy, y_label, extra=f' font-weight="600" transform="rotate(-90 14 {cy:.1f})"'))
     parts.append("</svg>")
     return Html("".join(parts))
 

@@ -24,6 +24,7 @@ from llmops.report import (
     fragment,
     histogram_svg,
     kv_table,
+    line_chart_svg,
     page,
     publish_deck,
     section,
@@ -192,6 +193,30 @@ def test_long_and_japanese_labels_are_clipped_to_fit() -> None:
     (clipped,) = [t for t in svg_texts(svg) if t.find("{*}title") is not None]
     assert clipped.find("{*}title").text == label
     assert shown_text(clipped).endswith("\u2026") and len(shown_text(clipped)) < 15
+
+
+def test_line_chart_draws_each_series_through_its_points() -> None:
+    train = [(1, 2.0), (2, 1.5), (3, 1.1), (4, 0.7)]
+    svg = line_chart_svg({"train": train, "validation": [(0, 2.2), (4, 0.9)]}, x_label="step", y_label="loss")
+    root = svg_root(svg)
+    lines = list(root.iter("{http://www.w3.org/2000/svg}polyline"))
+    assert [len(line.get("points").split()) for line in lines] == [4, 2]
+    ys = [float(p.split(",")[1]) for p in lines[0].get("points").split()]
+    assert ys == sorted(ys)  # falling loss: SVG y grows downwards
+    dots = [c.find("{*}title").text for c in root.iter("{http://www.w3.org/2000/svg}circle")]
+    assert "train at 4: 0.7" in dots and "validation at 0: 2.2" in dots
+    texts = {shown_text(t) for t in svg_texts(svg)}
+    assert {"train", "validation", "step", "loss"} <= texts
+    assert "last 0.7" in root.get("aria-label")
+
+
+def test_line_chart_edge_cases() -> None:
+    assert ">no data</text>" in line_chart_svg({}) and ">no data</text>" in line_chart_svg({"s": [(1, math.nan)]})
+    one = svg_root(line_chart_svg({"s": [(5, 1.0)]}))  # one point, flat range: a dot on a valid axis
+    assert len(list(one.iter("{http://www.w3.org/2000/svg}circle"))) == 1
+    skipped = line_chart_svg({"s": [(1, 1.0), (2, math.inf), (3, 0.5)]})
+    assert "1 non-finite points skipped" in svg_root(skipped).get("aria-label")
+    assert ET.fromstring(line_chart_svg({EVIL: [(1, 1.0), (2, 2.0)]}, x_label=EVIL)) is not None
 
 
 def test_builders_return_html() -> None:

@@ -61,3 +61,18 @@ def test_cache_version_is_the_code_version(package):
 
     assert package["tasks.chunk.chunk"].template.metadata.discovery_version == code_version()
     assert not package["tasks.ingest.ingest"].template.metadata.discoverable  # ingest must always re-read
+
+
+def test_finetune_task_requests_a_gpu_and_more_memory(package):
+    from flyteidl.core.tasks_pb2 import Resources
+
+    spec = package["tasks.finetune.finetune"]
+    requests = _resources(spec)
+    assert requests[Resources.GPU] == "1"
+    assert requests[Resources.MEMORY] == "48Gi"  # more than the other GPU tasks: the base model passes through RAM
+    assert {r.name: r.value for r in spec.template.container.resources.limits}[Resources.GPU] == "1"
+    assert spec.template.extended_resources.gpu_accelerator.device == "nvidia-l4"
+    assert spec.template.container.image == GPU_IMAGE
+    assert spec.template.metadata.interruptible and spec.template.metadata.retries.retries >= 1
+    assert spec.template.metadata.discoverable  # cached: reruns reuse the content-addressed adapter
+    assert set(spec.template.interface.outputs.variables) == {"adapter", "version"}
