@@ -31,6 +31,7 @@ __all__ = [
     "RetrievalConfig",
     "RetrievalEvalConfig",
     "SquadSource",
+    "ServingConfig",
     "load_config",
     "parse_config",
 ]
@@ -427,6 +428,52 @@ class ArtifactsConfig(_Strict):
         return self.registry or self.root.rstrip("/") + "/registry"
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Serving: the RAG API in front of vLLM (`llmops serve`, serving/)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class ServingConfig(_Strict):
+    host: str = Field(default="127.0.0.1", description="interface the RAG API listens on (0.0.0.0 in containers)")
+    port: int = Field(default=8000, ge=1, le=65535, description="RAG API port")
+    workers: int = Field(default=1, ge=1, description="uvicorn worker processes (each holds the release itself)")
+    model_name: str = Field(
+        default="rag", min_length=1, description="the model id clients pass as `model` and /v1/models lists"
+    )
+    alias: str = Field(default="production", description="registry alias whose release is served")
+    admin_token_env: str = Field(
+        default="LLMOPS_ADMIN_TOKEN",
+        description="environment variable holding the bearer token for /admin/*; unset = admin endpoints off",
+    )
+    watch_interval_s: float = Field(
+        default=5.0, ge=0, description="how often the alias is polled for a new release; 0 = only /admin/reload"
+    )
+    max_request_bytes: int = Field(default=1_048_576, gt=0, description="larger request bodies get 413")
+    max_k: int = Field(default=20, gt=0, le=100, description="largest `k` a request may ask for")
+    cors_origins: tuple[str, ...] = Field(default=(), description="allowed browser origins; empty = CORS off")
+    graceful_shutdown_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, how long in-flight requests and streams get to finish"
+    )
+    adapter_unload_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="after a swap, the old adapter stays registered in vLLM at least this long (and until this "
+        "process's requests on it finished): other workers and replicas may still be on it. Keep it above "
+        "watch_interval_s plus the longest request.",
+    )
+    adapter_cache_dir: str | None = Field(
+        default=None,
+        description="local folder where adapters stored in s3:// / gs:// are downloaded before vLLM loads them; "
+        "vLLM must see it at the same path (a volume shared by both pods). None = the system temp folder",
+    )
+    vllm_host: str = Field(default="127.0.0.1", description="`llmops serve`: interface of the vLLM server it starts")
+    vllm_port: int = Field(default=8001, ge=1, le=65535, description="`llmops serve`: port of the vLLM server")
+    vllm_ready_timeout_s: float = Field(default=600.0, gt=0, description="`llmops serve`: wait this long for vLLM")
+    backend_check_timeout_s: float = Field(
+        default=2.0, gt=0, description="/readyz: how long to wait for the backend's /v1/models"
+    )
+
+
 class PipelineConfig(_Strict):
     corpus: CorpusConfig
     chunking: ChunkingConfig = ChunkingConfig()
@@ -441,6 +488,7 @@ class PipelineConfig(_Strict):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     finetune: FinetuneConfig = FinetuneConfig()
     gates: GatesConfig = GatesConfig()
+    serving: ServingConfig = ServingConfig()
 
     @model_validator(mode="after")
     def _hybrid_needs_lexical(self) -> "PipelineConfig":

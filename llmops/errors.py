@@ -18,6 +18,14 @@ __all__ = [
     "EvalDataError",
     "RegistryError",
     "FinetuneError",
+    "InvalidRequestError",
+    "ContextLengthError",
+    "ModelNotFoundError",
+    "AuthenticationError",
+    "BackendUnavailableError",
+    "NotReadyError",
+    "GenerationError",
+    "VLLMServerError",
 ]
 
 
@@ -69,3 +77,60 @@ class RegistryError(LLMOpsError):
 
 class FinetuneError(LLMOpsError):
     """LoRA fine-tuning cannot run as configured (training data, base model, rank, quantization, hardware)."""
+
+
+# Serving (the RAG API maps each of these to one HTTP status in serving/app.py).
+
+
+class InvalidRequestError(LLMOpsError):
+    """A client request is invalid. `param` names the request field at fault; `code` is a machine-readable reason."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+        self.param = param
+        self.code = code
+        super().__init__(message)
+
+
+class ContextLengthError(InvalidRequestError):
+    """The prompt plus the requested completion does not fit the model's context window."""
+
+    def __init__(self, message: str, param: str | None = "messages"):
+        super().__init__(message, param=param, code="context_length_exceeded")
+
+
+class ModelNotFoundError(LLMOpsError):
+    """A request names a model this server does not serve."""
+
+    def __init__(self, message: str, param: str | None = "model"):
+        self.param = param
+        super().__init__(message)
+
+
+class AuthenticationError(LLMOpsError):
+    """An admin request has no valid token, or admin endpoints are disabled."""
+
+
+class BackendUnavailableError(LLMOpsError):
+    """The generation backend (the vLLM server) cannot be reached or failed; retrying later may succeed."""
+
+
+class NotReadyError(LLMOpsError):
+    """The server has no release loaded yet (or the alias points at nothing)."""
+
+
+# Generation (llmops/generation.py, llmops/vllm_server.py). A backend that cannot be reached raises
+# BackendUnavailableError; an unknown model name ModelNotFoundError; a prompt over the context ContextLengthError.
+
+
+class GenerationError(LLMOpsError):
+    """The LLM backend rejected a request for another reason (bad parameters, a LoRA adapter it cannot load).
+
+    `status_code` is the backend's HTTP status when there is one."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class VLLMServerError(LLMOpsError):
+    """A vLLM server cannot be started (no vLLM interpreter, bad arguments, crash at start-up, not ready in time)."""

@@ -40,3 +40,13 @@ def write_corpus(root: Path, docs: dict[str, str]) -> Path:
     for name, text in docs.items():
         (root / name).write_text(text, encoding="utf-8")
     return root
+
+
+# Tiny local LLMs, a LoRA adapter and a running vLLM server (tests/llm_fixtures.py).
+from tests.llm_fixtures import (  # noqa: E402,F401
+    tiny_llm_dir,
+    tiny_lora_dir,
+    varied_llm_dir,
+    vllm_python,
+    vllm_server,
+)

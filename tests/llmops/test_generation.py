@@ -1,0 +1,323 @@
+"""Generation clients: the in-process transformers backend on the tiny local model, make_client, and the
+OpenAI-compatible client's error handling against small local HTTP servers (the real vLLM server is in
+test_vllm_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import socket
+import threading
+
+import pytest
+from transformers import AutoTokenizer
+
+from llmops.config import LLMConfig, SamplingConfig
+from llmops.errors import BackendUnavailableError, ConfigError, GenerationError, ModelNotFoundError
+from llmops.generation import (
+    GenerationClient,
+    OpenAICompatibleClient,
+    TransformersClient,
+    _clean_decode,
+    _DeltaStreamer,
+    _StopFilter,
+    make_client,
+)
+from tests.llm_fixtures import EOS_PROMPT, extra_eos_id
+
+QUESTIONS = [
+    "What is Etna?",
+    "Tell me about green tea and matcha in Japan, please.",
+    "富士山の高さは?",
+    "hello",
+    "How are backups restored after a failed migration on the primary cluster?",
+]
+GREEDY = SamplingConfig(temperature=0.0, max_tokens=10)
+
+
+def chat(question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": question}]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On this shared 2-core machine a 2-thread forward of the tiny model took 250 ms, a 1-thread one 2 ms: with
+    the cores busy, OpenMP threads wait on each other. Tiny models need no parallel kernels."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def client(varied_llm_dir) -> TransformersClient:
+    return TransformersClient(varied_llm_dir, max_batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def singles(client) -> list:
+    """Each question generated alone (no padding): the reference the batched runs are compared with."""
+    return [client.generate([chat(q)], GREEDY)[0] for q in QUESTIONS]
+
+
+def test_is_a_generation_client(client):
+    assert isinstance(client, GenerationClient)
+
+
+def test_batches_preserve_order_and_match_single_requests(client, singles):
+    texts = [g.text for g in singles]
+    assert len(set(texts)) == len(texts), "the varied model should answer different questions differently"
+    batched = client.generate([chat(q) for q in QUESTIONS], GREEDY)
+    assert [g.text for g in batched] == texts
+    assert [g.prompt_tokens for g in batched] == [g.prompt_tokens for g in singles]  # padding is not counted
+    assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in singles]
+    reversed_ = client.generate([chat(q) for q in reversed(QUESTIONS)], GREEDY)
+    assert [g.text for g in reversed_] == texts[::-1]
+
+
+def test_small_batch_size_gives_the_same_answers(varied_llm_dir, singles):
+    small = TransformersClient(varied_llm_dir, max_batch_size=2)
+    assert [g.text for g in small.generate([chat(q) for q in QUESTIONS], GREEDY)] == [g.text for g in singles]
+
+
+def test_greedy_is_deterministic_and_seeded_sampling_repeats(client, singles):
+    again = client.generate([chat(q) for q in QUESTIONS], GREEDY)
+    assert [g.text for g in again] == [g.text for g in singles]
+    sampled = SamplingConfig(temperature=1.0, top_p=0.95, max_tokens=12, seed=7)
+    first = client.generate([chat(QUESTIONS[0])], sampled)[0].text
+    assert client.generate([chat(QUESTIONS[0])], sampled)[0].text == first
+    others = {client.generate([chat(QUESTIONS[0])], sampled.model_copy(update={"seed": s}))[0].text for s in range(3)}
+    assert len(others | {first}) > 1, "different seeds should sample different answers"
+
+
+def test_max_tokens_is_respected(client):
+    for n in (1, 5):
+        for g in client.generate([chat(q) for q in QUESTIONS], SamplingConfig(max_tokens=n)):
+            assert g.completion_tokens <= n
+            assert g.finish_reason in ("length", "stop")
+            if g.finish_reason == "length":
+                assert g.completion_tokens == n
+
+
+def test_token_counts_use_the_models_tokenizer(client, varied_llm_dir, singles):
+    tok = AutoTokenizer.from_pretrained(varied_llm_dir)
+    for q, g in zip(QUESTIONS, singles):
+        prompt_ids = tok.apply_chat_template(chat(q), add_generation_prompt=True, tokenize=True, return_dict=True)
+        assert g.prompt_tokens == len(prompt_ids["input_ids"])
+        assert g.completion_tokens == GREEDY.max_tokens and g.finish_reason == "length"
+        assert g.latency_s > 0 and 0 < g.first_token_s <= g.latency_s
+        assert g.model == str(varied_llm_dir)
+    for text in ("hello world", "富士山は静岡県と山梨県にまたがる活火山である。", ""):
+        assert client.count_tokens(text) == len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def test_end_of_sequence_token_ends_the_answer_and_is_counted_not_shown(client, varied_llm_dir):
+    """The varied model has an extra EOS id: the 4th greedy token for EOS_PROMPT."""
+    eos = extra_eos_id(varied_llm_dir)
+    assert eos != AutoTokenizer.from_pretrained(varied_llm_dir).eos_token_id
+    g = client.generate([EOS_PROMPT, chat(QUESTIONS[1])], SamplingConfig(max_tokens=10))[0]
+    assert (g.finish_reason, g.completion_tokens) == ("stop", 4)
+    assert g.text == client.generate([EOS_PROMPT], SamplingConfig(max_tokens=3))[0].text
+    assert "".join(client.stream(EOS_PROMPT, SamplingConfig(max_tokens=10))) == g.text
+
+
+def test_stop_strings_end_the_answer_and_are_not_part_of_it(client, singles):
+    checked = 0
+    for q, full in zip(QUESTIONS, singles):
+        text = full.text
+        # a stop string from the middle of the greedy answer (made of printable characters)
+        start = next((i for i in range(2, len(text) - 3) if text[i : i + 2].isprintable() and text[i : i + 2].strip()), None)
+        if start is None:
+            continue
+        stop = text[start : start + 2]
+        g = client.generate([chat(q)], SamplingConfig(max_tokens=GREEDY.max_tokens, stop=(stop, "no-such-stop")))[0]
+        assert g.text == text[: text.find(stop)]
+        assert g.finish_reason == "stop"
+        assert g.completion_tokens <= full.completion_tokens
+        streamed = "".join(client.stream(chat(q), SamplingConfig(max_tokens=GREEDY.max_tokens, stop=(stop,))))
+        assert streamed == g.text
+        checked += 1
+    assert checked >= 3
+
+
+def test_streaming_yields_the_non_streaming_text(client, singles):
+    for q, g in zip(QUESTIONS, singles):
+        deltas = list(client.stream(chat(q), GREEDY))
+        assert "".join(deltas) == g.text
+    sampled = SamplingConfig(temperature=0.9, max_tokens=12, seed=3)
+    assert "".join(client.stream(chat(QUESTIONS[0]), sampled)) == client.generate([chat(QUESTIONS[0])], sampled)[0].text
+
+
+def test_closing_a_stream_early_frees_the_model(client, singles):
+    stream = client.stream(chat(QUESTIONS[0]), SamplingConfig(max_tokens=200))
+    next(stream)
+    stream.close()  # must not hang, and the generating thread must release the model
+    assert client.generate([chat(QUESTIONS[1])], GREEDY)[0].text == singles[1].text
+
+
+def test_async_variants(client, singles):
+    async def run():
+        gens = await client.agenerate([chat(q) for q in QUESTIONS[:2]], GREEDY)
+        deltas = [d async for d in client.astream(chat(QUESTIONS[0]), GREEDY)]
+        return gens, "".join(deltas)
+
+    gens, streamed = asyncio.run(run())
+    assert [g.text for g in gens] == [g.text for g in singles[:2]]
+    assert streamed == singles[0].text
+
+
+def test_lora_adapter_changes_the_output(varied_llm_dir, tiny_lora_dir, singles):
+    adapted = TransformersClient(varied_llm_dir, adapter_path=tiny_lora_dir)
+    gens = adapted.generate([chat(q) for q in QUESTIONS], GREEDY)
+    assert adapted.model_name == tiny_lora_dir.name
+    assert sum(a.text != b.text for a, b in zip(gens, singles)) >= len(QUESTIONS) - 1
+    assert [g.text for g in adapted.generate([chat(q) for q in QUESTIONS], GREEDY)] == [g.text for g in gens]
+
+
+def test_bad_adapter_directory_is_a_config_error(varied_llm_dir, tmp_path):
+    with pytest.raises(ConfigError, match="not a PEFT adapter directory"):
+        TransformersClient(varied_llm_dir, adapter_path=tmp_path)
+
+
+def test_stop_filter_holds_back_possible_stop_prefixes():
+    def run(deltas, stop):
+        return list(_StopFilter(stop).feed_all(iter(deltas)))
+
+    assert "".join(run(["Hello wo", "rld. END", " more"], ["END"])) == "Hello world. "
+    assert "".join(run(["ab", "E", "N", "D", "cd"], ["END"])) == "ab"
+    assert "".join(run(["ab", "E", "N", "x"], ["END"])) == "abENx"  # a false start is released
+    assert run(["ab", "E"], ["END"]) == ["ab", "E"]
+
+
+def test_unfinished_characters_are_not_text_until_complete(client):
+    """Byte-level tokens can split a character; like vLLM, its bytes become text only once it is complete, and an
+    answer that ends inside a character ends before it."""
+    import torch
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    tok = client.tokenizer
+    byte_token = {b: tok.convert_tokens_to_ids(ch) for b, ch in bytes_to_unicode().items()}
+    a, (d1, d2, d3) = byte_token[ord("a")], ["だ".encode()[i] for i in range(3)]
+    ids = [a, byte_token[d1], byte_token[d2], byte_token[d3]]
+    assert tok.decode(ids[:3]).endswith("\ufffd")  # what a plain decode shows
+    assert [_clean_decode(tok, ids[:n]) for n in range(5)] == ["", "a", "a", "a", "aだ"]
+
+    streamer = _DeltaStreamer(tok, eos_ids={tok.eos_token_id})
+    streamer.put(torch.tensor([[1, 2, 3]]))  # the prompt
+    for token in ids + [tok.eos_token_id]:
+        streamer.put(torch.tensor([token]))
+    streamer.end()
+    assert list(streamer) == ["a", "だ"]
+
+
+# -- make_client ------------------------------------------------------------------------------------------------
+
+
+def test_make_client_picks_the_backend(varied_llm_dir, tiny_lora_dir, monkeypatch):
+    llm = LLMConfig(model=str(varied_llm_dir), backend="transformers", dtype="float32", device="cpu")
+    local = make_client(llm, adapter_path=str(tiny_lora_dir))
+    assert isinstance(local, TransformersClient) and local.model_name == tiny_lora_dir.name
+
+    monkeypatch.setenv("TEST_LLM_KEY", "secret")
+    remote = make_client(
+        llm.model_copy(update={"api_key_env": "TEST_LLM_KEY"}), base_url="http://127.0.0.1:9/v1",
+        served_model_name="adapter-x",
+    )
+    assert isinstance(remote, OpenAICompatibleClient)
+    assert (remote.model_name, remote.base_url, remote._api_key) == ("adapter-x", "http://127.0.0.1:9/v1", "secret")
+    assert remote.count_tokens("hello world") == local.count_tokens("hello world")  # the model's tokenizer, locally
+
+    vllm = llm.model_copy(update={"backend": "vllm"})
+    assert make_client(vllm.model_copy(update={"base_url": "http://h:1/v1"})).model_name == str(varied_llm_dir)
+    with pytest.raises(ConfigError, match="llm.base_url"):
+        make_client(vllm)
+    with pytest.raises(ConfigError, match="served_model_name"):
+        make_client(vllm, base_url="http://h:1/v1", adapter_path=str(tiny_lora_dir))
+
+
+# -- OpenAI-compatible client: failures, against real local HTTP servers ----------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _ErrorServer:
+    """A tiny HTTP server that answers every chat request with one status and body, counting requests."""
+
+    def __init__(self, status: int, body: dict):
+        outer = self
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # /v1/models
+                self._reply(200, {"object": "list", "data": [{"id": "tiny", "object": "model"}]})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests += 1
+                self._reply(status, body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_no_server_is_backend_unavailable():
+    client = OpenAICompatibleClient(f"http://127.0.0.1:{_free_port()}/v1", "tiny", max_retries=1, timeout_s=5)
+    with pytest.raises(BackendUnavailableError, match="cannot connect after 1 retries"):
+        client.generate([chat("hi"), chat("ho")], GREEDY)
+    with pytest.raises(BackendUnavailableError):
+        list(client.stream(chat("hi"), GREEDY))
+
+
+def test_server_errors_are_retried_then_reported():
+    server = _ErrorServer(500, {"error": {"message": "engine dead", "type": "InternalServerError", "code": 500}})
+    try:
+        client = OpenAICompatibleClient(server.base_url, "tiny", max_retries=2, timeout_s=5)
+        with pytest.raises(BackendUnavailableError, match="server error 500 after retries: engine dead"):
+            client.generate([chat("hi")], GREEDY)
+        assert server.requests == 3  # the first try and two retries with backoff
+    finally:
+        server.close()
+
+
+def test_unknown_model_lists_what_the_server_serves():
+    server = _ErrorServer(404, {"error": {"message": "The model `nope` does not exist.", "code": 404}})
+    try:
+        client = OpenAICompatibleClient(server.base_url, "nope", max_retries=2)
+        with pytest.raises(ModelNotFoundError, match="It serves: tiny"):
+            client.generate([chat("hi")], GREEDY)
+        assert server.requests == 1  # a 4xx is not retried
+    finally:
+        server.close()
+
+
+def test_other_rejections_keep_the_status():
+    server = _ErrorServer(400, {"error": {"message": "top_p must be in (0, 1]", "code": 400}})
+    try:
+        with pytest.raises(GenerationError, match=r"rejected \(400\): top_p must be") as info:
+            OpenAICompatibleClient(server.base_url, "tiny").generate([chat("hi")], GREEDY)
+        assert info.value.status_code == 400
+    finally:
+        server.close()
