@@ -20,13 +20,13 @@ import os
 import re
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 from fsspec.core import url_to_fs
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from llmops.artifact import utc_now
 from llmops.errors import RegistryError
 from llmops.storage import canonical_json, digest_of, is_remote
 
@@ -59,8 +59,15 @@ class Release(_Model):
     flyte_execution_id: str | None
 
     def binding(self) -> dict:
-        """What the release id is a digest of: everything but when and by which run it was registered."""
-        return self.model_dump(exclude={"release", "created_at", "flyte_execution_id"})
+        """What the release id is a digest of: what is served and the evaluation that measured it.
+
+        Not when, by which run or commit, or against which baseline it was gated: re-running the pipeline on
+        unchanged inputs finds the existing release (and its original verdict) instead of minting an identical one.
+        (The eval report's lineage holds the code version that produced it.)
+        """
+        return self.model_dump(
+            exclude={"release", "created_at", "flyte_execution_id", "git_sha", "gate_decision_uri", "gates_passed"}
+        )
 
 
 class AliasPointer(_Model):
@@ -91,7 +98,7 @@ class ReleaseRegistry:
 
     def register(self, **fields) -> Release:
         """Create (or find, when the same binding exists) an immutable release."""
-        draft = Release(release="r-" + "0" * 16, created_at=utc_now(), **fields)
+        draft = Release(release="r-" + "0" * 16, created_at=_now(), **fields)
         release_id = "r-" + digest_of(draft.binding(), 16)
         existing = self._read_release(release_id, missing_ok=True)
         if existing is not None:
@@ -161,7 +168,7 @@ class ReleaseRegistry:
         self._check_alias(alias)
         with contextlib.nullcontext() if locked else self._locked(alias):
             current = self.pointer(alias)
-            at = utc_now()
+            at = _now()
             event = AliasEvent(
                 # Sortable: nanoseconds first (events of one alias are serialised), then a random suffix.
                 id=f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
@@ -255,6 +262,11 @@ class ReleaseRegistry:
         if not _RELEASE.match(release):
             raise RegistryError(f"invalid release id {release!r}: expected r- followed by 16 hex digits")
         return release
+
+
+def _now() -> str:
+    # Microseconds: releases and events are listed in time order, and several can land within one second.
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def diff_releases(a: Release, b: Release) -> dict:

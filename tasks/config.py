@@ -5,7 +5,7 @@ from __future__ import annotations
 from flytekit import task
 from flytekit.types.file import FlyteFile
 
-from llmops.config import load_config
+from llmops.config import PipelineConfig, load_config
 
 
 @task
@@ -15,3 +15,9 @@ def resolve_config(config: FlyteFile) -> str:
     Relative paths resolve against the working directory of the run (the repository root for `pyflyte run`).
     """
     return load_config(config.download()).resolved().model_dump_json()
+
+
+@task
+def finetune_enabled(config_json: str) -> bool:
+    """What the pipeline's fine-tune branch turns on."""
+    return PipelineConfig.model_validate_json(config_json).finetune.enabled

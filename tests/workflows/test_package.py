@@ -23,9 +23,11 @@ def package(tmp_path_factory) -> dict[str, TaskSpec]:
          "-f", "--output", str(out)],
         cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=300,
     )
-    specs = {}
+    specs: dict = {"__workflows__": set()}
     with tarfile.open(out) as tar:
         for member in tar.getmembers():
+            if "_workflows." in member.name:  # e.g. 20_workflows.pipeline.llmops_pipeline_2.pb
+                specs["__workflows__"].add(member.name.split("_", 1)[1].rsplit("_", 1)[0])
             if "_tasks." in member.name:
                 spec = TaskSpec()
                 spec.ParseFromString(tar.extractfile(member).read())
@@ -76,3 +78,25 @@ def test_finetune_task_requests_a_gpu_and_more_memory(package):
     assert spec.template.metadata.interruptible and spec.template.metadata.retries.retries >= 1
     assert spec.template.metadata.discoverable  # cached: reruns reuse the content-addressed adapter
     assert set(spec.template.interface.outputs.variables) == {"adapter", "version"}
+
+
+def test_evaluation_runs_the_model_on_a_gpu_and_gates_and_promotion_are_never_cached(package):
+    from flyteidl.core.tasks_pb2 import Resources
+
+    spec = package["tasks.evaluate.evaluate_model"]
+    assert _resources(spec)[Resources.GPU] == "1"
+    assert spec.template.extended_resources.gpu_accelerator.device == "nvidia-l4"
+    assert spec.template.container.image == GPU_IMAGE and spec.template.metadata.discoverable
+    # Both read the production alias, which can move between runs: a cached answer would be stale.
+    for name in ("tasks.evaluate.apply_gates", "tasks.promote.promote"):
+        assert not package[name].template.metadata.discoverable
+        assert package[name].template.container.image == CPU_IMAGE
+
+
+def test_every_workflow_and_branch_task_is_packaged(package):
+    workflows = package["__workflows__"]
+    for name in ("index.index_corpus", "index.index_stage", "pipeline.llmops_pipeline", "pipeline.finetune_and_evaluate"):
+        assert f"workflows.{name}" in workflows
+    # Both sides of the pipeline's fine-tune branch compile with the tasks they call.
+    for name in ("tasks.finetune.finetune", "tasks.evaluate.no_finetune", "tasks.config.finetune_enabled"):
+        assert name in package

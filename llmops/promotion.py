@@ -1,0 +1,69 @@
+"""Promotion: turn an evaluated candidate into a release and point the serving alias at it when its gates passed.
+
+The release binds what serving needs (index artifact, base model, adapter) with the evidence that approved it
+(eval report and gate decision), the config, git sha and Flyte execution id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmops.artifact import git_sha
+from llmops.config import PipelineConfig
+from llmops.registry import AliasEvent, Release, ReleaseRegistry, diff_releases
+
+__all__ = ["PromotionResult", "production_baseline", "promote_candidate"]
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    release: Release
+    event: AliasEvent | None  # None when the gates failed and nothing moved
+    previous: Release | None  # what the alias pointed at before
+    diff: dict | None  # previous -> new, for the release card
+
+
+def promote_candidate(
+    cfg: PipelineConfig,
+    *,
+    index_uri: str,
+    report: dict,
+    report_uri: str,
+    decision: dict,
+    decision_uri: str,
+    alias: str,
+    execution_id: str | None = None,
+) -> PromotionResult:
+    """Register the candidate as a release (always: failed candidates are kept for inspection and forced
+    promotion), and move `alias` to it only when its gates passed."""
+    registry = ReleaseRegistry(cfg.artifacts.registry_root)
+    model = report["model"]
+    release = registry.register(
+        index_version=report["index_version"],
+        index_uri=index_uri,
+        base_model=model["base"],
+        adapter_version=model.get("adapter_version"),
+        adapter_uri=model.get("adapter_uri"),
+        eval_report_uri=report_uri,
+        gate_decision_uri=decision_uri,
+        gates_passed=bool(decision["verdict"]["passed"]),
+        metrics={name: m["value"] for name, m in report["metrics"].items()},
+        config=cfg.model_dump(mode="json"),
+        git_sha=git_sha(),
+        flyte_execution_id=execution_id,
+    )
+    previous = registry.resolve(alias)
+    event = None
+    if release.gates_passed and (previous is None or previous.release != release.release):
+        event = registry.promote(release.release, alias, actor=execution_id)
+    diff = diff_releases(previous, release) if previous is not None else None
+    return PromotionResult(release, event, previous, diff)
+
+
+def production_baseline(cfg: PipelineConfig) -> str | None:
+    """The report the gates compare with: `gates.baseline_report` if set, else the served release's
+    (`serving.alias`, production by default)."""
+    if cfg.gates.baseline_report:
+        return cfg.gates.baseline_report
+    release = ReleaseRegistry(cfg.artifacts.registry_root).resolve(cfg.serving.alias)
+    return release.eval_report_uri if release else None

@@ -1,0 +1,174 @@
+"""The one RAG chain: Retriever -> prompt template -> generation client.
+
+Evaluation runs this chain over an eval set; the serving API runs it per request. Nothing else builds prompts or
+calls the model, so the system that is measured is the system that is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Iterator, Sequence
+
+from llmops.config import PipelineConfig, SamplingConfig
+from llmops.errors import ContextLengthError
+from llmops.generation import Generation, GenerationClient, StreamDelta, astream_deltas
+from llmops.prompt import Prompt, PromptBuilder
+from llmops.retriever import Mode, Retriever, SearchHit
+
+__all__ = ["RagAnswer", "RagChain", "RagStream", "chat_template_overhead"]
+
+
+@dataclass(frozen=True)
+class RagAnswer:
+    question: str
+    answer: str
+    prompt: Prompt
+    generation: Generation
+    retrieval_s: float
+
+    @property
+    def sources(self) -> tuple[SearchHit, ...]:
+        """The contexts the model saw, numbered as in the prompt ([1] is sources[0])."""
+        return self.prompt.contexts
+
+
+class RagChain:
+    def __init__(
+        self,
+        retriever: Retriever,
+        client: GenerationClient,
+        prompts: PromptBuilder,
+        sampling: SamplingConfig,
+        *,
+        k: int,
+        mode: Mode,
+        max_model_len: int,
+        template_overhead: int = 0,
+    ):
+        self.retriever = retriever
+        self.client = client
+        self.prompts = prompts
+        self.sampling = sampling
+        self.k = k
+        self.mode = mode
+        self.max_model_len = max_model_len
+        # Tokens the chat template adds around the messages (roles, special tokens): the server counts them too.
+        self.template_overhead = template_overhead
+        # Room left for the prompt once the answer's tokens are reserved; contexts are dropped to fit.
+        self.max_prompt_tokens = max_model_len - sampling.max_tokens
+        if self.max_prompt_tokens <= 0:
+            raise ValueError(
+                f"sampling.max_tokens ({sampling.max_tokens}) leaves no room for a prompt in llm.max_model_len "
+                f"({max_model_len})"
+            )
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, retriever: Retriever, client: GenerationClient) -> "RagChain":
+        if cfg.llm is None:
+            raise ValueError("the RAG chain needs an llm section in the config")
+        return cls(
+            retriever,
+            client,
+            PromptBuilder(cfg.prompt, count_tokens=client.count_tokens),
+            cfg.sampling,
+            k=cfg.retrieval.k,
+            mode=cfg.retrieval.mode,
+            max_model_len=cfg.llm.max_model_len,
+        )
+
+    def retrieve(self, questions: Sequence[str], k: int | None = None, mode: Mode | None = None):
+        """Hits per question and the retrieval time per question (batched, so the time is the batch's average)."""
+        start = time.perf_counter()
+        hits = self.retriever.search_batch(list(questions), k or self.k, mode or self.mode)
+        return hits, (time.perf_counter() - start) / max(len(questions), 1)
+
+    def build_prompt(self, question: str, hits: Sequence[SearchHit]) -> Prompt:
+        return self.prompts.build(question, hits, self.max_prompt_tokens)
+
+    def answer_batch(self, questions: Sequence[str], k: int | None = None, mode: Mode | None = None) -> list[RagAnswer]:
+        hits, retrieval_s = self.retrieve(questions, k, mode)
+        prompts = [self.build_prompt(q, h) for q, h in zip(questions, hits)]
+        generations = self.client.generate([p.messages for p in prompts], self.sampling)
+        return [
+            RagAnswer(q, g.text.strip(), p, g, retrieval_s) for q, p, g in zip(questions, prompts, generations)
+        ]
+
+    def answer(self, question: str, k: int | None = None, mode: Mode | None = None) -> RagAnswer:
+        return self.answer_batch([question], k, mode)[0]
+
+    def stream(self, question: str, k: int | None = None, mode: Mode | None = None) -> tuple[Prompt, Iterator[str]]:
+        """The prompt (with its sources) at once, then the answer as text deltas."""
+        hits, _ = self.retrieve([question], k, mode)
+        prompt = self.build_prompt(question, hits[0])
+        return prompt, self.client.stream(prompt.messages, self.sampling)
+
+    # -- async, per-request sampling (the serving API) ------------------------------------------------------------
+
+    async def aretrieve(self, question: str, k: int | None = None, mode: Mode | None = None):
+        """Hits for one question and the retrieval time; the search runs in a worker thread (it is CPU-bound)."""
+        hits, retrieval_s = await asyncio.to_thread(self.retrieve, [question], k, mode)
+        return hits[0], retrieval_s
+
+    def fit_prompt(self, question: str, hits: Sequence[SearchHit], sampling: SamplingConfig | None = None) -> Prompt:
+        """The prompt within `max_model_len - max_tokens` (contexts dropped to fit); ContextLengthError when even
+        the question alone does not fit."""
+        sampling = sampling or self.sampling
+        budget = self.max_model_len - sampling.max_tokens - self.template_overhead
+        if budget <= 0:
+            raise ContextLengthError(
+                f"max_tokens ({sampling.max_tokens}) leaves no room for a prompt in the model's context of "
+                f"{self.max_model_len} tokens",
+                param="max_tokens",
+            )
+        prompt = self.prompts.build(question, hits, budget)
+        if self.prompts.count_tokens is not None:
+            used = sum(self.prompts.count_tokens(m["content"]) for m in prompt.messages)
+            if used > budget:
+                raise ContextLengthError(
+                    f"the question needs {used} prompt tokens with no context at all, but the model's context of "
+                    f"{self.max_model_len} tokens leaves {budget} after max_tokens ({sampling.max_tokens}) and the "
+                    f"chat template ({self.template_overhead}): shorten the question or ask for fewer tokens"
+                )
+        return prompt
+
+    async def aanswer(
+        self, question: str, k: int | None = None, mode: Mode | None = None, sampling: SamplingConfig | None = None
+    ) -> RagAnswer:
+        sampling = sampling or self.sampling
+        hits, retrieval_s = await self.aretrieve(question, k, mode)
+        prompt = await asyncio.to_thread(self.fit_prompt, question, hits, sampling)
+        (generation,) = await self.client.agenerate([prompt.messages], sampling)
+        return RagAnswer(question, generation.text.strip(), prompt, generation, retrieval_s)
+
+    async def astream(
+        self, question: str, k: int | None = None, mode: Mode | None = None, sampling: SamplingConfig | None = None
+    ) -> RagStream:
+        """Retrieval and the prompt now; the answer as `StreamDelta`s when `deltas` is iterated (the last one
+        carries the finish reason and token counts)."""
+        sampling = sampling or self.sampling
+        hits, retrieval_s = await self.aretrieve(question, k, mode)
+        prompt = await asyncio.to_thread(self.fit_prompt, question, hits, sampling)
+        return RagStream(prompt, retrieval_s, astream_deltas(self.client, prompt.messages, sampling))
+
+
+@dataclass(frozen=True)
+class RagStream:
+    prompt: Prompt
+    retrieval_s: float
+    deltas: AsyncIterator[StreamDelta]
+
+    @property
+    def sources(self) -> tuple[SearchHit, ...]:
+        return self.prompt.contexts
+
+
+def chat_template_overhead(tokenizer, margin: int = 2) -> int:
+    """Tokens a chat template adds to a system + user conversation beyond the messages' own tokens, plus a small
+    margin for merges at the boundaries. `tokenizer` is the LLM's (transformers) tokenizer."""
+    messages = [{"role": "system", "content": "a"}, {"role": "user", "content": "b"}]
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    total = len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    own = sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in messages)
+    return max(0, total - own) + margin

@@ -1,0 +1,108 @@
+"""Evaluation and gate tasks: score a model through the shared RAG chain, then decide on promotion."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import typing
+from pathlib import Path
+
+from flytekit import task
+from flytekit.types.directory import FlyteDirectory
+from flytekit.types.file import FlyteFile
+
+from eval.stage import decide, evaluate_model as evaluate_model_fn, flat_metrics, load_report, store_decision, store_eval_run
+from llmops.documents import read_documents, read_qa
+from llmops.promotion import production_baseline
+from llmops.retriever import Retriever
+from llmops.storage import fetch_file
+from tasks.common import (
+    CACHE_VERSION,
+    CPU_RESOURCES,
+    GPU_ACCELERATOR,
+    GPU_IMAGE,
+    GPU_RESOURCES,
+    GPU_RETRIES,
+    decode_config,
+    execution_id,
+)
+from tasks.decks import publish
+from tasks.eval_decks import evaluation_deck, gates_deck
+
+EvalOutputs = typing.NamedTuple("EvalOutputs", [("report_uri", str), ("samples_uri", str)])
+GateOutputs = typing.NamedTuple("GateOutputs", [("passed", bool), ("decision_uri", str), ("candidate_report_uri", str)])
+
+
+def _local(d: FlyteDirectory | None) -> Path | None:
+    return None if d is None else Path(d.download())
+
+
+# On a cluster the model runs on a GPU (vLLM started in the pod, or transformers). Cached: every input is
+# content-addressed (index, adapter and eval set versions), so the same inputs give the same report.
+@task(
+    container_image=GPU_IMAGE,
+    requests=GPU_RESOURCES,
+    limits=GPU_RESOURCES,
+    accelerator=GPU_ACCELERATOR,
+    interruptible=True,
+    retries=GPU_RETRIES,
+    cache=True,
+    cache_version=CACHE_VERSION,
+    enable_deck=True,
+    deck_fields=(),
+)
+def evaluate_model(
+    config_json: str,
+    index: FlyteDirectory,
+    qa_uri: typing.Optional[str],
+    documents_uri: str,
+    retrieval_report: FlyteFile,
+    label: str,
+    adapter: typing.Optional[FlyteDirectory] = None,
+    adapter_version: str = "",
+) -> EvalOutputs:
+    cfg = decode_config(config_json)
+    retriever = Retriever.load(index.remote_source or index.path)
+    scratch = tempfile.mkdtemp()
+    examples = read_qa(fetch_file(qa_uri, scratch)) if qa_uri else []
+    gold_texts = {d.doc_id: d.text for d in read_documents(fetch_file(documents_uri, scratch))}
+    run = evaluate_model_fn(
+        cfg,
+        retriever,
+        examples,
+        gold_texts,
+        label=label,
+        adapter_dir=_local(adapter),
+        adapter_version=adapter_version or None,
+        adapter_uri=(adapter.remote_source or adapter.path) if adapter is not None else None,
+        retrieval_report=json.loads(Path(retrieval_report.download()).read_text(encoding="utf-8")),
+        execution_id=execution_id(),
+    )
+    report_uri, samples_uri = store_eval_run(cfg, run)
+    publish(f"Evaluation: {label}", evaluation_deck(run.report, run.samples))
+    return EvalOutputs(report_uri, samples_uri)
+
+
+@task(requests=CPU_RESOURCES)
+def no_finetune() -> str:
+    """The fine-tune branch when fine-tuning is off: no challenger report."""
+    return ""
+
+
+# Not cached: the production baseline it compares against can change between runs.
+@task(requests=CPU_RESOURCES, enable_deck=True, deck_fields=())
+def apply_gates(config_json: str, base_report_uri: str, finetuned_report_uri: str) -> GateOutputs:
+    cfg = decode_config(config_json)
+    reports = {"base": load_report(base_report_uri)}
+    if finetuned_report_uri:
+        reports["finetuned"] = load_report(finetuned_report_uri)
+    baseline_uri = production_baseline(cfg)
+    baseline = load_report(baseline_uri) if baseline_uri else None
+    decision = decide(cfg, reports, baseline, baseline_uri)
+    decision_uri = store_decision(cfg, decision)
+    publish("Gates", gates_deck(decision, reports, flat_metrics(baseline) if baseline else None))
+    candidate_uri = finetuned_report_uri or base_report_uri
+    return GateOutputs(decision["verdict"]["passed"], decision_uri, candidate_uri)
+
+
+__all__ = ["apply_gates", "evaluate_model", "no_finetune"]

@@ -1,0 +1,116 @@
+"""The evaluation stage end to end in-process: shared chain over a real index with the tiny LLM, metrics, report,
+per-sample parquet, gates against a production baseline."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eval.runner import read_samples
+from eval.stage import decide, evaluate_model, load_report, store_decision, store_eval_run
+from llmops.config import parse_config
+from llmops.documents import read_documents, read_qa
+from llmops.retriever import Retriever
+from llmops.storage import fetch_file
+from tests.conftest import MINILM, REPO_ROOT, write_corpus
+from tests.helpers import CORPUS, build
+
+QA = [
+    {"question": "When did the first Shinkansen line open?", "answers": ["1964"]},
+    {"question": "Which volcano in Sicily is very active?", "answers": ["Mount Etna"]},
+    {"question": "What is matcha made from?", "answers": ["green tea leaves"]},
+    {"question": "富士山の標高は何メートルですか？", "answers": ["3776メートル"],
+     "reference_contexts": ["標高は3776メートルで、日本最高峰の山である。"]},
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stage")
+    corpus = write_corpus(tmp / "corpus", CORPUS)
+    qa = tmp / "qa.jsonl"
+    qa.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QA), encoding="utf-8")
+    cfg = parse_config(
+        {
+            "corpus": {"sources": [{"kind": "directory", "path": str(corpus)}]},
+            "embedding": {"model": MINILM, "shard_size": 4},
+            "chunking": {"max_tokens": 64, "overlap_tokens": 8},
+            "retrieval": {"k": 3, "fusion": {"dense_weight": 0.5}},  # fixed weight: no calibration split
+            "eval": {
+                "qa_path": str(qa),
+                "metrics": {"bertscore": {"model": MINILM, "num_layers": 6}},
+            },
+            "artifacts": {"root": str(tmp / "artifacts")},
+            "llm": {"model": str(REPO_ROOT / "examples/tiny-llm"), "backend": "transformers", "max_model_len": 1024,
+                    "max_lora_rank": 8, "device": "cpu", "dtype": "float32"},
+            "sampling": {"max_tokens": 12},
+            "gates": {"rules": [{"metric": "retrieval.recall@5", "floor": 0.5}, {"metric": "rouge_l", "max_drop": 0.1}]},
+        }
+    ).resolved()
+    out, ing, _ = build(cfg)
+    examples = read_qa(fetch_file(ing.qa_uri, tmp))
+    gold = {d.doc_id: d.text for d in read_documents(fetch_file(ing.documents_uri, tmp))}
+    retriever = Retriever.load(out.artifact_uri)
+    retrieval_report = {"default_mode": "hybrid", "modes": {"hybrid": {"metrics": {"recall@5": 1.0, "mrr@10": 0.9}}}}
+    run = evaluate_model(cfg, retriever, examples, gold, label="base", retrieval_report=retrieval_report,
+                         show_progress=False)
+    return cfg, run
+
+
+def test_every_question_is_answered_and_recorded(setup):
+    _, run = setup
+    assert [s.question for s in run.samples] == [q["question"] for q in QA]
+    for s in run.samples:
+        assert s.contexts and len(s.sources) == len(s.contexts) <= 3
+        assert all(src["source"].endswith((".md", ".txt")) for src in s.sources)
+        assert s.completion_tokens <= 12 and s.prompt_tokens > 0 and s.latency_s > 0
+    ja = run.samples[3]
+    assert ja.lang == "ja" and ja.retrieval_hit  # the Fuji paragraph holds 3776メートル
+    assert ja.reference_contexts == QA[3]["reference_contexts"]  # carried from the eval set
+    assert run.samples[0].reference_contexts == []  # JSONL without gold document or references: none invented
+
+
+def test_report_has_metrics_lineage_and_per_sample_scores(setup):
+    cfg, run = setup
+    report = run.report
+    for key in ("bleu", "rouge_l", "bertscore_f1", "ragas.context_recall", "retrieval.recall@5"):
+        assert key in report["metrics"], key
+    assert report["metrics"]["retrieval.recall@5"]["value"] == 1.0
+    measured = report["metrics"]["bertscore_f1"]
+    assert measured["value"] is not None and 0.0 <= measured["value"] <= 1.0
+    assert report["questions"] == len(QA) and report["model"]["backend"] == "transformers"
+    assert report["lineage"]["index_version"] == report["index_version"]
+    assert report["config"]["sampling"]["max_tokens"] == 12
+    assert all("rouge_l" in s.scores for s in run.samples)
+    json.dumps(report, allow_nan=False)  # strict JSON: no NaN slips into report.json
+
+
+def test_stored_run_round_trips_and_is_immutable(setup, tmp_path):
+    cfg, run = setup
+    report_uri, samples_uri = store_eval_run(cfg, run)
+    assert load_report(report_uri)["metrics"] == json.loads(json.dumps(run.report["metrics"]))
+    samples = read_samples(Path(samples_uri))
+    assert [s.qid for s in samples] == [s.qid for s in run.samples]
+    assert samples[0].scores == run.samples[0].scores and samples[0].sources == run.samples[0].sources
+    assert store_eval_run(cfg, run) == (report_uri, samples_uri)  # same content, same folder
+
+
+def test_gates_use_the_production_baseline(setup):
+    cfg, run = setup
+    report = json.loads(json.dumps(run.report))
+    first = decide(cfg, {"base": report}, None, None)
+    assert first["candidate"] == "base" and first["verdict"]["passed"]
+    assert "no baseline" in first["verdict"]["gates"][1]["reason"]
+
+    better = json.loads(json.dumps(report))
+    better["metrics"]["rouge_l"]["value"] = (report["metrics"]["rouge_l"]["value"] or 0.0) + 0.5
+    regressed = decide(cfg, {"base": report}, better, "prod/report.json")
+    assert not regressed["verdict"]["passed"] and regressed["verdict"]["baseline_source"] == "prod/report.json"
+    assert Path(store_decision(cfg, regressed)).is_file()
+
+
+def test_finetuned_candidate_is_preferred_when_present(setup):
+    cfg, run = setup
+    report = json.loads(json.dumps(run.report))
+    decision = decide(cfg, {"base": report, "finetuned": {**report, "label": "finetuned"}}, None, None)
+    assert decision["candidate"] == "finetuned" and set(decision["compared"]) == {"base", "finetuned"}
