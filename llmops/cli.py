@@ -211,3 +211,39 @@ def registry_rollback(
     except LLMOpsError as e:
         _fail(e)
     out.print(f"[yellow]{alias}[/] rolled back -> {event.release} (was {event.previous})")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# llmops serve
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(..., "--config", help="pipeline config: its llm, serving and artifacts sections"),
+    port: Optional[int] = typer.Option(None, help="RAG API port (default: serving.port)"),
+    alias: Optional[str] = typer.Option(None, help="registry alias to serve (default: serving.alias)"),
+    print_vllm_args: bool = typer.Option(
+        False, "--print-vllm-args", help="only print the vLLM LoRA flags for the alias's release (for containers)"
+    ),
+) -> None:
+    """Start the vLLM server and the RAG API, serve the alias's release, stop both cleanly on Ctrl-C/SIGTERM."""
+    from llmops.config import load_config
+    from llmops.errors import ConfigError
+    from serving.launcher import lora_args, serve as run_serving
+
+    try:
+        cfg = load_config(config).resolved()
+        update = {k: v for k, v in (("port", port), ("alias", alias)) if v is not None}
+        if update:
+            cfg = cfg.model_copy(update={"serving": cfg.serving.model_copy(update=update)})
+        if print_vllm_args:
+            if cfg.llm is None:
+                raise ConfigError(str(config), ["serving needs an llm section"])
+            print(" ".join(lora_args(cfg)))
+            return
+        run_serving(cfg, announce=lambda line: out.print(line, highlight=False, soft_wrap=True))
+    except LLMOpsError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        out.print("interrupted; stopped")

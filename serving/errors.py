@@ -1,0 +1,105 @@
+"""The one mapping from exceptions to HTTP statuses and OpenAI-style error bodies.
+
+Every error the API returns goes through `error_info`, whether raised by a route, by request validation, by the
+size limit, or inside a stream (where it becomes an error event).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from llmops.errors import (
+    AuthenticationError,
+    BackendUnavailableError,
+    GenerationError,
+    InvalidRequestError,
+    LLMOpsError,
+    ModelNotFoundError,
+    NotReadyError,
+)
+from serving.protocol import ErrorInfo
+
+__all__ = ["RequestTooLarge", "error_info"]
+
+log = logging.getLogger("llmops.serving")
+
+_HTTP_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    503: "service_unavailable_error",
+}
+
+
+class RequestTooLarge(Exception):
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(
+            f"the request body is larger than {limit} bytes (serving.max_request_bytes): send a shorter request"
+        )
+
+
+def error_info(exc: BaseException) -> tuple[int, ErrorInfo]:
+    """(HTTP status, error body) for an exception."""
+    if isinstance(exc, RequestValidationError):
+        return 400, _validation_info(exc)
+    if isinstance(exc, InvalidRequestError):  # ContextLengthError included
+        return 400, ErrorInfo(message=str(exc), type="invalid_request_error", param=exc.param, code=exc.code)
+    if isinstance(exc, ModelNotFoundError):
+        return 404, ErrorInfo(message=str(exc), type="invalid_request_error", param=exc.param, code="model_not_found")
+    if isinstance(exc, RequestTooLarge):
+        return 413, ErrorInfo(message=str(exc), type="invalid_request_error", code="request_too_large")
+    if isinstance(exc, AuthenticationError):
+        return 401, ErrorInfo(message=str(exc), type="authentication_error", code="invalid_token")
+    if isinstance(exc, (BackendUnavailableError, NotReadyError)):
+        code = "backend_unavailable" if isinstance(exc, BackendUnavailableError) else "not_ready"
+        return 503, ErrorInfo(message=str(exc), type="service_unavailable_error", code=code)
+    if isinstance(exc, GenerationError):
+        # The backend rejected the request: a parameter it does not accept is the client's to fix.
+        if exc.status_code is not None and 400 <= exc.status_code < 500:
+            return 400, ErrorInfo(message=str(exc), type="invalid_request_error", code="backend_rejected")
+        return 502, ErrorInfo(message=str(exc), type="server_error", code="backend_error")
+    if isinstance(exc, HTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return exc.status_code, ErrorInfo(
+            message=message, type=_HTTP_TYPES.get(exc.status_code, "server_error"), code=exc.status_code
+        )
+    if isinstance(exc, LLMOpsError):  # e.g. a release that cannot be loaded, on /admin/reload
+        return 500, ErrorInfo(message=str(exc), type="server_error", code=type(exc).__name__)
+    log.exception("unexpected error", exc_info=exc)
+    return 500, ErrorInfo(message="internal server error (see the server log)", type="server_error")
+
+
+def _validation_info(exc: RequestValidationError) -> ErrorInfo:
+    errors = exc.errors()
+    problems, params = [], []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or None
+        if err.get("type") == "json_invalid":
+            return ErrorInfo(
+                message=f"the request body is not valid JSON ({err.get('ctx', {}).get('error', err.get('msg'))})",
+                type="invalid_request_error",
+                code="invalid_json",
+            )
+        if err.get("type") == "missing":
+            message = f"{param}: required field is missing"
+        elif err.get("type") == "extra_forbidden":
+            message = f"{param}: unknown field (check the spelling)"
+        else:
+            message = f"{param or 'body'}: {err.get('msg')}"
+        problems.append(message)
+        params.append(param)
+    return ErrorInfo(
+        message="; ".join(problems) or "invalid request",
+        type="invalid_request_error",
+        param=params[0] if params else None,
+        code="invalid_value",
+    )

@@ -1,0 +1,247 @@
+"""Request and response models of the RAG API, and its one error shape.
+
+Chat completions follow OpenAI's schema, so the official clients work unchanged; the RAG extras are `k` and `mode`
+in the request, and `sources` (the numbered contexts the model saw: [1] is sources[0]) in the response and in the
+final stream chunk. `system_fingerprint` carries the release id that answered. Unknown request fields are errors,
+as in OpenAI's API: a misspelt parameter must not be ignored silently.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmops.retriever import SearchHit
+
+__all__ = [
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatCompletionResponse",
+    "ChatMessage",
+    "Choice",
+    "ChunkChoice",
+    "DeltaMessage",
+    "ErrorInfo",
+    "ErrorResponse",
+    "ModelCard",
+    "ModelList",
+    "ReloadResponse",
+    "ResponseMessage",
+    "SearchRequest",
+    "SearchResponse",
+    "Source",
+    "StreamOptions",
+    "Usage",
+    "completion_id",
+]
+
+RetrievalMode = Literal["dense", "lexical", "hybrid"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------------------- errors
+
+
+class ErrorInfo(_Response):
+    message: str
+    type: str = Field(description="invalid_request_error, not_found_error, authentication_error, ...")
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorResponse(_Response):
+    """The only error body the API returns, whatever went wrong (OpenAI's and vLLM's shape)."""
+
+    error: ErrorInfo
+
+
+# ------------------------------------------------------------------------------------------------------- requests
+
+
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Request):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Request):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, description="OpenAI's newer name for max_tokens")
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: Literal[1] = Field(default=1, description="one answer per request")
+    user: str | None = Field(default=None, description="accepted for compatibility; not used")
+    # RAG extras
+    k: int | None = Field(default=None, ge=1, description="contexts to retrieve; at most serving.max_k")
+    mode: RetrievalMode | None = Field(default=None, description="retrieval mode; default: the index's")
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, v: str | list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        stops = [v] if isinstance(v, str) else v
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return stops
+
+    def question(self) -> str:
+        """The last user message: what retrieval searches for and the model answers."""
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.text()
+        return ""
+
+
+class SearchRequest(_Request):
+    query: str = Field(min_length=1)
+    k: int | None = Field(default=None, ge=1, description="hits to return; at most serving.max_k")
+    mode: RetrievalMode | None = None
+    model: str | None = Field(default=None, description="optional; when given it must be the served model")
+
+
+# ------------------------------------------------------------------------------------------------------ responses
+
+
+class Source(_Response):
+    """One retrieved chunk. `index` is its citation number in the prompt ([1], [2], ...)."""
+
+    index: int
+    rank: int
+    score: float
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    text: str
+    start: int
+    end: int
+
+    @classmethod
+    def from_hit(cls, index: int, hit: SearchHit) -> "Source":
+        return cls(index=index, **hit.to_dict())
+
+
+class Usage(_Response):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ResponseMessage(_Response):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(_Response):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletionResponse(_Response):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    system_fingerprint: str = Field(description="the release that answered")
+    choices: list[Choice]
+    usage: Usage | None = None
+    sources: list[Source]
+
+
+class DeltaMessage(_Response):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(_Response):
+    index: int = 0
+    delta: DeltaMessage
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(_Response):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    sources: list[Source] | None = Field(default=None, description="only in the chunk that finishes the answer")
+
+
+class ModelCard(_Response):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "llmops"
+    release: str | None = Field(default=None, description="release id served under this name now")
+    index_version: str | None = None
+    base_model: str | None = None
+    adapter_version: str | None = None
+
+
+class ModelList(_Response):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class SearchResponse(_Response):
+    object: Literal["search.result"] = "search.result"
+    release: str
+    index_version: str
+    mode: RetrievalMode
+    query: str
+    retrieval_ms: float
+    hits: list[Source]
+
+
+class ReloadResponse(_Response):
+    changed: bool
+    release: str | None
+    previous: str | None
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """JSON-ready dict without the None fields OpenAI's own responses also leave out of stream chunks."""
+    return model.model_dump(mode="json", exclude_none=True)

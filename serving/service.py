@@ -1,0 +1,323 @@
+"""The RAG API's logic, apart from HTTP: chat completions (whole or streamed), search and the model list.
+
+`RagService` receives its state through a `ReleaseHolder` (release, retriever, RAG chain, generation client), so
+tests can hand it any release. Each request takes the current release once and keeps it until its last byte; the
+release is handed back when the request ends, however it ends (a client that disconnects mid-stream included).
+Errors are raised in the `llmops.errors` vocabulary; `serving/app.py` maps them to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+from llmops.config import SamplingConfig, ServingConfig
+from llmops.errors import (
+    BackendUnavailableError,
+    InvalidRequestError,
+    ModelNotFoundError,
+)
+from llmops.generation import StreamDelta, astream_deltas
+from serving.errors import error_info
+from serving.metrics import ServingMetrics
+from serving.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    ChunkChoice,
+    DeltaMessage,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+    SearchRequest,
+    SearchResponse,
+    Source,
+    Usage,
+    completion_id,
+)
+from serving.release import ReleaseHolder, ReleaseState
+
+__all__ = ["RagService", "SSEStream", "sse_frame"]
+
+T = TypeVar("T")
+
+
+def sse_frame(payload: dict | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+class RagService:
+    def __init__(self, holder: ReleaseHolder, config: ServingConfig, metrics: ServingMetrics | None = None):
+        self.holder = holder
+        self.config = config
+        self.metrics = metrics or ServingMetrics()
+        self.started_at = int(time.time())
+
+    # ------------------------------------------------------------------------------------------------- models
+
+    def models(self) -> ModelList:
+        state = self.holder.current
+        release = state.release if state else None
+        card = ModelCard(
+            id=self.config.model_name,
+            created=int(state.loaded_at) if state else self.started_at,
+            release=release.release if release else None,
+            index_version=release.index_version if release else None,
+            base_model=release.base_model if release else None,
+            adapter_version=release.adapter_version if release else None,
+        )
+        return ModelList(data=[card])
+
+    # ------------------------------------------------------------------------------------------------- search
+
+    async def search(self, request: SearchRequest) -> SearchResponse:
+        if request.model is not None:
+            self._check_model(request.model)
+        self._check_k(request.k)
+        async with self.holder.use() as state:
+            self._check_mode(state, request.mode)
+            hits, retrieval_s = await state.chain.aretrieve(request.query, request.k, request.mode)
+            mode = request.mode or state.chain.mode
+            self.metrics.retrieval.labels(mode).observe(retrieval_s)
+            return SearchResponse(
+                release=state.release_id,
+                index_version=state.retriever.version,
+                mode=mode,
+                query=request.query,
+                retrieval_ms=round(retrieval_s * 1000, 3),
+                hits=[Source.from_hit(i, h) for i, h in enumerate(hits, 1)],
+            )
+
+    # ------------------------------------------------------------------------------------------------- chat
+
+    async def chat(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+        question = self._check_chat(request)
+        async with self.holder.use() as state:
+            self._check_mode(state, request.mode)
+            sampling = self._sampling(state, request)
+            answer = await self._on_backend(
+                state, lambda: state.chain.aanswer(question, request.k, request.mode, sampling)
+            )
+            g = answer.generation
+            self._observe(request.mode or state.chain.mode, answer.retrieval_s, g.latency_s,
+                          g.prompt_tokens, g.completion_tokens)
+            return ChatCompletionResponse(
+                id=completion_id(),
+                model=self.config.model_name,
+                system_fingerprint=state.release_id,
+                choices=[Choice(message=ResponseMessage(content=answer.answer), finish_reason=g.finish_reason)],
+                usage=Usage(
+                    prompt_tokens=g.prompt_tokens,
+                    completion_tokens=g.completion_tokens,
+                    total_tokens=g.prompt_tokens + g.completion_tokens,
+                ),
+                sources=[Source.from_hit(i, h) for i, h in enumerate(answer.sources, 1)],
+            )
+
+    async def open_stream(self, request: ChatCompletionRequest) -> "SSEStream":
+        """Validate, retrieve, and wait for the backend's first delta; then return the SSE frames.
+
+        Everything that can fail before the first token fails here, while an HTTP status can still say so (a
+        backend that is down is a 503, not a 200 with an error inside). Later failures become an error event.
+        """
+        question = self._check_chat(request)
+        started = time.perf_counter()
+        state = self.holder.acquire()
+        try:
+            self._check_mode(state, request.mode)
+            sampling = self._sampling(state, request)
+            stream = await state.chain.astream(question, request.k, request.mode, sampling)
+
+            async def first_delta() -> tuple[AsyncIterator[StreamDelta], StreamDelta]:
+                deltas = astream_deltas(state.client, stream.prompt.messages, sampling)
+                try:
+                    return deltas, await deltas.__anext__()
+                except BaseException:
+                    await deltas.aclose()
+                    raise
+
+            deltas, first = await self._on_backend(state, first_delta)
+        except BaseException:
+            self.holder.release(state)
+            raise
+        mode = request.mode or state.chain.mode
+        self.metrics.retrieval.labels(mode).observe(stream.retrieval_s)
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        sources = [Source.from_hit(i, h) for i, h in enumerate(stream.sources, 1)]
+        done = _Once(lambda: self.holder.release(state))
+        frames = self._frames(state, deltas, first, sources, started, stream.retrieval_s, include_usage, done)
+        return SSEStream(frames, deltas, done)
+
+    async def _frames(
+        self,
+        state: ReleaseState,
+        deltas: AsyncIterator[StreamDelta],
+        first: StreamDelta,
+        sources: list[Source],
+        started: float,
+        retrieval_s: float,
+        include_usage: bool,
+        done: Callable[[], None],
+    ) -> AsyncIterator[bytes]:
+        cid, created = completion_id(), int(time.time())
+
+        def chunk(delta: DeltaMessage, finish_reason: str | None = None, **extra) -> bytes:
+            body = ChatCompletionChunk(
+                id=cid, created=created, model=self.config.model_name, system_fingerprint=state.release_id,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)], **extra,
+            )
+            return sse_frame(body.model_dump(mode="json", exclude_none=True))
+
+        generation_started = time.perf_counter()
+        finish_reason, prompt_tokens, completion_tokens = None, None, None
+        first_token_seen = False
+        try:
+            yield chunk(DeltaMessage(role="assistant", content=""))
+            delta: StreamDelta | None = first
+            while delta is not None:
+                if delta.text:
+                    if not first_token_seen:
+                        first_token_seen = True
+                        self.metrics.ttft.observe(time.perf_counter() - started)
+                    yield chunk(DeltaMessage(content=delta.text))
+                finish_reason = delta.finish_reason or finish_reason
+                prompt_tokens = delta.prompt_tokens if delta.prompt_tokens is not None else prompt_tokens
+                if delta.completion_tokens is not None:
+                    completion_tokens = delta.completion_tokens
+                delta = await anext(deltas, None)
+            yield chunk(DeltaMessage(), finish_reason or "stop", sources=sources)
+            usage = None
+            if prompt_tokens is not None and completion_tokens is not None:
+                usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                              total_tokens=prompt_tokens + completion_tokens)
+            if include_usage and usage is not None:
+                # OpenAI's shape: one last chunk with no choices and the usage.
+                body = ChatCompletionChunk(
+                    id=cid, created=created, model=self.config.model_name, system_fingerprint=state.release_id,
+                    choices=[], usage=usage,
+                )
+                yield sse_frame(body.model_dump(mode="json", exclude_none=True))
+            yield sse_frame("[DONE]")
+            self._observe(None, retrieval_s, time.perf_counter() - generation_started,
+                          prompt_tokens or 0, completion_tokens or 0)
+        except Exception as e:  # noqa: BLE001 - whatever it is, the client must learn the stream failed
+            # Headers are sent: the failure travels as an error event (what vLLM and OpenAI do); clients raise it.
+            self.metrics.backend_errors.labels(type(e).__name__).inc()
+            _, info = error_info(e)
+            yield sse_frame(ErrorResponse(error=info).model_dump(mode="json"))
+            yield sse_frame("[DONE]")
+        finally:
+            done()
+            await deltas.aclose()
+
+    # ------------------------------------------------------------------------------------------------- helpers
+
+    async def _on_backend(self, state: ReleaseState, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a generation call; when the backend no longer knows the release's adapter (a restarted vLLM forgets
+        adapters loaded at run time), register it again and retry once."""
+        try:
+            return await call()
+        except ModelNotFoundError as e:
+            self.metrics.backend_errors.labels("adapter_missing").inc()
+            if state.reregister is None:
+                raise BackendUnavailableError(f"the generation backend does not serve this release's model: {e}") from e
+            try:
+                await state.reregister()
+                return await call()
+            except ModelNotFoundError as again:
+                raise BackendUnavailableError(
+                    f"the generation backend does not serve adapter {state.adapter_name!r} of release "
+                    f"{state.release_id}, even after registering it again: {again}"
+                ) from again
+        except BackendUnavailableError:
+            self.metrics.backend_errors.labels("unavailable").inc()
+            raise
+
+    def _check_chat(self, request: ChatCompletionRequest) -> str:
+        self._check_model(request.model)
+        self._check_k(request.k)
+        question = request.question()
+        if not question.strip():
+            raise InvalidRequestError(
+                "messages must contain a user message with text: its last one is the question that is answered",
+                param="messages",
+            )
+        return question
+
+    def _check_model(self, model: str) -> None:
+        if model != self.config.model_name:
+            raise ModelNotFoundError(
+                f"the model {model!r} does not exist: this server serves {self.config.model_name!r} (GET /v1/models)"
+            )
+
+    def _check_k(self, k: int | None) -> None:
+        if k is not None and not 1 <= k <= self.config.max_k:
+            raise InvalidRequestError(
+                f"k must be between 1 and {self.config.max_k} (serving.max_k), got {k}", param="k", code="k_out_of_range"
+            )
+
+    @staticmethod
+    def _check_mode(state: ReleaseState, mode: str | None) -> None:
+        if mode in ("lexical", "hybrid") and state.retriever.manifest.lexical is None:
+            raise InvalidRequestError(
+                f"mode {mode!r} needs a lexical index, and the served index {state.retriever.version} has none: "
+                "use mode 'dense'",
+                param="mode",
+            )
+
+    @staticmethod
+    def _sampling(state: ReleaseState, request: ChatCompletionRequest) -> SamplingConfig:
+        update: dict = {}
+        if request.temperature is not None:
+            update["temperature"] = request.temperature
+        if request.top_p is not None:
+            update["top_p"] = request.top_p
+        max_tokens = request.max_completion_tokens or request.max_tokens
+        if max_tokens is not None:
+            update["max_tokens"] = max_tokens
+        if request.stop is not None:
+            update["stop"] = tuple(request.stop)
+        if request.seed is not None:
+            update["seed"] = request.seed
+        return state.chain.sampling.model_copy(update=update)
+
+    def _observe(self, mode: str | None, retrieval_s: float, generation_s: float, prompt: int, completion: int) -> None:
+        if mode is not None:
+            self.metrics.retrieval.labels(mode).observe(retrieval_s)
+        self.metrics.generation.observe(generation_s)
+        self.metrics.prompt_tokens.inc(prompt)
+        self.metrics.completion_tokens.inc(completion)
+
+
+class _Once:
+    def __init__(self, fn: Callable[[], None]):
+        self._fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
+
+
+class SSEStream:
+    """The frames of one streamed answer. `aclose` ends it and hands the release back, also when it never started
+    (a generator that was never iterated would not run its `finally`)."""
+
+    def __init__(self, frames: AsyncIterator[bytes], deltas: AsyncIterator[StreamDelta], done: Callable[[], None]):
+        self._frames = frames
+        self._deltas = deltas
+        self._done = done
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._frames
+
+    async def aclose(self) -> None:
+        try:
+            await self._frames.aclose()
+            await self._deltas.aclose()
+        finally:
+            self._done()

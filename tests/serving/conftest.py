@@ -1,0 +1,198 @@
+"""A served world for the RAG API tests, built for real on this machine: a tiny chat model (random weights), two
+small index artifacts with different corpora, and a release registry with one release per index.
+
+The model's answers are noise; what the tests check is the wiring: sources, releases, errors, metrics, swaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from fastapi import FastAPI
+
+from llmops.config import PipelineConfig
+from llmops.registry import Release, ReleaseRegistry
+from tests.conftest import write_corpus
+from tests.helpers import CORPUS, build, make_config
+
+# A second corpus, about other things: which index answered is visible in the sources.
+CORPUS_B = {
+    "ops.md": "# Operations\n\nCertificates are rotated every 90 days by the rotation job at 02:00 UTC.\n\n"
+    "Backups are taken every night at 03:00 and kept for one year.",
+    "oncall.md": "# On-call\n\nThe on-call engineer must acknowledge a page within fifteen minutes. "
+    "SEV1 means a full outage for all customers.",
+}
+
+
+@dataclass
+class World:
+    root: Path
+    tiny_llm: Path
+    config: PipelineConfig  # transformers backend, index A's corpus
+    registry: ReleaseRegistry
+    release_a: Release
+    release_b: Release
+
+    def serving_config(self, **serving) -> PipelineConfig:
+        """The config with some `serving` fields changed (each test uses its own alias)."""
+        return self.config.model_copy(update={"serving": self.config.serving.model_copy(update=serving)})
+
+    def with_llm(self, **llm) -> PipelineConfig:
+        return self.config.model_copy(update={"llm": self.config.llm.model_copy(update=llm)})
+
+
+def release_for(registry: ReleaseRegistry, cfg: PipelineConfig, index_uri: str, index_version: str, **extra) -> Release:
+    fields = {
+        "index_version": index_version,
+        "index_uri": index_uri,
+        "base_model": cfg.llm.model,
+        "adapter_version": None,
+        "adapter_uri": None,
+        "eval_report_uri": f"{cfg.artifacts.root}/reports/{index_version}/report.json",
+        "gate_decision_uri": None,
+        "gates_passed": True,
+        "metrics": {},
+        "config": cfg.model_dump(mode="json"),
+        "git_sha": "test",
+        "flyte_execution_id": None,
+    }
+    fields.update(extra)
+    return registry.register(**fields)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> Path:
+    from llmops.tiny_llm import build_tiny_llm
+
+    return build_tiny_llm(tmp_path_factory.mktemp("serving-llm") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, tiny_llm) -> World:
+    root = tmp_path_factory.mktemp("serving")
+    sections = {
+        "llm": {"model": str(tiny_llm), "backend": "transformers", "max_model_len": 1024},
+        "sampling": {"max_tokens": 8},
+        "retrieval": {"k": 3},
+        "serving": {"watch_interval_s": 0, "max_request_bytes": 65536, "max_k": 10},
+    }
+    cfg_a = make_config(root, write_corpus(root / "corpus-a", CORPUS), **sections)
+    cfg_b = make_config(root, write_corpus(root / "corpus-b", CORPUS_B), **sections)
+    out_a, _, _ = build(cfg_a)
+    out_b, _, _ = build(cfg_b)
+    registry = ReleaseRegistry(cfg_a.artifacts.registry_root)
+    a = release_for(registry, cfg_a, out_a.artifact_uri, out_a.version)
+    b = release_for(registry, cfg_b, out_b.artifact_uri, out_b.version)
+    registry.promote(a.release, "production")
+    return World(root, tiny_llm, cfg_a, registry, a, b)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_api(cfg: PipelineConfig, backend_url: str | None = None) -> Iterator[tuple[str, FastAPI]]:
+    """The RAG API on a real uvicorn server in a background thread: (base URL, app)."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    app = create_app(cfg, backend_url=backend_url)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="rag-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 180
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the RAG API did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(60)
+
+
+@dataclass
+class Outcome:
+    sent_at: float
+    ok: bool
+    release: str | None = None
+    sources: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def stream_once(base_url: str, question: str, timeout: float = 120) -> Outcome:
+    """One streamed chat completion over raw HTTP; ok only with a 200, a final chunk with sources and [DONE]."""
+    import httpx
+
+    sent = time.monotonic()
+    body = {"model": "rag", "messages": [{"role": "user", "content": question}], "stream": True}
+    try:
+        with httpx.stream("POST", base_url + "/v1/chat/completions", json=body, timeout=timeout) as r:
+            if r.status_code != 200:
+                return Outcome(sent, False, error=f"{r.status_code}: {r.read()[:300]!r}")
+            events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    except httpx.HTTPError as e:
+        return Outcome(sent, False, error=f"{type(e).__name__}: {e}")
+    if not events or events[-1] != "[DONE]":
+        return Outcome(sent, False, error=f"stream did not end with [DONE]: {events[-2:]}")
+    chunks = [json.loads(e) for e in events[:-1]]
+    if any("error" in c for c in chunks):
+        return Outcome(sent, False, error=str(chunks[-1]))
+    releases = {c["system_fingerprint"] for c in chunks}
+    final = [c for c in chunks if c.get("sources") is not None]
+    if len(releases) != 1 or len(final) != 1:
+        return Outcome(sent, False, error=f"releases {releases}, {len(final)} chunks with sources")
+    return Outcome(sent, True, releases.pop(), tuple(s["source"].rsplit("/", 1)[-1] for s in final[0]["sources"]))
+
+
+def stream_load(base_url: str, clients: int, stop: threading.Event, questions: list[str]) -> list[Outcome]:
+    """`clients` threads streaming back to back until `stop` is set."""
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        n = 0
+        while not stop.is_set():
+            outcome = stream_once(base_url, questions[(i + n) % len(questions)])
+            n += 1
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    stop.wait()
+    for t in threads:
+        t.join(300)
+    return sorted(outcomes, key=lambda o: o.sent_at)
+
+
+def check_swap(outcomes: list[Outcome], old: str, new: str, promoted_at: float, old_docs: set, new_docs: set):
+    """Zero failures; each answer's sources come from its own release's index; after the first answer from the new
+    release, every request sent a second later is on the new release. Returns seconds from promotion to the
+    first request answered by the new release."""
+    failures = [o for o in outcomes if not o.ok]
+    assert not failures, f"{len(failures)} of {len(outcomes)} requests failed, e.g. {failures[0].error}"
+    by_release = {old: old_docs, new: new_docs}
+    for o in outcomes:
+        assert o.release in by_release, o
+        assert set(o.sources) <= by_release[o.release], f"{o.release} answered with sources {o.sources}"
+    first_new = next(o.sent_at for o in outcomes if o.release == new)
+    late_old = [o for o in outcomes if o.release == old and o.sent_at > first_new + 1.0]
+    assert not late_old, f"{len(late_old)} requests went to the old release after the swap"
+    assert any(o.release == old for o in outcomes) and outcomes[-1].release == new
+    return first_new - promoted_at

@@ -1,0 +1,64 @@
+"""Request models: OpenAI's fields and the RAG extras, strict about unknown fields."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from llmops.retriever import SearchHit
+from serving.protocol import ChatCompletionRequest, SearchRequest, Source
+
+
+def request(**extra) -> dict:
+    return {"model": "rag", "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+def test_question_is_the_last_user_message_with_text_parts_joined():
+    req = ChatCompletionRequest.model_validate({
+        "model": "rag",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "an answer"},
+            {"role": "user", "content": [{"type": "text", "text": "second "}, {"type": "text", "text": "question"}]},
+        ],
+    })
+    assert req.question() == "second question"
+    assert ChatCompletionRequest.model_validate(request() | {"messages": [{"role": "system", "content": "x"}]}
+                                                ).question() == ""
+
+
+def test_openai_fields_and_rag_extras():
+    req = ChatCompletionRequest.model_validate(request(
+        stream=True, stream_options={"include_usage": True}, temperature=0.5, top_p=0.9, max_tokens=12, stop="\n",
+        seed=3, user="u1", k=4, mode="dense",
+    ))
+    assert req.stop == ["\n"] and req.k == 4 and req.mode == "dense" and req.stream_options.include_usage
+
+
+@pytest.mark.parametrize("bad", [
+    {"top_kk": 1},                      # unknown field
+    {"n": 2},                           # one answer per request
+    {"temperature": 2.5},
+    {"top_p": 0},
+    {"max_tokens": 0},
+    {"k": 0},
+    {"mode": "semantic"},
+    {"stop": ["a", "b", "c", "d", "e"]},
+    {"messages": []},
+    {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+])
+def test_invalid_requests_are_rejected(bad):
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate(request() | bad)
+
+
+def test_search_request_needs_a_query():
+    with pytest.raises(ValidationError):
+        SearchRequest.model_validate({"query": ""})
+    assert SearchRequest.model_validate({"query": "q", "k": 3}).k == 3
+
+
+def test_source_numbers_the_hit_as_cited():
+    hit = SearchHit(rank=2, score=0.5, chunk_id="c", doc_id="d", text="t", source="s.md", title="T", start=0, end=1)
+    assert Source.from_hit(1, hit).model_dump() == {"index": 1, **hit.to_dict()}
