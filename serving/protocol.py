@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -241,7 +241,3 @@ class ReloadResponse(_Response):
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
-
-def dump(model: BaseModel) -> dict[str, Any]:
-    """JSON-ready dict without the None fields OpenAI's own responses also leave out of stream chunks."""
-    return model.model_dump(mode="json", exclude_none=True)
