@@ -371,6 +371,7 @@ class TransformersClient:
         device: str = "auto",
         max_batch_size: int = 8,
         served_model_name: str | None = None,
+        max_model_len: int | None = None,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -404,6 +405,7 @@ class TransformersClient:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_batch_size = max_batch_size
+        self.max_model_len = max_model_len
         self.model_name = served_model_name or (Path(adapter_path).name if adapter_path else str(model))
         self._eos_ids = _eos_ids(self.model, self.tokenizer)
         self._lock = threading.Lock()
@@ -420,12 +422,24 @@ class TransformersClient:
             [self._render(m) for m in batch], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.device)
 
-    def _generation_config(self, sampling: SamplingConfig):
+    def _budget(self, prompt_tokens: int, sampling: SamplingConfig) -> int:
+        """vLLM's rule: a prompt longer than the context is rejected; otherwise the answer gets max_tokens or what is
+        left of the context, whichever is less."""
+        if self.max_model_len is None:
+            return sampling.max_tokens
+        if prompt_tokens > self.max_model_len:
+            raise ContextLengthError(
+                f"{self.model_name}: the prompt has {prompt_tokens} tokens, more than the model's context "
+                f"(llm.max_model_len = {self.max_model_len}); shorten it or retrieve fewer contexts"
+            )
+        return max(1, min(sampling.max_tokens, self.max_model_len - prompt_tokens))
+
+    def _generation_config(self, sampling: SamplingConfig, max_new_tokens: int):
         from transformers import GenerationConfig
 
         model_defaults = self.model.generation_config
         config = GenerationConfig(
-            max_new_tokens=sampling.max_tokens,
+            max_new_tokens=max_new_tokens,
             do_sample=sampling.temperature > 0,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self._eos_ids),
@@ -461,10 +475,11 @@ class TransformersClient:
             started = time.perf_counter()
             first_token.started = started
             encoded = self._encode(batch)
+            budgets = [self._budget(int(n), sampling) for n in encoded["attention_mask"].sum(dim=1)]
             self._seed(sampling)
             output = self.model.generate(
                 **encoded,
-                generation_config=self._generation_config(sampling),
+                generation_config=self._generation_config(sampling, max(budgets)),
                 tokenizer=self.tokenizer,  # needed by stop_strings
                 logits_processor=LogitsProcessorList([first_token]),
             )
@@ -472,7 +487,7 @@ class TransformersClient:
         prompt_len = encoded["input_ids"].shape[1]
         results = []
         for i in range(len(batch)):
-            tokens = self._trim(output[i, prompt_len:].tolist())
+            tokens = self._trim(output[i, prompt_len:].tolist())[: budgets[i]]
             ended = bool(tokens) and tokens[-1] in self._eos_ids
             # The end-of-sequence token is counted but is not text (vLLM drops it even when it is not special).
             text = _clean_decode(self.tokenizer, tokens[:-1] if ended else tokens)
@@ -519,10 +534,11 @@ class TransformersClient:
             try:
                 with self._lock, torch.inference_mode():
                     encoded = self._encode([messages])
+                    budget = self._budget(encoded["input_ids"].shape[1], sampling)
                     self._seed(sampling)
                     self.model.generate(
                         **encoded,
-                        generation_config=self._generation_config(sampling),
+                        generation_config=self._generation_config(sampling, budget),
                         tokenizer=self.tokenizer,
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_Cancel()]),
@@ -740,6 +756,7 @@ def make_client(
         device=llm.device,
         max_batch_size=llm.max_concurrency,
         served_model_name=served_model_name,
+        max_model_len=llm.max_model_len,
     )
 
 

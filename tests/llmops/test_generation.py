@@ -114,6 +114,22 @@ def test_token_counts_use_the_models_tokenizer(client, varied_llm_dir, singles):
         assert client.count_tokens(text) == len(tok(text, add_special_tokens=False)["input_ids"])
 
 
+def test_context_window_limits_the_answer_and_rejects_longer_prompts(varied_llm_dir, client, singles):
+    """vLLM's rule: the answer gets what is left of max_model_len; a prompt longer than the context is rejected."""
+    from llmops.errors import ContextLengthError
+
+    short, long_ = singles[3].prompt_tokens, singles[4].prompt_tokens
+    assert long_ > short + 3
+    bounded = TransformersClient(varied_llm_dir, max_model_len=long_ + 3)
+    gens = bounded.generate([chat(QUESTIONS[3]), chat(QUESTIONS[4])], GREEDY)
+    assert gens[0].text == singles[3].text and gens[0].completion_tokens == GREEDY.max_tokens
+    assert (gens[1].completion_tokens, gens[1].finish_reason) == (3, "length")
+    assert singles[4].text.startswith(gens[1].text)
+    assert "".join(bounded.stream(chat(QUESTIONS[4]), GREEDY)) == gens[1].text
+    with pytest.raises(ContextLengthError, match=f"the prompt has {long_} tokens"):
+        TransformersClient(varied_llm_dir, max_model_len=long_ - 1).generate([chat(QUESTIONS[4])], GREEDY)
+
+
 def test_end_of_sequence_token_ends_the_answer_and_is_counted_not_shown(client, varied_llm_dir):
     """The varied model has an extra EOS id: the 4th greedy token for EOS_PROMPT."""
     eos = extra_eos_id(varied_llm_dir)

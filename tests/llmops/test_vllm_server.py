@@ -156,6 +156,26 @@ def test_same_sampling_parameters_on_both_backends(remote, local):
 
 
 @pytest.mark.slow
+def test_context_window_rule_is_the_same_on_both_backends(remote, varied_llm_dir):
+    """The server runs with --max-model-len 512: a prompt of n <= 512 tokens gets min(max_tokens, 512 - n) tokens,
+    a longer one is rejected with ContextLengthError; the transformers client with max_model_len=512 agrees."""
+    from llmops.errors import ContextLengthError
+
+    local = TransformersClient(varied_llm_dir, dtype="float32", device="cpu", max_model_len=512)
+    base = local.generate([chat("")], SamplingConfig(max_tokens=1))[0].prompt_tokens
+    per_word = local.count_tokens(" word")
+    near_full = chat(" ".join(["word"] * ((512 - base - 4) // per_word)))
+    served, in_process = remote.generate([near_full], GREEDY)[0], local.generate([near_full], GREEDY)[0]
+    assert served.prompt_tokens == in_process.prompt_tokens and 512 - served.prompt_tokens < GREEDY.max_tokens
+    assert (served.completion_tokens, served.finish_reason) == (512 - served.prompt_tokens, "length")
+    assert (served.text, served.completion_tokens) == (in_process.text, in_process.completion_tokens)
+    too_long = chat(" ".join(["word"] * (600 // per_word)))
+    for client in (remote, local):
+        with pytest.raises(ContextLengthError, match="context"):
+            client.generate([too_long], GREEDY)
+
+
+@pytest.mark.slow
 def test_streaming_and_async(remote):
     expected = remote.generate([chat(q) for q in QUESTIONS[:3]], GREEDY)
     started = time.perf_counter()
