@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterator, Sequence
 
-from llmops.config import PipelineConfig, SamplingConfig
+from llmops.config import LLMConfig, PipelineConfig, SamplingConfig
 from llmops.errors import ContextLengthError
 from llmops.generation import Generation, GenerationClient, StreamDelta, astream_deltas
 from llmops.prompt import Prompt, PromptBuilder
 from llmops.retriever import Mode, Retriever, SearchHit
 
-__all__ = ["RagAnswer", "RagChain", "RagStream", "chat_template_overhead"]
+__all__ = ["RagAnswer", "RagChain", "RagStream", "chat_template_overhead", "client_template_overhead"]
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,14 @@ class RagChain:
             )
 
     @classmethod
-    def from_config(cls, cfg: PipelineConfig, retriever: Retriever, client: GenerationClient) -> "RagChain":
+    def from_config(
+        cls, cfg: PipelineConfig, retriever: Retriever, client: GenerationClient, template_overhead: int | None = None
+    ) -> "RagChain":
+        """`template_overhead`: the chat template's tokens, measured from the LLM's tokenizer when not given."""
         if cfg.llm is None:
             raise ValueError("the RAG chain needs an llm section in the config")
+        if template_overhead is None:
+            template_overhead = client_template_overhead(cfg.llm, client)
         return cls(
             retriever,
             client,
@@ -76,6 +81,7 @@ class RagChain:
             k=cfg.retrieval.k,
             mode=cfg.retrieval.mode,
             max_model_len=cfg.llm.max_model_len,
+            template_overhead=template_overhead,
         )
 
     def retrieve(self, questions: Sequence[str], k: int | None = None, mode: Mode | None = None):
@@ -162,6 +168,16 @@ class RagStream:
     @property
     def sources(self) -> tuple[SearchHit, ...]:
         return self.prompt.contexts
+
+
+def client_template_overhead(llm: LLMConfig, client: GenerationClient) -> int:
+    """The chat template overhead for `client`'s model: its loaded tokenizer (in-process), else the base model's."""
+    tokenizer = getattr(client, "tokenizer", None)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(llm.model, revision=llm.revision)
+    return chat_template_overhead(tokenizer)
 
 
 def chat_template_overhead(tokenizer, margin: int = 2) -> int:

@@ -31,7 +31,7 @@ from llmops.config import PipelineConfig, PromptConfig, RetrievalConfig, Samplin
 from llmops.errors import BackendUnavailableError, GenerationError, NotReadyError, RegistryError
 from llmops.llm_runtime import adapter_model_name
 from llmops.prompt import PromptBuilder
-from llmops.rag import RagChain, chat_template_overhead
+from llmops.rag import RagChain, client_template_overhead
 from llmops.registry import Release, ReleaseRegistry
 from llmops.retriever import Retriever
 
@@ -241,12 +241,7 @@ class ReleaseLoader:
     def _template_overhead(self, client) -> int:
         """The chat template's tokens (the same base model for every release: measured once)."""
         if self._overhead is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = getattr(client, "tokenizer", None)  # the in-process client has it loaded
-            if tokenizer is None:
-                tokenizer = AutoTokenizer.from_pretrained(self.llm.model, revision=self.llm.revision)
-            self._overhead = chat_template_overhead(tokenizer)
+            self._overhead = client_template_overhead(self.llm, client)
         return self._overhead
 
     async def register_adapter(self, name: str, path: str) -> None:
