@@ -17,6 +17,7 @@ import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,8 +29,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "FileEntry",
     "IndexManifest",
+    "file_problems",
     "git_sha",
     "library_versions",
+    "load_manifest",
     "materialize",
     "read_manifest",
     "verify_artifact",
@@ -37,6 +40,8 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
+
+M = TypeVar("M", bound=BaseModel)
 
 _LIBRARIES = (
     "flyte-llmops",
@@ -111,35 +116,32 @@ def file_entries(directory: Path) -> dict[str, FileEntry]:
     }
 
 
-def read_manifest(directory: str | os.PathLike) -> IndexManifest:
-    directory = Path(directory)
+def load_manifest(directory: Path, name: str, schema_version: int, model: type[M], what: str, remedy: str) -> M:
+    """Read and validate `directory/name`; `what` names the artifact kind in errors, `remedy` says how to make one.
+    Index and adapter artifacts share this, so both refuse missing, unreadable and foreign manifests alike."""
     if not directory.is_dir():
-        raise ArtifactNotFoundError(f"index artifact {directory} does not exist (build one with index_corpus)")
-    path = directory / MANIFEST_NAME
+        raise ArtifactNotFoundError(f"{what} {directory} does not exist ({remedy})")
+    path = directory / name
     if not path.is_file():
-        raise ArtifactIntegrityError(
-            f"index artifact {directory} is incomplete: no {MANIFEST_NAME} (an interrupted build?); rebuild it"
-        )
+        raise ArtifactIntegrityError(f"{what} {directory} is incomplete: no {name} (an interrupted run?); {remedy}")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactIntegrityError(f"{path} is not valid JSON: {e}") from None
-    if raw.get("schema_version") != SCHEMA_VERSION:
+    if raw.get("schema_version") != schema_version:
         raise ArtifactIntegrityError(
-            f"{path} has schema_version {raw.get('schema_version')!r}; this llmops reads {SCHEMA_VERSION}"
+            f"{path} has schema_version {raw.get('schema_version')!r}; this llmops reads {schema_version}"
         )
     try:
-        return IndexManifest.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
-        raise ArtifactIntegrityError(f"{path} does not match the manifest schema: {e}") from None
+        raise ArtifactIntegrityError(f"{path} does not match the {what} manifest schema: {e}") from None
 
 
-def verify_artifact(directory: str | os.PathLike) -> IndexManifest:
-    """Check every file listed in the manifest exists with the recorded size and sha256, and nothing is missing."""
-    directory = Path(directory)
-    manifest = read_manifest(directory)
+def file_problems(directory: Path, files: dict[str, FileEntry]) -> list[str]:
+    """What is wrong with the files a manifest lists: missing, another size, another sha256."""
     problems = []
-    for name, entry in manifest.files.items():
+    for name, entry in files.items():
         path = directory / name
         if not path.is_file():
             problems.append(f"{name}: missing")
@@ -147,6 +149,19 @@ def verify_artifact(directory: str | os.PathLike) -> IndexManifest:
             problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {entry.bytes}")
         elif sha256_file(path) != entry.sha256:
             problems.append(f"{name}: sha256 mismatch (file changed after the artifact was written)")
+    return problems
+
+
+def read_manifest(directory: str | os.PathLike) -> IndexManifest:
+    return load_manifest(Path(directory), MANIFEST_NAME, SCHEMA_VERSION, IndexManifest, "index artifact",
+                         "build one with index_corpus")
+
+
+def verify_artifact(directory: str | os.PathLike) -> IndexManifest:
+    """Check every file listed in the manifest exists with the recorded size and sha256, and nothing is missing."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    problems = file_problems(directory, manifest.files)
     if problems:
         raise ArtifactIntegrityError(
             f"index artifact {directory} (version {manifest.version}) failed verification:\n"

@@ -28,14 +28,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from llmops.artifact import FileEntry, git_sha, library_versions, materialize, utc_now
+from llmops.artifact import (
+    FileEntry,
+    file_problems,
+    git_sha,
+    library_versions,
+    load_manifest,
+    materialize,
+    utc_now,
+)
 from llmops.code_version import code_version
 from llmops.config import FinetuneConfig, LLMConfig, PipelineConfig
 from llmops.documents import QAExample
 from llmops.embedding import model_digest
-from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError, FinetuneError
+from llmops.errors import ArtifactIntegrityError, FinetuneError
 from llmops.prompt import PromptBuilder
 from llmops.qa import load_qa_file
 from llmops.retriever import Retriever
@@ -49,7 +57,6 @@ from llmops.storage import (
     join_uri,
     publish_directory,
     put_file,
-    sha256_file,
     staging_dir,
     uri_exists,
 )
@@ -102,41 +109,15 @@ class AdapterManifest(BaseModel):
 
 
 def read_adapter_manifest(directory: str | Path) -> AdapterManifest:
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ArtifactNotFoundError(f"adapter artifact {directory} does not exist (train one with the finetune task)")
-    path = directory / ADAPTER_MANIFEST
-    if not path.is_file():
-        raise ArtifactIntegrityError(
-            f"adapter artifact {directory} is incomplete: no {ADAPTER_MANIFEST} (an interrupted run?); retrain it"
-        )
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactIntegrityError(f"{path} is not valid JSON: {e}") from None
-    if raw.get("schema_version") != ADAPTER_SCHEMA_VERSION:
-        raise ArtifactIntegrityError(
-            f"{path} has schema_version {raw.get('schema_version')!r}; this llmops reads {ADAPTER_SCHEMA_VERSION}"
-        )
-    try:
-        return AdapterManifest.model_validate(raw)
-    except ValidationError as e:
-        raise ArtifactIntegrityError(f"{path} does not match the adapter manifest schema: {e}") from None
+    return load_manifest(Path(directory), ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest,
+                         "adapter artifact", "train one with the finetune task")
 
 
 def verify_adapter(directory: str | Path) -> AdapterManifest:
     """Check every file the manifest lists (size and sha256), and that the adapter files themselves are there."""
     directory = Path(directory)
     manifest = read_adapter_manifest(directory)
-    problems = []
-    for name, entry in manifest.files.items():
-        path = directory / name
-        if not path.is_file():
-            problems.append(f"{name}: missing")
-        elif path.stat().st_size != entry.bytes:
-            problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {entry.bytes}")
-        elif sha256_file(path) != entry.sha256:
-            problems.append(f"{name}: sha256 mismatch (file changed after the artifact was written)")
+    problems = file_problems(directory, manifest.files)
     for required in ("adapter_config.json", "adapter_model.safetensors"):
         if required not in manifest.files:
             problems.append(f"{required}: not listed in the manifest")
