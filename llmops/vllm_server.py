@@ -139,10 +139,13 @@ class VLLMServer:
     ):
         self.model = str(model)
         self.served_model_name = served_model_name or self.model  # vLLM's own default
+        # The server runs in `workdir`: a relative local path would name nothing there. Clients still ask for the
+        # model by the name they were configured with.
+        self._model_arg = str(Path(model).resolve()) if Path(model).is_dir() else self.model
         self.host = host
         self._auto_port = port is None
         self.port = port or _free_port(host)
-        self.lora_modules = {name: str(path) for name, path in (lora_modules or {}).items()}
+        self.lora_modules = {name: str(Path(path).resolve()) for name, path in (lora_modules or {}).items()}
         self.enable_lora = bool(self.lora_modules) if enable_lora is None else enable_lora
         if self.lora_modules and not self.enable_lora:
             raise ConfigError("vllm server", ["lora_modules were given but enable_lora=False"])
@@ -224,7 +227,7 @@ class VLLMServer:
 
     def server_args(self) -> list[str]:
         """The arguments after `python -m vllm.entrypoints.openai.api_server`."""
-        args = ["--model", self.model]
+        args = ["--model", self._model_arg]
         args += ["--host", self.host, "--port", str(self.port), "--served-model-name", self.served_model_name]
         if self.revision:
             args += ["--revision", self.revision]

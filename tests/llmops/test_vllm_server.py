@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,18 @@ def test_arguments_and_environment(varied_llm_dir, tiny_lora_dir, tmp_path):
         sys.executable
     )
     assert server.base_url == "http://127.0.0.1:8123/v1"
+
+
+def test_relative_local_paths_are_resolved_for_the_server_but_the_name_is_kept(
+    varied_llm_dir, tiny_lora_dir, tmp_path, monkeypatch
+):
+    # The server process runs in its workdir, where a relative path names nothing (`model: examples/tiny-llm`).
+    monkeypatch.chdir(varied_llm_dir.parent)
+    server = VLLMServer(varied_llm_dir.name, lora_modules={"a1": os.path.relpath(tiny_lora_dir)}, workdir=tmp_path)
+    args = server.server_args()
+    assert args[args.index("--model") + 1] == str(varied_llm_dir.resolve())
+    assert args[args.index("--served-model-name") + 1] == varied_llm_dir.name  # what clients ask for
+    assert f"a1={Path(tiny_lora_dir).resolve()}" in " ".join(args)
 
 
 def test_adapters_are_checked_before_start(varied_llm_dir, tiny_lora_dir, tmp_path):
