@@ -7,8 +7,9 @@ digests and cached results never point at Flyte's local scratch folders (see doc
 
 from __future__ import annotations
 
-from flytekit import Resources
+from flytekit import PodTemplate, Resources
 from flytekit.extras.accelerators import L4
+from kubernetes.client import V1PodSpec, V1Toleration
 
 from llmops.code_version import code_version
 from llmops.config import PipelineConfig
@@ -18,6 +19,7 @@ __all__ = [
     "CPU_RESOURCES",
     "GPU_ACCELERATOR",
     "GPU_IMAGE",
+    "GPU_POD_TEMPLATE",
     "GPU_RESOURCES",
     "GPU_RETRIES",
     "decode_config",
@@ -32,10 +34,21 @@ CPU_RESOURCES = Resources(cpu="2", mem="8Gi")
 GPU_RESOURCES = Resources(cpu="4", mem="24Gi", gpu="1")
 GPU_ACCELERATOR = L4  # 24 GB: fits any sentence-transformers model and a 7-8B LLM for LoRA in bf16
 
+# GPU node pools are usually tainted `nvidia.com/gpu:NoSchedule` (GKE and EKS GPU pools, the NVIDIA GPU operator's
+# guidance) so that CPU pods stay off them: GPU tasks tolerate that taint. Spot-node taints differ per cloud; Flyte
+# adds them to interruptible tasks from the platform's `interruptible-tolerations` setting, not here.
+GPU_POD_TEMPLATE = PodTemplate(
+    pod_spec=V1PodSpec(
+        containers=[],
+        tolerations=[V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+    ),
+)
+
 # Changes whenever the pipeline's source changes, so Flyte never serves results of older code.
 CACHE_VERSION = code_version()
 
-# GPU tasks run on spot nodes: retried when preempted (their outputs are content-addressed, so a retry is safe).
+# GPU tasks run on spot nodes (`interruptible=True`): retried when preempted (their outputs are content-addressed,
+# so a retry is safe). Tasks with side effects that are not idempotent (apply_gates, promote) are not interruptible.
 GPU_RETRIES = 3
 
 
