@@ -23,6 +23,7 @@ __all__ = [
     "GPU_RESOURCES",
     "GPU_RETRIES",
     "decode_config",
+    "gpu_task_settings",
     "execution_id",
     "run_id",
 ]
@@ -50,6 +51,22 @@ CACHE_VERSION = code_version()
 # GPU tasks run on spot nodes (`interruptible=True`): retried when preempted (their outputs are content-addressed,
 # so a retry is safe). Tasks with side effects that are not idempotent (apply_gates, promote) are not interruptible.
 GPU_RETRIES = 3
+
+
+def gpu_task_settings(resources: Resources = GPU_RESOURCES) -> dict:
+    """`@task` settings every GPU task shares: the GPU image, `resources` as request and limit, the accelerator, the
+    GPU-taint toleration, spot nodes with retries, and a cache keyed by the code version."""
+    return dict(
+        container_image=GPU_IMAGE,
+        requests=resources,
+        limits=resources,
+        accelerator=GPU_ACCELERATOR,
+        pod_template=GPU_POD_TEMPLATE,
+        interruptible=True,
+        retries=GPU_RETRIES,
+        cache=True,
+        cache_version=CACHE_VERSION,
+    )
 
 
 def decode_config(config_json: str) -> PipelineConfig:

@@ -14,12 +14,8 @@ from llmops.indexing import plan_shards as plan_shards_fn
 from tasks.common import (
     CACHE_VERSION,
     CPU_RESOURCES,
-    GPU_ACCELERATOR,
-    GPU_IMAGE,
-    GPU_POD_TEMPLATE,
-    GPU_RESOURCES,
-    GPU_RETRIES,
     decode_config,
+    gpu_task_settings,
     run_id,
 )
 
@@ -29,17 +25,7 @@ def plan_shards(config_json: str, chunks_uri: str) -> list[str]:
     return plan_shards_fn(decode_config(config_json), chunks_uri)
 
 
-@task(
-    container_image=GPU_IMAGE,
-    requests=GPU_RESOURCES,
-    limits=GPU_RESOURCES,
-    accelerator=GPU_ACCELERATOR,
-    pod_template=GPU_POD_TEMPLATE,
-    interruptible=True,
-    retries=GPU_RETRIES,
-    cache=True,
-    cache_version=CACHE_VERSION,
-)
+@task(**gpu_task_settings())
 def embed_shard(config_json: str, model_digest: str, shard_uri: str) -> str:
     """Embed one shard (cached vectors reused); returns the URI of its vectors file."""
     return embed_shard_fn(decode_config(config_json), shard_uri, model_digest, run_id=run_id())

@@ -17,15 +17,10 @@ from llmops.promotion import production_baseline
 from llmops.retriever import Retriever
 from llmops.storage import fetch_file
 from tasks.common import (
-    CACHE_VERSION,
     CPU_RESOURCES,
-    GPU_ACCELERATOR,
-    GPU_IMAGE,
-    GPU_POD_TEMPLATE,
-    GPU_RESOURCES,
-    GPU_RETRIES,
     decode_config,
     execution_id,
+    gpu_task_settings,
 )
 from tasks.decks import publish
 from tasks.eval_decks import evaluation_deck, gates_deck
@@ -40,19 +35,7 @@ def _local(d: FlyteDirectory | None) -> Path | None:
 
 # On a cluster the model runs on a GPU (vLLM started in the pod, or transformers). Cached: every input is
 # content-addressed (index, adapter and eval set versions), so the same inputs give the same report.
-@task(
-    container_image=GPU_IMAGE,
-    requests=GPU_RESOURCES,
-    limits=GPU_RESOURCES,
-    accelerator=GPU_ACCELERATOR,
-    pod_template=GPU_POD_TEMPLATE,
-    interruptible=True,
-    retries=GPU_RETRIES,
-    cache=True,
-    cache_version=CACHE_VERSION,
-    enable_deck=True,
-    deck_fields=(),
-)
+@task(**gpu_task_settings(), enable_deck=True, deck_fields=())
 def evaluate_model(
     config_json: str,
     index: FlyteDirectory,

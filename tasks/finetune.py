@@ -15,14 +15,10 @@ from llmops.finetune import AdapterManifest
 from llmops.finetune import finetune as finetune_fn
 from llmops.report import Html, fragment, kv_table, line_chart_svg, section, table
 from tasks.common import (
-    CACHE_VERSION,
-    GPU_ACCELERATOR,
-    GPU_IMAGE,
-    GPU_POD_TEMPLATE,
     GPU_RESOURCES,
-    GPU_RETRIES,
     decode_config,
     execution_id,
+    gpu_task_settings,
 )
 from tasks.decks import publish
 
@@ -37,19 +33,7 @@ FinetuneOutputs = typing.NamedTuple("FinetuneOutputs", [("adapter", FlyteDirecto
 
 # Cached: the inputs are the config and a content-addressed index, and the adapter version is content-addressed
 # too, so a retry after preemption (or a rerun) finds the published version instead of training again.
-@task(
-    container_image=GPU_IMAGE,
-    requests=FINETUNE_RESOURCES,
-    limits=FINETUNE_RESOURCES,
-    accelerator=GPU_ACCELERATOR,
-    pod_template=GPU_POD_TEMPLATE,
-    interruptible=True,
-    retries=GPU_RETRIES,
-    cache=True,
-    cache_version=CACHE_VERSION,
-    enable_deck=True,
-    deck_fields=(),
-)
+@task(**gpu_task_settings(FINETUNE_RESOURCES), enable_deck=True, deck_fields=())
 def finetune(config_json: str, index: FlyteDirectory) -> FinetuneOutputs:
     out = finetune_fn(decode_config(config_json), index.remote_source or index.path, execution_id=execution_id())
     publish("Fine-tune", finetune_deck(out.manifest, reused=out.reused))
