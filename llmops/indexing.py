@@ -56,6 +56,7 @@ __all__ = [
     "IngestOutput",
     "build_index",
     "embed_shard",
+    "embedding_stats",
     "index_version",
     "read_chunk_table",
     "write_report",
@@ -248,16 +249,17 @@ class BuildOutput:
     artifact_uri: str
     version: str
     reused: bool  # True when this version already existed
-    embedding_stats: dict  # what this run did: see _embedding_stats
+    embedding_stats: dict  # what this run did: see embedding_stats()
 
 
-def _embedding_stats(uris: list[str], scratch: Path, run_id: str) -> dict:
+def embedding_stats(uris: list[str], scratch: Path, run_id: str | None = None) -> dict:
     """What embedding work this run did for the index's vectors.
 
     vectors = computed (the model embedded them in this run) + cached (shards embedded in this run took them from
     the embedding cache) + reused (shard files that an earlier run wrote, used as they are; their own counts
-    describe that run). embed_seconds is the model time of this run.
+    describe that run). embed_seconds is the model time of this run. `run_id` defaults to this process's.
     """
+    run_id = run_id or _PROCESS_RUN_ID
     stats = dict.fromkeys(("vectors", "computed", "cached", "reused", "shards", "shards_reused"), 0)
     seconds = 0.0
     for uri in uris:
@@ -322,7 +324,7 @@ def build_index(
         factory = choose_index_type(n_chunks, cfg.index)
         version = index_version(cfg, chunks_uri, model_digest, factory, qa_uri)
         artifact_uri = join_uri(cfg.artifacts.root, "indexes", version)
-        stats = _embedding_stats(vector_uris, scratch, run_id or _PROCESS_RUN_ID)
+        stats = embedding_stats(vector_uris, scratch, run_id)
         if uri_exists(join_uri(artifact_uri, MANIFEST_NAME)):
             # Reuse only a verified artifact; a damaged one fails the build and is left for inspection.
             verify_artifact(materialize(artifact_uri))

@@ -8,7 +8,7 @@ from typing import Sequence
 from llmops.artifact import IndexManifest
 from llmops.report import bar_chart_svg, fragment, histogram_svg, kv_table, publish_deck, section, status_badge, table
 
-__all__ = ["chunk_deck", "index_deck", "ingest_deck", "publish", "run_summary_deck"]
+__all__ = ["chunk_deck", "embed_shard_deck", "index_deck", "ingest_deck", "publish", "run_summary_deck"]
 
 publish = publish_deck
 
@@ -65,6 +65,26 @@ def _chunk_section(n_tokens: Sequence[int], max_tokens: int) -> str:
 
 def chunk_deck(n_tokens: Sequence[int], max_tokens: int) -> str:
     return fragment(_chunk_section(n_tokens, max_tokens))
+
+
+def embed_shard_deck(shard_uri: str, model: str, device: str, stats: dict) -> str:
+    """One map-task shard: what it embedded and how fast, so a slow or cache-missing shard stands out."""
+    computed, seconds = stats["computed"], stats["embed_seconds"]
+    rows = {
+        "shard": shard_uri,
+        "embedding model": model,
+        "device": device,
+        "vectors": stats["vectors"],
+        "embedded in this run / from the embedding cache / shard file reused": (
+            f"{computed} / {stats['cached']} / {stats['reused']}"
+        ),
+        "model seconds": round(seconds, 3),
+        "embedded per second": round(computed / seconds, 1) if computed and seconds > 0 else "n/a",
+    }
+    note = None
+    if stats["reused"]:
+        note = "An earlier run already wrote this shard's vectors file; it was used as it is."
+    return fragment(section("Embedding shard", kv_table(rows), note=note))
 
 
 def _index_section(manifest: IndexManifest, stats: dict) -> str:

@@ -77,10 +77,10 @@ def test_stats_count_this_runs_work_when_only_the_index_changes(built):
 
 
 def test_shard_files_from_before_run_ids_count_as_reused(tmp_path):
-    from llmops.indexing import _embedding_stats
+    from llmops.indexing import embedding_stats
 
     np.savez(tmp_path / "old.npz", vectors=np.zeros((3, 4), np.float32), computed=3, seconds=1.5)
-    assert _embedding_stats([str(tmp_path / "old.npz")], tmp_path / "scratch", "any") == {
+    assert embedding_stats([str(tmp_path / "old.npz")], tmp_path / "scratch", "any") == {
         "vectors": 3, "computed": 0, "cached": 0, "reused": 3, "shards": 1, "shards_reused": 1, "embed_seconds": 0.0}
 
 

