@@ -25,6 +25,7 @@ class Prompt:
     messages: list[dict[str, str]]
     lang: str
     contexts: tuple[SearchHit, ...]  # the hits that made it into the prompt, in order ([1], [2], ...)
+    tokens: int | None = None  # the messages' content tokens, when a budget was fitted with a tokenizer
 
 
 class PromptBuilder:
@@ -47,12 +48,13 @@ class PromptBuilder:
         kept = list(hits)
         while True:
             messages = self._messages(template, question, kept)
-            if max_prompt_tokens is None or self.count_tokens is None or not kept:
-                break
-            if sum(self.count_tokens(m["content"]) for m in messages) <= max_prompt_tokens:
-                break
+            if max_prompt_tokens is None or self.count_tokens is None:
+                return Prompt(messages=messages, lang=lang, contexts=tuple(kept))
+            tokens = sum(self.count_tokens(m["content"]) for m in messages)
+            if tokens <= max_prompt_tokens or not kept:
+                # The count goes with the prompt: callers check the budget without tokenizing it again.
+                return Prompt(messages=messages, lang=lang, contexts=tuple(kept), tokens=tokens)
             kept.pop()
-        return Prompt(messages=messages, lang=lang, contexts=tuple(kept))
 
     @staticmethod
     def _messages(template: PromptTemplateConfig, question: str, hits: Sequence[SearchHit]) -> list[dict[str, str]]:

@@ -129,14 +129,12 @@ class RagChain:
                 param="max_tokens",
             )
         prompt = self.prompts.build(question, hits, budget)
-        if self.prompts.count_tokens is not None:
-            used = sum(self.prompts.count_tokens(m["content"]) for m in prompt.messages)
-            if used > budget:
-                raise ContextLengthError(
-                    f"the question needs {used} prompt tokens with no context at all, but the model's context of "
-                    f"{self.max_model_len} tokens leaves {budget} after max_tokens ({sampling.max_tokens}) and the "
-                    f"chat template ({self.template_overhead}): shorten the question or ask for fewer tokens"
-                )
+        if prompt.tokens is not None and prompt.tokens > budget:
+            raise ContextLengthError(
+                f"the question needs {prompt.tokens} prompt tokens with no context at all, but the model's context of "
+                f"{self.max_model_len} tokens leaves {budget} after max_tokens ({sampling.max_tokens}) and the "
+                f"chat template ({self.template_overhead}): shorten the question or ask for fewer tokens"
+            )
         return prompt
 
     async def aanswer(

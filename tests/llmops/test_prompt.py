@@ -55,6 +55,22 @@ def test_lowest_ranked_contexts_are_dropped_to_fit_the_budget():
     assert [h.chunk_id for h in trimmed.contexts] == ["c1", "c2"]
     assert "c" * 100 not in trimmed.messages[1]["content"]
     assert builder.build("q?", hits, max_prompt_tokens=1).contexts == ()  # nothing fits: no contexts, still a prompt
+    # The count the fit was decided on goes with the prompt, so callers need not tokenize it again.
+    assert trimmed.tokens == sum(len(m["content"]) for m in trimmed.messages) <= size - 50
+    assert full.tokens is None  # no budget, nothing counted
+
+
+def test_a_fitted_prompt_is_tokenized_once_per_try():
+    calls = []
+
+    def count(text: str) -> int:
+        calls.append(text)
+        return len(text)
+
+    builder = PromptBuilder(PromptConfig(), count_tokens=count)
+    hits = [hit(1, "a" * 100), hit(2, "b" * 100)]
+    prompt = builder.build("q?", hits, max_prompt_tokens=10_000)
+    assert len(calls) == len(prompt.messages)  # fits at once: one count of each message
 
 
 def test_templates_must_keep_their_placeholders():
