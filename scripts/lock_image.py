@@ -7,8 +7,7 @@ Both the `cpu` and the `gpu` extra are resolved and merged; a package the two re
 error. Local version labels are dropped (`torch==2.13.0`, not `2.13.0+cpu`), so the CPU variant takes PyTorch's
 CPU wheel and the GPU variant PyPI's CUDA wheel of the same version. NVIDIA's CUDA libraries (nvidia-*) are left
 out: resolved here beside the CPU torch they would only follow faiss-gpu's loose ranges, while the CUDA torch pins
-them exactly. tests/test_ci.py checks that the file still
-satisfies pyproject.toml.
+them exactly. tests/test_ci.py checks that the file still satisfies pyproject.toml.
 """
 
 from __future__ import annotations
