@@ -23,8 +23,8 @@ __all__ = [
     "GPU_RESOURCES",
     "GPU_RETRIES",
     "decode_config",
-    "gpu_task_settings",
     "execution_id",
+    "gpu_task_settings",
     "run_id",
 ]
 
