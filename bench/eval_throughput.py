@@ -42,7 +42,6 @@ import argparse
 import contextlib
 import functools
 import inspect
-import json
 import os
 import re
 import shutil
@@ -57,13 +56,16 @@ from typing import Callable, Iterator, Sequence
 from bench.common import (
     DEFAULT_DATA_DIR,
     MODEL,
+    QUICKSTART,
     REPO_ROOT,
     SQUAD,
+    TINY_LLM,
     build,
     machine,
     peak_rss_mib,
     print_table,
     progress,
+    squad_subset,
     summarize,
     timed,
     vllm_python,
@@ -71,8 +73,6 @@ from bench.common import (
     write_result,
 )
 
-TINY_LLM = REPO_ROOT / "examples" / "tiny-llm"
-QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 # What vLLM needs on a small CPU machine (../shared/PLATFORM.md), as in configs/quickstart.yaml.
 CPU_VLLM_ARGS = ("--enforce-eager", "--kv-cache-memory-bytes", "67108864")
 BERTSCORE_LAYER = 6
@@ -104,26 +104,6 @@ def clocked(section: str, fn: Callable[[], object]) -> tuple[float, object]:
 # ---------------------------------------------------------------------------------------------------------------
 # Data, config, index
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def squad_subset(squad: Path, paragraphs: int, out: Path) -> Path:
-    """The first paragraphs of every article in turn (so every topic is there), with all their questions."""
-    data = json.loads(squad.read_text(encoding="utf-8"))
-    articles = [{"title": a["title"], "paragraphs": []} for a in data["data"]]
-    taken, depth = 0, 0
-    while taken < paragraphs:
-        added = False
-        for src, dst in zip(data["data"], articles):
-            if depth < len(src["paragraphs"]) and taken < paragraphs:
-                dst["paragraphs"].append(src["paragraphs"][depth])
-                taken += 1
-                added = True
-        if not added:
-            break
-        depth += 1
-    out.write_text(json.dumps({"version": data.get("version", "1.1"),
-                               "data": [a for a in articles if a["paragraphs"]]}), encoding="utf-8")
-    return out
 
 
 def make_config(args, source: dict, qa_path: str | None, root: Path, llm: dict | None = None):

@@ -68,12 +68,15 @@ from typing import Sequence
 from bench.common import (
     DEFAULT_DATA_DIR,
     MODEL,
+    QUICKSTART,
     REPO_ROOT,
     SQUAD,
+    TINY_LLM,
     build,
     machine,
     print_table,
     progress,
+    squad_subset,
     summarize,
     timed,
     vllm_python,
@@ -81,8 +84,6 @@ from bench.common import (
     write_result,
 )
 
-TINY_LLM = REPO_ROOT / "examples" / "tiny-llm"
-QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 # configs/quickstart.yaml's vLLM flags, with a KV cache that holds 32 streams of 2,048 tokens (2 KiB per token for
 # the tiny model) and no prefix caching (see the module docstring).
 VLLM_ARGS = ("--enforce-eager", "--kv-cache-memory-bytes", str(256 * 2**20), "--no-enable-prefix-caching")
@@ -693,7 +694,6 @@ def main() -> None:
     try:
         squad = args.data_dir / SQUAD
         if squad.is_file():
-            from bench.eval_throughput import squad_subset
 
             dataset = f"SQuAD subset ({args.paragraphs} paragraphs of {squad})"
             source = {"kind": "squad", "path": str(squad_subset(squad, args.paragraphs, work / "squad.json"))}
