@@ -128,6 +128,16 @@ def with_sections(cfg, **sections):
                                   for name, values in sections.items()})
 
 
+# --split-cores: which core each side gets.
+VLLM_CORE, API_CORE = 0, 1
+
+
+def pin(pid: int, split_cores: bool) -> None:
+    """The RAG API on API_CORE, set right after it starts, before its threads exist (they inherit the mask)."""
+    if split_cores:
+        os.sched_setaffinity(pid, {API_CORE})
+
+
 def free_port() -> int:
     import socket
 
@@ -664,6 +674,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="96 paragraphs, 1 round, at least 8 requests per round")
     parser.add_argument("--api-env", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment variable for the RAG API process (experiments, e.g. OMP_NUM_THREADS=1)")
+    parser.add_argument("--split-cores", action="store_true",
+                        help="vLLM on core 0, the RAG API and this client on core 1: the API's CPU no longer taken "
+                             "from generation (as where vLLM has a GPU and the API other cores), scaled down")
     parser.add_argument("--name", default=None, help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     api_env = dict(kv.split("=", 1) for kv in args.api_env)
@@ -694,7 +707,6 @@ def main() -> None:
     try:
         squad = args.data_dir / SQUAD
         if squad.is_file():
-
             dataset = f"SQuAD subset ({args.paragraphs} paragraphs of {squad})"
             source = {"kind": "squad", "path": str(squad_subset(squad, args.paragraphs, work / "squad.json"))}
             qa_path = None
@@ -720,16 +732,28 @@ def main() -> None:
 
         cfg = with_sections(cfg, serving={"vllm_port": free_port(), "port": free_port()})
         server = vllm_server_for(cfg, release, work)
+        if args.split_cores:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(VLLM_CORE)  # vLLM binds its compute threads itself
         progress(f"vLLM: starting the server ({python}); log {work / 'vllm' / 'vllm.log'}")
         t0 = time.perf_counter()
         server.start()
+        if args.split_cores:  # before it spawns its engine process, which inherits the mask
+            os.sched_setaffinity(server.process.pid, {VLLM_CORE})
         server.wait_ready(600)
         vllm_start_s = time.perf_counter() - t0
 
         cfg_api = with_sections(cfg, llm={"base_url": server.base_url})
         api = ApiProcess(cfg_api, work, api_env)
         progress(f"RAG API: starting `llmops serve` on {api.url} (backend {server.base_url}); log {api.log_path}")
-        api_start_s, ready = timed(lambda: (api.start(), api.wait_ready())[1])
+        if args.split_cores:
+            os.sched_setaffinity(0, {API_CORE})  # this process: the client threads and their event loop
+
+        def start_api() -> dict:
+            api.start()
+            pin(api.process.pid, args.split_cores)
+            return api.wait_ready()
+
+        api_start_s, ready = timed(start_api)
         progress(f"vLLM ready in {vllm_start_s:.1f} s, RAG API ready in {api_start_s:.1f} s: release "
                  f"{ready['release']}")
 
