@@ -42,10 +42,12 @@ time in the same rounds (the mean is exact; the histogram p50 is only a bucket i
 every concurrency: added p50 <= 15 ms, RAG/direct requests/s >= 0.9.
 
 CPU seconds per request of each process (the RAG API, the vLLM process group, this client) are read from /proc
-around every round: on 2 cores the API's CPU time is taken from vLLM.
+around every round: on 2 cores the API's CPU time is taken from vLLM. `--split-cores` gives each side a core of its
+own (vLLM on core 0, the API and this client on core 1).
 
     python -m bench.serving              # 300 paragraphs, 5 timed rounds per concurrency (~3.5 min on 2 cores)
     python -m bench.serving --quick      # 96 paragraphs, 1 round, at least 8 requests per round (~2.5 min)
+    python -m bench.serving --split-cores --name serving_split_cores
 """
 
 from __future__ import annotations
