@@ -98,20 +98,24 @@ def _git(*args: str) -> str | None:
         return None
 
 
-def machine() -> dict:
-    """Where and with what the figures were measured. The load average shows whether other work competed."""
+CORE_LIBRARIES = ("torch", "sentence-transformers", "transformers", "faiss-cpu", "bm25s", "flytekit", "numpy")
+
+
+def machine(libraries: Sequence[str] = ()) -> dict:
+    """Where and with what the figures were measured (the core libraries' versions and `libraries`'). The load
+    average shows whether other work competed."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
 
     from llmops.code_version import code_version
 
-    libraries = {}
-    for name in ("torch", "sentence-transformers", "transformers", "faiss-cpu", "bm25s", "flytekit", "numpy"):
+    versions = {}
+    for name in (*CORE_LIBRARIES, *libraries):
         try:
-            libraries[name] = version(name)
+            versions[name] = version(name)
         except PackageNotFoundError:
-            libraries[name] = None
+            versions[name] = None
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "cpu": _cpu_model(),
@@ -121,7 +125,7 @@ def machine() -> dict:
         "memory_gib": _memory_gib(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "libraries": libraries,
+        "libraries": versions,
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": bool(dirty) if dirty is not None else None,
         "code_version": code_version(),
@@ -219,3 +223,16 @@ def squad_subset(squad: Path, paragraphs: int, out: Path) -> Path:
     out.write_text(json.dumps({"version": data.get("version", "1.1"),
                                "data": [a for a in articles if a["paragraphs"]]}), encoding="utf-8")
     return out
+
+
+def squad_or_quickstart(data_dir: Path, paragraphs: int, work: Path) -> tuple[str, dict, str | None]:
+    """The corpus for the LLM benchmarks: (label, corpus source, qa_path). A SQuAD subset whose questions are the
+    eval set; `examples/quickstart` (corpus + qa.jsonl) when the shared data is absent, saying so on stderr."""
+    squad = data_dir / SQUAD
+    if squad.is_file():
+        subset = squad_subset(squad, paragraphs, work / "squad.json")
+        return f"SQuAD subset ({paragraphs} paragraphs of {squad})", {"kind": "squad", "path": str(subset)}, None
+    print(f"note: {squad} not found (pass --data-dir DIR); falling back to examples/quickstart (24 questions)",
+          file=sys.stderr)
+    return ("examples/quickstart", {"kind": "directory", "path": str(QUICKSTART / "corpus")},
+            str(QUICKSTART / "qa.jsonl"))

@@ -56,16 +56,14 @@ from typing import Callable, Iterator, Sequence
 from bench.common import (
     DEFAULT_DATA_DIR,
     MODEL,
-    QUICKSTART,
     REPO_ROOT,
-    SQUAD,
     TINY_LLM,
     build,
     machine,
     peak_rss_mib,
     print_table,
     progress,
-    squad_subset,
+    squad_or_quickstart,
     summarize,
     timed,
     vllm_python,
@@ -636,28 +634,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    described = machine()
-    from importlib.metadata import PackageNotFoundError, version
-
-    for lib in EVAL_LIBRARIES:
-        try:
-            described["libraries"][lib] = version(lib)
-        except PackageNotFoundError:
-            described["libraries"][lib] = None
+    described = machine(EVAL_LIBRARIES)
 
     work = Path(tempfile.mkdtemp(prefix="llmops-bench-eval-"))
     try:
-        squad = args.data_dir / SQUAD
-        if squad.is_file():
-            dataset = f"SQuAD subset ({args.paragraphs} paragraphs of {squad})"
-            source = {"kind": "squad", "path": str(squad_subset(squad, args.paragraphs, work / "squad.json"))}
-            qa_path = None
-        else:
-            print(f"note: {squad} not found (pass --data-dir DIR); falling back to examples/quickstart (24 questions, "
-                  "a few of them per run after the calibration split)", file=sys.stderr)
-            dataset = "examples/quickstart"
-            source = {"kind": "directory", "path": str(QUICKSTART / "corpus")}
-            qa_path = str(QUICKSTART / "qa.jsonl")
+        dataset, source, qa_path = squad_or_quickstart(args.data_dir, args.paragraphs, work)
         cfg = make_config(args, source, qa_path, work / "artifacts")
         progress(f"building the index in-process: {dataset}")
         build_seconds: dict = {}
