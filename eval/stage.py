@@ -21,13 +21,13 @@ from eval.metrics import compute_metrics
 from eval.metrics.base import EvalSample, MetricValue
 from eval.runner import SampleRecord, run_chain, select_questions
 from llmops.artifact import git_sha, library_versions, utc_now
-from llmops.code_version import code_version
 from llmops.config import PipelineConfig
 from llmops.documents import QAExample
 from llmops.errors import EvalDataError
 from llmops.llm_runtime import open_client
 from llmops.rag import RagChain
 from llmops.retriever import Retriever
+from llmops.stage_inputs import config_record, stage_code
 from llmops.storage import atomic_write_json, digest_of, fetch_file, join_uri, publish_directory, staging_dir
 
 __all__ = [
@@ -112,12 +112,12 @@ def evaluate_model(
         "seconds": round(time.perf_counter() - start, 3),
         "generation_seconds": round(generation_s, 3),
         "retrieval": retrieval_report,
-        "config": cfg.model_dump(mode="json"),
+        "config": config_record(cfg),
         "lineage": {
             "index_version": retriever.version,
             "adapter_version": adapter_version,
             "git_sha": git_sha(),
-            "code_version": code_version(),
+            "code_version": stage_code("evaluate").digest,
             "execution_id": execution_id,
             "libraries": library_versions(),
         },

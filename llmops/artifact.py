@@ -93,14 +93,20 @@ def library_versions() -> dict[str, str]:
 
 
 def git_sha() -> str:
-    """The code version: $LLMOPS_GIT_SHA (set in images and CI), else the checkout's HEAD, else 'unknown'."""
+    """The code version: $LLMOPS_GIT_SHA (set in images and CI), else the checkout's HEAD with `-dirty` appended
+    when tracked files differ from it (as `git describe --dirty` does), else 'unknown'."""
     if sha := os.environ.get("LLMOPS_GIT_SHA"):
         return sha
+    here = Path(__file__).parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
+        sha = head.stdout.strip()
+        if not sha:
+            return "unknown"
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10, cwd=here
         )
-        return out.stdout.strip() or "unknown"
+        return f"{sha}-dirty" if status.returncode != 0 or status.stdout.strip() else sha
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -41,6 +41,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Marks a field that names a file, folder or model: cache keys take the content it names, not the name
+# (llmops/stage_inputs.py). Corpus source paths are not marked: ingest, which is never cached, fingerprints them.
+_CONTENT = {"content": True}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Corpus sources. `path` is a local path (relative paths resolve against the working directory) or an fsspec URI.
 # ---------------------------------------------------------------------------------------------------------------
@@ -118,7 +123,8 @@ EmbeddingProfileName = Literal["auto", "none", "e5", "e5-instruct", "bge-en", "b
 
 class EmbeddingConfig(_Strict):
     model: str = Field(
-        description="Hugging Face id, local path, or `pkg:MODULE` for a model shipped inside a Python package"
+        description="Hugging Face id, local path, or `pkg:MODULE` for a model shipped inside a Python package",
+        json_schema_extra=_CONTENT,
     )
     revision: str | None = Field(default=None, description="Hub revision (commit sha) for reproducible runs")
     profile: EmbeddingProfileName = Field(
@@ -207,7 +213,7 @@ class RetrievalConfig(_Strict):
 
 
 class LLMConfig(_Strict):
-    model: str = Field(description="base model: Hugging Face id or local path")
+    model: str = Field(description="base model: Hugging Face id or local path", json_schema_extra=_CONTENT)
     revision: str | None = Field(default=None, description="Hub revision (commit sha) for reproducible runs")
     backend: Literal["vllm", "transformers"] = Field(
         default="vllm",
@@ -310,7 +316,9 @@ class LoraConfig(_Strict):
 class FinetuneConfig(_Strict):
     enabled: bool = False
     train_path: str | None = Field(
-        default=None, description="QA pairs to train on (SQuAD JSON or JSONL); keep them apart from the eval set"
+        default=None,
+        description="QA pairs to train on (SQuAD JSON or JSONL); keep them apart from the eval set",
+        json_schema_extra=_CONTENT,
     )
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
     lora: LoraConfig = LoraConfig()
@@ -339,7 +347,10 @@ class FinetuneConfig(_Strict):
 
 
 class BertScoreConfig(_Strict):
-    model: str = Field(description="local path or Hub id of the scoring model (no baseline rescaling for paths)")
+    model: str = Field(
+        description="local path or Hub id of the scoring model (no baseline rescaling for paths)",
+        json_schema_extra=_CONTENT,
+    )
     num_layers: int = Field(gt=0, description="layer whose embeddings are compared")
     batch_size: int = Field(default=32, gt=0)
 
@@ -359,7 +370,9 @@ class JudgeConfig(_Strict):
 class RagasConfig(_Strict):
     enabled: bool = True
     embedding_model: str | None = Field(
-        default=None, description="for semantic similarity; None = the index's embedding model"
+        default=None,
+        description="for semantic similarity; None = the index's embedding model",
+        json_schema_extra=_CONTENT,
     )
     judge: JudgeConfig | None = Field(
         default=None, description="enables the LLM-judged metrics (faithfulness, relevancy, context P/R)"
@@ -394,14 +407,18 @@ class GateConfig(_Strict):
 
 class GatesConfig(_Strict):
     baseline_report: str | None = Field(
-        default=None, description="report.json of the current production release; None = floors only"
+        default=None,
+        description="report.json of the current production release; None = floors only",
+        json_schema_extra=_CONTENT,
     )
     rules: tuple[GateConfig, ...] = ()
 
 
 class RetrievalEvalConfig(_Strict):
     qa_path: str | None = Field(
-        default=None, description="extra SQuAD JSON or JSONL (question, answers) eval set; squad sources add theirs"
+        default=None,
+        description="extra SQuAD JSON or JSONL (question, answers) eval set; squad sources add theirs",
+        json_schema_extra=_CONTENT,
     )
     ks: tuple[int, ...] = (1, 5, 10)
     max_questions: int | None = Field(default=None, gt=0, description="evaluate a deterministic sample")

@@ -19,7 +19,6 @@ import numpy as np
 
 from llmops.config import EmbeddingConfig
 from llmops.errors import EmbeddingError
-from llmops.storage import tree_digest
 
 __all__ = [
     "EmbeddingProfile",
@@ -106,15 +105,13 @@ def resolve_model_path(model: str, revision: str | None = None) -> Path:
         ) from None
 
 
-@lru_cache(maxsize=16)
-def _cached_tree_digest(path: str, mtime_ns: int) -> str:
-    return tree_digest(path)
-
 
 def model_digest(path: Path) -> str:
-    """sha256 over the model's files. Any change to weights, tokenizer or config gives a new digest."""
-    newest = max((p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()), default=0)
-    return _cached_tree_digest(str(path), newest)
+    """sha256 over the model's files. Any change to weights, tokenizer or config gives a new digest; unchanged files
+    are not read again (llmops/content_digest.py)."""
+    from llmops.content_digest import tree_digest_cached
+
+    return tree_digest_cached(path)
 
 
 def _pick_device(device: str) -> str:
@@ -180,10 +177,22 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-@lru_cache(maxsize=4)
 def get_embedder(cfg: EmbeddingConfig, profile: EmbeddingProfile | None = None) -> Embedder:
-    """One loaded model per (config, profile) and process: local runs execute every task in one process."""
+    """One loaded model per (config, profile, model files) and process: local runs execute every task in one
+    process, and a local model whose files changed since it was loaded is loaded again (and digested again)."""
+    local = cfg.model.startswith("pkg:") or Path(cfg.model).expanduser().exists()
+    stamp = _files_stamp(resolve_model_path(cfg.model, cfg.revision)) if local else None
+    return _embedder(cfg, profile, stamp)
+
+
+@lru_cache(maxsize=4)
+def _embedder(cfg: EmbeddingConfig, profile: EmbeddingProfile | None, stamp: tuple | None) -> Embedder:
     return Embedder(cfg, profile)
+
+
+def _files_stamp(path: Path) -> tuple:
+    """Changes when any file under `path` is added, removed, resized or rewritten."""
+    return tuple(sorted((str(p), st.st_size, st.st_mtime_ns) for p in path.rglob("*") if (st := p.stat()) and p.is_file()))
 
 
 def describe_device() -> str:

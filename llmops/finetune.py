@@ -39,7 +39,6 @@ from llmops.artifact import (
     materialize,
     utc_now,
 )
-from llmops.code_version import code_version
 from llmops.config import FinetuneConfig, LLMConfig, PipelineConfig
 from llmops.documents import QAExample
 from llmops.embedding import model_digest
@@ -47,6 +46,7 @@ from llmops.errors import ArtifactIntegrityError, FinetuneError
 from llmops.prompt import PromptBuilder
 from llmops.qa import load_qa_file
 from llmops.retriever import Retriever
+from llmops.stage_inputs import config_record, stage_code
 from llmops.storage import (
     atomic_write_bytes,
     atomic_write_json,
@@ -600,7 +600,7 @@ def adapter_version(base_digest: str, data_digest: str, hyperparameters: dict, c
             "base_model": base_digest,
             "data": data_digest,
             "hyperparameters": hyperparameters,
-            "code": code if code is not None else code_version(),
+            "code": code if code is not None else stage_code("finetune").fingerprint,
         }
     )
 
@@ -636,7 +636,7 @@ def finetune(
         result = train_lora(
             model_path, dataset.train, dataset.validation, ft, stage, device=device, base_model_name=llm.model
         )
-        atomic_write_json(stage / "pipeline_config.json", cfg.model_dump(mode="json"))
+        atomic_write_json(stage / "pipeline_config.json", config_record(cfg))
         files = {
             name: FileEntry(sha256=digest, bytes=(stage / name).stat().st_size)
             for name, digest in file_checksums(stage, exclude=(ADAPTER_MANIFEST,)).items()
@@ -653,7 +653,7 @@ def finetune(
             training=result.to_dict(),
             files=files,
             libraries=_libraries(),
-            lineage={"git_sha": git_sha(), "code_version": code_version(), "execution_id": execution_id},
+            lineage={"git_sha": git_sha(), "code_version": stage_code("finetune").digest, "execution_id": execution_id},
         )
         atomic_write_json(stage / ADAPTER_MANIFEST, manifest.model_dump(mode="json"))
         publish_directory(stage, artifact_uri, commit_file=ADAPTER_MANIFEST)

@@ -32,12 +32,12 @@ from llmops.artifact import (
     materialize,
     verify_artifact,
 )
-from llmops.code_version import code_version
 from llmops.config import PipelineConfig
 from llmops.documents import read_documents, read_qa, write_chunks, write_documents, write_qa
 from llmops.embed_cache import EmbeddingCache
 from llmops.embedding import get_embedder
 from llmops.errors import IndexBuildError
+from llmops.stage_inputs import config_record, stage_code
 from llmops.storage import (
     atomic_write_json,
     digest_of,
@@ -57,6 +57,7 @@ __all__ = [
     "build_index",
     "embed_shard",
     "embedding_stats",
+    "shard_stats",
     "index_version",
     "read_chunk_table",
     "write_report",
@@ -149,7 +150,7 @@ def run_chunking(cfg: PipelineConfig, documents_uri: str, corpus_fingerprint: st
             "model": embedder.digest,
             "max_tokens": max_tokens,
             "overlap": cfg.chunking.overlap_tokens,
-            "code": code_version(),
+            "code": stage_code("chunk").fingerprint,
         }
     )
     chunks_uri = _work_uri(cfg, "chunks", f"{key}.parquet")
@@ -231,6 +232,7 @@ def embed_shard(
             computed=len(missing),
             seconds=seconds,
             run_id=np.array(run_id or _PROCESS_RUN_ID),
+            device=np.array(embedder.device),
         )
         put_file(scratch / "vectors.npz", out_uri)
         log.info("embedded shard %s: %d computed, %d from cache", Path(shard_uri).name, len(missing), found.sum())
@@ -259,23 +261,41 @@ def embedding_stats(uris: list[str], scratch: Path, run_id: str | None = None) -
     the embedding cache) + reused (shard files that an earlier run wrote, used as they are; their own counts
     describe that run). embed_seconds is the model time of this run. `run_id` defaults to this process's.
     """
-    run_id = run_id or _PROCESS_RUN_ID
     stats = dict.fromkeys(("vectors", "computed", "cached", "reused", "shards", "shards_reused"), 0)
     seconds = 0.0
+    for shard in shard_stats(uris, scratch, run_id):
+        stats["vectors"] += shard["vectors"]
+        stats["shards"] += 1
+        stats["computed"] += shard["computed"]
+        stats["cached"] += shard["cached"]
+        stats["reused"] += shard["reused"]
+        stats["shards_reused"] += bool(shard["reused"])
+        seconds += shard["seconds"]
+    return stats | {"embed_seconds": round(seconds, 3)}
+
+
+def shard_stats(uris: list[str], scratch: Path, run_id: str | None = None) -> list[dict]:
+    """Per shard file: vectors, computed / cached in this run or reused from an earlier one, model seconds and
+    device. Map-task subtasks publish no Decks, so the index task's Deck shows these rows."""
+    run_id = run_id or _PROCESS_RUN_ID
+    rows = []
     for uri in uris:
         with np.load(fetch_file(uri, scratch)) as data:  # members load on access: vectors only for old files
             n = int(data["count"]) if "count" in data.files else data["vectors"].shape[0]
-            stats["vectors"] += n
-            stats["shards"] += 1
-            if "run_id" in data.files and str(data["run_id"]) == run_id:
-                computed = int(data["computed"])
-                stats["computed"] += computed
-                stats["cached"] += n - computed
-                seconds += float(data["seconds"])
-            else:
-                stats["reused"] += n
-                stats["shards_reused"] += 1
-    return stats | {"embed_seconds": round(seconds, 3)}
+            this_run = "run_id" in data.files and str(data["run_id"]) == run_id
+            computed = int(data["computed"]) if this_run else 0
+            rows.append(
+                {
+                    "shard": Path(uri).stem,
+                    "vectors": n,
+                    "computed": computed,
+                    "cached": n - computed if this_run else 0,
+                    "reused": 0 if this_run else n,
+                    "seconds": float(data["seconds"]) if this_run else 0.0,
+                    "device": str(data["device"]) if "device" in data.files else "",
+                }
+            )
+    return rows
 
 
 def _load_vectors(uris: list[str], scratch: Path) -> np.ndarray:
@@ -298,7 +318,7 @@ def index_version(cfg: PipelineConfig, chunks_uri: str, model_digest: str, facto
             "retrieval": cfg.retrieval.model_dump(),
             # an auto-tuned fusion weight depends on the questions it was tuned on
             "qa": Path(qa_uri).stem if (qa_uri and fusion.dense_weight == "auto") else None,
-            "code": code_version(),
+            "code": stage_code("index").fingerprint,
         }
     )
 
@@ -388,7 +408,7 @@ def _write_artifact(
         texts, titles = table.column("text").to_pylist(), table.column("title").to_pylist()
         LexicalIndex.build(texts, cfg.lexical, titles=titles).save(stage / "lexical")
         lexical_meta = cfg.lexical.model_dump()
-    atomic_write_json(stage / "config.json", cfg.model_dump(mode="json"))
+    atomic_write_json(stage / "config.json", config_record(cfg))
     atomic_write_json(stage / "ingest_report.json", ingest_report)
 
     fusion = cfg.retrieval.fusion
@@ -424,8 +444,8 @@ def _write_artifact(
         libraries=library_versions(),
         lineage={
             "git_sha": git_sha(),
-            "code_version": code_version(),
-            "config_digest": digest_of(cfg.model_dump(mode="json")),
+            "code_version": stage_code("index").digest,
+            "config_digest": digest_of(config_record(cfg)),
             "flyte_execution_id": flyte_execution_id,
             "qa": qa_uri,
         },

@@ -7,15 +7,22 @@ import typing
 from flytekit import task
 
 from llmops.indexing import read_chunk_table, run_chunking
-from tasks.common import CACHE_VERSION, CPU_RESOURCES, decode_config
+from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config
 from tasks.decks import chunk_deck, publish
 
 ChunkOutputs = typing.NamedTuple("ChunkOutputs", [("chunks_uri", str), ("model_digest", str), ("max_tokens", int)])
 
 
-@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True, deck_fields=())
-def chunk(config_json: str, documents_uri: str, corpus_fingerprint: str) -> ChunkOutputs:
-    out = run_chunking(decode_config(config_json), documents_uri, corpus_fingerprint)
+@task(
+    requests=CPU_RESOURCES,
+    timeout=TIMEOUTS["cpu"],
+    secret_requests=MODEL_SECRETS,  # the embedding model's tokenizer
+    **cache_settings(),
+    enable_deck=True,
+    deck_fields=(),
+)
+def chunk(config_json: str, stage_key: str, documents_uri: str, corpus_fingerprint: str) -> ChunkOutputs:
+    out = run_chunking(decode_config(config_json, "chunk"), documents_uri, corpus_fingerprint)
     table = read_chunk_table(out.chunks_uri)
     publish("Chunks", chunk_deck(table.column("n_tokens").to_pylist(), out.max_tokens))
     return ChunkOutputs(out.chunks_uri, out.model_digest, out.max_tokens)

@@ -1,27 +1,35 @@
-"""What every Flyte task shares: images, resources, cache version and config decoding.
+"""What every Flyte task shares: images, resources, caching, timeouts, retries and config decoding.
 
 Tasks are thin wrappers: they decode inputs, call one plain function from `llmops`, publish a Deck and return URIs.
-Intermediate outputs are URIs into the artifact store named by content digests, so Flyte cache keys carry content
-digests and cached results never point at Flyte's local scratch folders (see docs/caching.md).
+Intermediate outputs are URIs into the artifact store named by content digests, and every cached task also takes
+its `stage_key` (llmops/stage_inputs.py: the content of the config fields, files, code and libraries it reads), so
+Flyte's cache key is the content of what the task reads and cached results never point at Flyte's scratch folders
+(see docs/caching.md).
 """
 
 from __future__ import annotations
 
-from flytekit import PodTemplate, Resources
+from flytekit import PodTemplate, Resources, Secret
 from flytekit.extras.accelerators import L4
 from kubernetes.client import V1PodSpec, V1Toleration
 
-from llmops.code_version import code_version
+from datetime import timedelta
+
 from llmops.config import PipelineConfig
+from llmops.stage_inputs import KEY_SCHEMA, stage_config
 
 __all__ = [
-    "CACHE_VERSION",
     "CPU_RESOURCES",
     "GPU_ACCELERATOR",
     "GPU_IMAGE",
     "GPU_POD_TEMPLATE",
     "GPU_RESOURCES",
+    "EVAL_SECRETS",
     "GPU_RETRIES",
+    "MODEL_SECRETS",
+    "SECRET_GROUP",
+    "TIMEOUTS",
+    "cache_settings",
     "decode_config",
     "execution_id",
     "gpu_task_settings",
@@ -30,6 +38,36 @@ __all__ = [
 
 # Registered with `pyflyte register --image default=<cpu image> --image gpu=<gpu image>`; see README.
 GPU_IMAGE = "{{.image.gpu.fqn}}:{{.image.gpu.version}}"
+
+
+class MissingGpuImage(ValueError):
+    """`pyflyte package/register/run --remote` was given no `--image gpu=...` for the GPU tasks."""
+
+
+def _name_the_gpu_image_flag() -> None:
+    """flytekit reports a missing `gpu` image as `AssertionError: Image Config with name gpu not found`, which names
+    no flag; make the lookup of that one image say what to pass instead (every other lookup is unchanged)."""
+    from flytekit.configuration import ImageConfig
+
+    find_image = ImageConfig.find_image
+    if getattr(find_image, "_names_gpu_flag", False):
+        return
+
+    def find(self, name):
+        found = find_image(self, name)
+        if found is None and name == "gpu":
+            raise MissingGpuImage(
+                "the GPU tasks (embed_shard, finetune, evaluate_model) run on the GPU image, and none was given: add "
+                "`--image gpu=<registry>/flyte-llmops:gpu-<sha>` after `--image <cpu image>` (README, 'Run on a "
+                "Flyte cluster')"
+            )
+        return found
+
+    find._names_gpu_flag = True
+    ImageConfig.find_image = find
+
+
+_name_the_gpu_image_flag()
 
 CPU_RESOURCES = Resources(cpu="2", mem="8Gi")
 GPU_RESOURCES = Resources(cpu="4", mem="24Gi", gpu="1")
@@ -45,17 +83,49 @@ GPU_POD_TEMPLATE = PodTemplate(
     ),
 )
 
-# Changes whenever the pipeline's source changes, so Flyte never serves results of older code.
-CACHE_VERSION = code_version()
+# GPU tasks run on spot nodes (`interruptible=True`). A preemption is a *system* failure in Flyte, retried under the
+# platform's system-retry budget, not these user retries; their outputs are content-addressed, so a rerun is safe.
+# User retries repeat the task after an error of its own: one retry covers a transient one (a Hub or object-store
+# download), while a deterministic failure (out of memory, bad data) fails again at the GPU's price, so not more.
+GPU_RETRIES = 1
 
-# GPU tasks run on spot nodes (`interruptible=True`): retried when preempted (their outputs are content-addressed,
-# so a retry is safe). Tasks with side effects that are not idempotent (apply_gates, promote) are not interruptible.
-GPU_RETRIES = 3
+# Wall-clock limits per task: a hung download or a stuck NCCL/vLLM process must not hold a GPU node for days.
+# Sized for the largest runs the GPU config targets (7-8B models, ~1M chunks); raise them for bigger ones.
+TIMEOUTS = {
+    "cpu": timedelta(hours=2),
+    "embed": timedelta(hours=2),  # one shard of embedding.shard_size chunks
+    "finetune": timedelta(hours=12),
+    "evaluate": timedelta(hours=4),
+}
 
 
-def gpu_task_settings(resources: Resources = GPU_RESOURCES) -> dict:
+# Credentials reach tasks as Flyte Secrets (on Kubernetes, keys of the Secret `llmops` in the project's namespace,
+# injected as environment variables by Flyte's secret webhook); locally, the same variables come from the shell.
+# Every key must exist (an empty value where unused): a pod whose secret is missing does not start.
+SECRET_GROUP = "llmops"
+HF_TOKEN = Secret(group=SECRET_GROUP, key="hf-token", mount_requirement=Secret.MountType.ENV_VAR, env_var="HF_TOKEN")
+LLM_API_KEY = Secret(
+    group=SECRET_GROUP, key="llm-api-key", mount_requirement=Secret.MountType.ENV_VAR, env_var="LLMOPS_LLM_API_KEY"
+)
+JUDGE_API_KEY = Secret(
+    group=SECRET_GROUP, key="judge-api-key", mount_requirement=Secret.MountType.ENV_VAR, env_var="LLMOPS_JUDGE_API_KEY"
+)
+MODEL_SECRETS = [HF_TOKEN]  # tasks that download models (gated Hub models need a token)
+EVAL_SECRETS = [HF_TOKEN, LLM_API_KEY, JUDGE_API_KEY]  # evaluation also calls the LLM server and the RAGAS judge
+
+
+def cache_settings() -> dict:
+    """Flyte cache settings of every cached task: the task takes `stage_key` (the content of the config fields,
+    files, code and libraries its stage reads) and its config JSON stays out of Flyte's key, so a change to a field
+    the stage does not read re-runs nothing while one it reads changes `stage_key`."""
+    return dict(cache=True, cache_version=KEY_SCHEMA, cache_ignore_input_vars=("config_json",))
+
+
+def gpu_task_settings(
+    resources: Resources = GPU_RESOURCES, timeout: timedelta = TIMEOUTS["evaluate"], secrets: list[Secret] = MODEL_SECRETS
+) -> dict:
     """`@task` settings every GPU task shares: the GPU image, `resources` as request and limit, the accelerator, the
-    GPU-taint toleration, spot nodes with retries, and a cache keyed by the code version."""
+    GPU-taint toleration, spot nodes, retries and timeout, and the stage-keyed cache."""
     return dict(
         container_image=GPU_IMAGE,
         requests=resources,
@@ -64,13 +134,16 @@ def gpu_task_settings(resources: Resources = GPU_RESOURCES) -> dict:
         pod_template=GPU_POD_TEMPLATE,
         interruptible=True,
         retries=GPU_RETRIES,
-        cache=True,
-        cache_version=CACHE_VERSION,
+        timeout=timeout,
+        secret_requests=secrets,
+        **cache_settings(),
     )
 
 
-def decode_config(config_json: str) -> PipelineConfig:
-    return PipelineConfig.model_validate_json(config_json)
+def decode_config(config_json: str, stage: str | None = None) -> PipelineConfig:
+    """The run's config; for a cached stage, the view of it that the stage's key covers (any other field raises)."""
+    cfg = PipelineConfig.model_validate_json(config_json)
+    return stage_config(cfg, stage) if stage else cfg
 
 
 def execution_id() -> str | None:

@@ -8,7 +8,7 @@ from typing import Sequence
 from llmops.artifact import IndexManifest
 from llmops.report import bar_chart_svg, fragment, histogram_svg, kv_table, publish_deck, section, status_badge, table
 
-__all__ = ["chunk_deck", "embed_shard_deck", "index_deck", "ingest_deck", "publish", "run_summary_deck"]
+__all__ = ["chunk_deck", "index_deck", "ingest_deck", "publish", "run_summary_deck", "shards_section"]
 
 publish = publish_deck
 
@@ -67,24 +67,30 @@ def chunk_deck(n_tokens: Sequence[int], max_tokens: int) -> str:
     return fragment(_chunk_section(n_tokens, max_tokens))
 
 
-def embed_shard_deck(shard_uri: str, model: str, device: str, stats: dict) -> str:
-    """One map-task shard: what it embedded and how fast, so a slow or cache-missing shard stands out."""
-    computed, seconds = stats["computed"], stats["embed_seconds"]
-    rows = {
-        "shard": shard_uri,
-        "embedding model": model,
-        "device": device,
-        "vectors": stats["vectors"],
-        "embedded in this run / from the embedding cache / shard file reused": (
-            f"{computed} / {stats['cached']} / {stats['reused']}"
+def shards_section(shards: list[dict]) -> str:
+    """The embedding map task, one row per shard, so a slow or cache-missing shard stands out (map-task subtasks
+    publish no Decks of their own)."""
+    rows = [
+        [
+            s["shard"],
+            s["device"] or "n/a",
+            s["vectors"],
+            s["computed"],
+            s["cached"],
+            s["reused"],
+            round(s["seconds"], 3),
+            round(s["computed"] / s["seconds"], 1) if s["computed"] and s["seconds"] > 0 else "n/a",
+        ]
+        for s in shards
+    ]
+    return section(
+        f"Embedding shards ({len(shards)})",
+        table(
+            ["shard", "device", "vectors", "embedded now", "from cache", "reused file", "model s", "per s"],
+            rows,
         ),
-        "model seconds": round(seconds, 3),
-        "embedded per second": round(computed / seconds, 1) if computed and seconds > 0 else "n/a",
-    }
-    note = None
-    if stats["reused"]:
-        note = "An earlier run already wrote this shard's vectors file; it was used as it is."
-    return fragment(section("Embedding shard", kv_table(rows), note=note))
+        note="'reused file': an earlier run already wrote that shard's vectors file, used as it is.",
+    )
 
 
 def _index_section(manifest: IndexManifest, stats: dict) -> str:
@@ -110,8 +116,8 @@ def _index_section(manifest: IndexManifest, stats: dict) -> str:
     return section("Index artifact", kv_table(rows))
 
 
-def index_deck(manifest: IndexManifest, stats: dict) -> str:
-    return fragment(_index_section(manifest, stats))
+def index_deck(manifest: IndexManifest, stats: dict, shards: list[dict] | None = None) -> str:
+    return fragment(_index_section(manifest, stats), shards_section(shards) if shards else "")
 
 
 def _metrics_section(report: dict) -> str:

@@ -18,6 +18,8 @@ from llmops.retriever import Retriever
 from llmops.storage import fetch_file
 from tasks.common import (
     CPU_RESOURCES,
+    EVAL_SECRETS,
+    TIMEOUTS,
     decode_config,
     execution_id,
     gpu_task_settings,
@@ -34,10 +36,12 @@ def _local(d: FlyteDirectory | None) -> Path | None:
 
 
 # On a cluster the model runs on a GPU (vLLM started in the pod, or transformers). Cached: every input is
-# content-addressed (index, adapter and eval set versions), so the same inputs give the same report.
-@task(**gpu_task_settings(), enable_deck=True, deck_fields=())
+# content-addressed (index, adapter and eval set versions) and the stage key covers the model, the generation and
+# metric config and the code, so the same inputs give the same report.
+@task(**gpu_task_settings(secrets=EVAL_SECRETS), enable_deck=True, deck_fields=())
 def evaluate_model(
     config_json: str,
+    stage_key: str,
     index: FlyteDirectory,
     qa_uri: typing.Optional[str],
     documents_uri: str,
@@ -46,7 +50,7 @@ def evaluate_model(
     adapter: typing.Optional[FlyteDirectory] = None,
     adapter_version: str = "",
 ) -> EvalOutputs:
-    cfg = decode_config(config_json)
+    cfg = decode_config(config_json, "evaluate")
     retriever = Retriever.load(index.remote_source or index.path)
     scratch = tempfile.mkdtemp()
     examples = read_qa(fetch_file(qa_uri, scratch)) if qa_uri else []
@@ -68,14 +72,14 @@ def evaluate_model(
     return EvalOutputs(report_uri, samples_uri)
 
 
-@task(requests=CPU_RESOURCES)
+@task(requests=CPU_RESOURCES, timeout=TIMEOUTS["cpu"])
 def no_finetune() -> str:
     """The fine-tune branch when fine-tuning is off: no challenger report."""
     return ""
 
 
 # Not cached: the production baseline it compares against can change between runs.
-@task(requests=CPU_RESOURCES, enable_deck=True, deck_fields=())
+@task(requests=CPU_RESOURCES, timeout=TIMEOUTS["cpu"], enable_deck=True, deck_fields=())
 def apply_gates(config_json: str, base_report_uri: str, finetuned_report_uri: str) -> GateOutputs:
     cfg = decode_config(config_json)
     reports = {"base": load_report(base_report_uri)}

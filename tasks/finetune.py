@@ -16,6 +16,7 @@ from llmops.finetune import finetune as finetune_fn
 from llmops.report import Html, fragment, kv_table, line_chart_svg, section, table
 from tasks.common import (
     GPU_RESOURCES,
+    TIMEOUTS,
     decode_config,
     execution_id,
     gpu_task_settings,
@@ -31,11 +32,13 @@ FINETUNE_RESOURCES = Resources(cpu=GPU_RESOURCES.cpu, mem="48Gi", gpu=GPU_RESOUR
 FinetuneOutputs = typing.NamedTuple("FinetuneOutputs", [("adapter", FlyteDirectory), ("version", str)])
 
 
-# Cached: the inputs are the config and a content-addressed index, and the adapter version is content-addressed
-# too, so a retry after preemption (or a rerun) finds the published version instead of training again.
-@task(**gpu_task_settings(FINETUNE_RESOURCES), enable_deck=True, deck_fields=())
-def finetune(config_json: str, index: FlyteDirectory) -> FinetuneOutputs:
-    out = finetune_fn(decode_config(config_json), index.remote_source or index.path, execution_id=execution_id())
+# Cached by the stage key (training data, base model, fine-tune/LLM/prompt config, code, libraries) and the
+# content-addressed index; the adapter version is content-addressed too, so a retry after preemption finds the
+# published version instead of training again.
+@task(**gpu_task_settings(FINETUNE_RESOURCES, TIMEOUTS["finetune"]), enable_deck=True, deck_fields=())
+def finetune(config_json: str, stage_key: str, index: FlyteDirectory) -> FinetuneOutputs:
+    cfg = decode_config(config_json, "finetune")
+    out = finetune_fn(cfg, index.remote_source or index.path, execution_id=execution_id())
     publish("Fine-tune", finetune_deck(out.manifest, reused=out.reused))
     # The adapter already lives in the store: hand Flyte its location instead of copying it to scratch space.
     return FinetuneOutputs(FlyteDirectory(out.adapter_uri, remote_directory=False), out.version)

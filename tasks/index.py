@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import typing
+from pathlib import Path
 
 from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 
 from llmops.artifact import materialize, read_manifest
 from llmops.indexing import build_index as build_index_fn
-from tasks.common import CACHE_VERSION, CPU_RESOURCES, decode_config, execution_id, run_id
+from llmops.indexing import shard_stats
+from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config, execution_id, run_id
 from tasks.decks import index_deck, publish
 
 IndexOutputs = typing.NamedTuple(
@@ -19,9 +22,17 @@ IndexOutputs = typing.NamedTuple(
 )
 
 
-@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True, deck_fields=())
+@task(
+    requests=CPU_RESOURCES,
+    timeout=TIMEOUTS["cpu"],
+    secret_requests=MODEL_SECRETS,  # tuning fusion embeds the calibration questions
+    **cache_settings(),
+    enable_deck=True,
+    deck_fields=(),
+)
 def build_index(
     config_json: str,
+    stage_key: str,
     chunks_uri: str,
     vector_uris: list[str],
     model_digest: str,
@@ -32,7 +43,7 @@ def build_index(
 ) -> IndexOutputs:
     t0 = time.perf_counter()
     out = build_index_fn(
-        decode_config(config_json),
+        decode_config(config_json, "index"),
         chunks_uri=chunks_uri,
         vector_uris=vector_uris,
         model_digest=model_digest,
@@ -44,6 +55,8 @@ def build_index(
         run_id=run_id(),
     )
     stats = {**out.embedding_stats, "reused_existing_version": out.reused, "index_seconds": time.perf_counter() - t0}
-    publish("Index", index_deck(read_manifest(materialize(out.artifact_uri)), stats))
+    with tempfile.TemporaryDirectory(prefix="llmops-") as scratch:  # a download only for a remote store
+        shards = shard_stats(vector_uris, Path(scratch), run_id())
+    publish("Index", index_deck(read_manifest(materialize(out.artifact_uri)), stats, shards))
     # The artifact already lives in the store: hand Flyte its location instead of copying it to scratch space.
     return IndexOutputs(FlyteDirectory(out.artifact_uri, remote_directory=False), out.version, json.dumps(stats))

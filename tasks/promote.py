@@ -9,11 +9,11 @@ from flytekit.types.directory import FlyteDirectory
 from eval.stage import load_report
 from llmops.promotion import PromotionResult, promote_candidate
 from llmops.report import fragment, kv_table, section, status_badge, table
-from tasks.common import CPU_RESOURCES, decode_config, execution_id
+from tasks.common import CPU_RESOURCES, TIMEOUTS, decode_config, execution_id
 from tasks.decks import publish
 
 # Not cached: it moves an alias, and the alias may have moved since an earlier run.
-@task(requests=CPU_RESOURCES, enable_deck=True, deck_fields=())
+@task(requests=CPU_RESOURCES, timeout=TIMEOUTS["cpu"], enable_deck=True, deck_fields=())
 def promote(config_json: str, index: FlyteDirectory, candidate_report_uri: str, decision_uri: str) -> str:
     """Returns the release id (registered even when the gates failed; only a passing one is promoted)."""
     cfg = decode_config(config_json)

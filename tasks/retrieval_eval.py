@@ -15,14 +15,22 @@ from llmops.documents import read_qa
 from llmops.indexing import read_chunk_table, write_report
 from llmops.retriever import Retriever
 from llmops.storage import fetch_file
-from tasks.common import CACHE_VERSION, CPU_RESOURCES, decode_config
+from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config
 from tasks.decks import publish, run_summary_deck
 
 
 # Cached: every input is content-addressed, so the same index and eval set give the same report.
-@task(requests=CPU_RESOURCES, cache=True, cache_version=CACHE_VERSION, enable_deck=True, deck_fields=())
+@task(
+    requests=CPU_RESOURCES,
+    timeout=TIMEOUTS["cpu"],
+    secret_requests=MODEL_SECRETS,  # the questions are embedded with the index's model
+    **cache_settings(),
+    enable_deck=True,
+    deck_fields=(),
+)
 def evaluate_retrieval(
     config_json: str,
+    stage_key: str,
     index: FlyteDirectory,
     qa_uri: typing.Optional[str],
     chunks_uri: str,
@@ -30,7 +38,7 @@ def evaluate_retrieval(
     index_stats_json: str,
 ) -> FlyteFile:
     """Score the index on the eval set (if any) and publish the run summary. Returns the report JSON file."""
-    cfg = decode_config(config_json)
+    cfg = decode_config(config_json, "retrieval_eval")
     retriever = Retriever.load(index.remote_source or index.path)
     report: dict = {"index_version": retriever.version, "status": "not measured: no eval set in the config"}
     if qa_uri:

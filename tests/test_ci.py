@@ -324,3 +324,41 @@ def test_launch_starts_the_registered_version_and_reports_the_console_url(tmp_pa
     summary = tmp_path / "summary.md"
     launch.write_summary(str(summary), "llmops_pipeline_gpu", "abc123", name, url)
     assert f"[f1a2b3]({url})" in summary.read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# .ci/run <-> README: CI runs the README's commands, extracted from it, and installs nothing of its own.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _readme_commands():
+    spec = importlib.util.spec_from_file_location("readme_commands", REPO_ROOT / "scripts" / "readme_commands.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ci_runs_the_readme_sections_and_nothing_else():
+    script = (REPO_ROOT / ".ci" / "run").read_text()
+    sections = re.findall(r'^\s*readme "([^"]+)"', script, re.M)
+    assert sections == ["Browser packages (Debian)", "Quickstart", "Serving on a CPU", "Tests"]
+    text = README.read_text()
+    for section in sections:
+        assert _readme_commands().section_commands(text, section), f"README has no commands under {section!r}"
+    code = [line for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    own = [line for line in code if re.search(r"\b(pip|apt-get|venv|pytest|pyflyte)\b", line)]
+    assert not own, f".ci/run runs commands the README lacks: {own}"
+
+
+def test_the_quickstart_is_two_commands_install_then_the_pipeline():
+    (block,) = _readme_commands().section_commands(README.read_text(), "Quickstart")
+    install, run = block.splitlines()
+    assert install == "python3.11 -m venv .venv && . .venv/bin/activate && pip install -e '.[cpu,dev]'"
+    assert run == "pyflyte run workflows/pipeline.py llmops_pipeline --config configs/quickstart.yaml"
+
+
+def test_readme_commands_fails_on_a_section_without_commands(tmp_path):
+    result = run(sys.executable, "scripts/readme_commands.py", "No such section")
+    assert result.returncode == 1 and "No such section" in result.stderr
+    blocks = _readme_commands().section_commands("## A\n```bash\none\n```\n### B\n```bash\ntwo\n```\n", "A")
+    assert blocks == ["one"]  # a subsection's blocks are not the section's

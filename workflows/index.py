@@ -36,16 +36,24 @@ IndexStageOutputs = typing.NamedTuple(
 
 
 @workflow
-def index_stage(config_json: str) -> IndexStageOutputs:
-    """The indexing stages on a validated config; llmops_pipeline reuses them with the eval inputs exposed."""
+def index_stage(config_json: str, stage_keys: dict[str, str]) -> IndexStageOutputs:
+    """The indexing stages on a validated config; llmops_pipeline reuses them with the eval inputs exposed.
+
+    `stage_keys` (from resolve_config) holds each cached stage's key: the content of what it reads."""
     docs = ingest(config_json=config_json)
     chunks = chunk(
-        config_json=config_json, documents_uri=docs.documents_uri, corpus_fingerprint=docs.corpus_fingerprint
+        config_json=config_json,
+        stage_key=stage_keys["chunk"],
+        documents_uri=docs.documents_uri,
+        corpus_fingerprint=docs.corpus_fingerprint,
     )
-    shards = plan_shards(config_json=config_json, chunks_uri=chunks.chunks_uri)
-    vectors = embed_shards(config_json=config_json, model_digest=chunks.model_digest, shard_uris=shards)
+    shards = plan_shards(config_json=config_json, stage_key=stage_keys["plan_shards"], chunks_uri=chunks.chunks_uri)
+    vectors = embed_shards(
+        config_json=config_json, stage_key=stage_keys["embed"], model_digest=chunks.model_digest, shard_uris=shards
+    )
     built = build_index(
         config_json=config_json,
+        stage_key=stage_keys["index"],
         chunks_uri=chunks.chunks_uri,
         vector_uris=vectors,
         model_digest=chunks.model_digest,
@@ -56,6 +64,7 @@ def index_stage(config_json: str) -> IndexStageOutputs:
     )
     report = evaluate_retrieval(
         config_json=config_json,
+        stage_key=stage_keys["retrieval_eval"],
         index=built.index,
         qa_uri=docs.qa_uri,
         chunks_uri=chunks.chunks_uri,
@@ -67,6 +76,6 @@ def index_stage(config_json: str) -> IndexStageOutputs:
 
 @workflow
 def index_corpus(config: FlyteFile) -> IndexCorpusOutputs:
-    config_json = resolve_config(config=config)
-    out = index_stage(config_json=config_json)
+    resolved = resolve_config(config=config)
+    out = index_stage(config_json=resolved.config_json, stage_keys=resolved.stage_keys)
     return IndexCorpusOutputs(out.index, out.version, out.retrieval_report)

@@ -5,14 +5,15 @@
   are served from the embedding cache, so a quiet night costs an ingest and a manifest check. The schedule runs
   once the launch plan is active (`pyflyte register --activate-launchplans`, as the deploy job does).
 
-The config is a FlyteFile default: `pyflyte register` uploads `configs/gpu.yaml` to the cluster's object store and
-the launch plans carry its URI, so a scheduled run reads the config of the commit that was registered. Any launch
-can override it with another file (`s3://...` in the console's launch form).
+The config default is `configs/gpu.yaml` inside the task image (`IMAGE_ROOT`, the Dockerfile's WORKDIR), built from
+the commit that is registered, so a scheduled run reads that commit's config; nothing is uploaded, and `pyflyte
+package` writes the same path instead of a temporary file of the machine that packaged it. Any launch can override it
+with another file (`s3://...` in the console's launch form).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from flytekit import CronSchedule, LaunchPlan
 from flytekit.types.file import FlyteFile
@@ -20,10 +21,12 @@ from flytekit.types.file import FlyteFile
 from workflows.index import index_corpus
 from workflows.pipeline import llmops_pipeline
 
-__all__ = ["CLUSTER_CONFIG", "PIPELINE_LAUNCH_PLAN", "REINDEX_LAUNCH_PLAN", "REINDEX_SCHEDULE", "index_corpus_nightly",
+__all__ = ["CLUSTER_CONFIG", "IMAGE_ROOT", "PIPELINE_LAUNCH_PLAN", "REINDEX_LAUNCH_PLAN", "REINDEX_SCHEDULE", "index_corpus_nightly",
            "llmops_pipeline_gpu"]
 
-CLUSTER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "gpu.yaml"
+# Where the Dockerfile puts the repository (its WORKDIR; tests/workflows/test_package.py checks they agree).
+IMAGE_ROOT = PurePosixPath("/home/app/flyte-llmops")
+CLUSTER_CONFIG = IMAGE_ROOT / "configs" / "gpu.yaml"
 PIPELINE_LAUNCH_PLAN = "llmops_pipeline_gpu"
 REINDEX_LAUNCH_PLAN = "index_corpus_nightly"
 REINDEX_SCHEDULE = "0 3 * * *"  # every day at 03:00 UTC
@@ -31,12 +34,12 @@ REINDEX_SCHEDULE = "0 3 * * *"  # every day at 03:00 UTC
 llmops_pipeline_gpu = LaunchPlan.get_or_create(
     workflow=llmops_pipeline,
     name=PIPELINE_LAUNCH_PLAN,
-    default_inputs={"config": FlyteFile(str(CLUSTER_CONFIG))},
+    default_inputs={"config": FlyteFile(str(CLUSTER_CONFIG), remote_path=False)},
 )
 
 index_corpus_nightly = LaunchPlan.get_or_create(
     workflow=index_corpus,
     name=REINDEX_LAUNCH_PLAN,
-    default_inputs={"config": FlyteFile(str(CLUSTER_CONFIG))},
+    default_inputs={"config": FlyteFile(str(CLUSTER_CONFIG), remote_path=False)},
     schedule=CronSchedule(schedule=REINDEX_SCHEDULE),
 )

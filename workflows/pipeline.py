@@ -40,15 +40,17 @@ PipelineOutputs = typing.NamedTuple(
 @workflow
 def finetune_and_evaluate(
     config_json: str,
+    stage_keys: dict[str, str],
     index: FlyteDirectory,
     qa_uri: typing.Optional[str],
     documents_uri: str,
     retrieval_report: FlyteFile,
 ) -> str:
     """LoRA fine-tune on retrieval-augmented QA pairs, then evaluate base + adapter. Returns the report URI."""
-    tuned = finetune(config_json=config_json, index=index)
+    tuned = finetune(config_json=config_json, stage_key=stage_keys["finetune"], index=index)
     evaluated = evaluate_model(
         config_json=config_json,
+        stage_key=stage_keys["evaluate"],
         index=index,
         qa_uri=qa_uri,
         documents_uri=documents_uri,
@@ -62,10 +64,12 @@ def finetune_and_evaluate(
 
 @workflow
 def llmops_pipeline(config: FlyteFile) -> PipelineOutputs:
-    config_json = resolve_config(config=config)
-    idx = index_stage(config_json=config_json)
+    resolved = resolve_config(config=config)
+    config_json = resolved.config_json
+    idx = index_stage(config_json=config_json, stage_keys=resolved.stage_keys)
     base = evaluate_model(
         config_json=config_json,
+        stage_key=resolved.stage_keys["evaluate"],
         index=idx.index,
         qa_uri=idx.qa_uri,
         documents_uri=idx.documents_uri,
@@ -79,6 +83,7 @@ def llmops_pipeline(config: FlyteFile) -> PipelineOutputs:
         .then(
             finetune_and_evaluate(
                 config_json=config_json,
+                stage_keys=resolved.stage_keys,
                 index=idx.index,
                 qa_uri=idx.qa_uri,
                 documents_uri=idx.documents_uri,

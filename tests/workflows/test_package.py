@@ -97,11 +97,62 @@ def test_cpu_tasks_use_the_default_image_and_no_gpu(package):
         assert Resources.GPU not in _resources(package[name])
 
 
-def test_cache_version_is_the_code_version(package):
-    from llmops.code_version import code_version
+CACHED_TASKS = (
+    "tasks.chunk.chunk",
+    "tasks.embed.plan_shards",
+    "tasks.embed.embed_shard",
+    "tasks.index.build_index",
+    "tasks.retrieval_eval.evaluate_retrieval",
+    "tasks.finetune.finetune",
+    "tasks.evaluate.evaluate_model",
+)
 
-    assert package["tasks.chunk.chunk"].template.metadata.discovery_version == code_version()
-    assert not package["tasks.ingest.ingest"].template.metadata.discoverable  # ingest must always re-read
+
+def test_cached_tasks_are_keyed_by_their_stage_key_not_the_whole_config(package):
+    from llmops.stage_inputs import KEY_SCHEMA
+
+    for name in CACHED_TASKS:
+        meta = package[name].template.metadata
+        assert meta.discoverable and meta.discovery_version == KEY_SCHEMA, name
+        assert list(meta.cache_ignore_input_vars) == ["config_json"], name
+        assert "stage_key" in package[name].template.interface.inputs.variables, name
+    # Never cached: ingest fingerprints the corpus, resolve_config computes the keys.
+    for name in ("tasks.ingest.ingest", "tasks.config.resolve_config"):
+        assert not package[name].template.metadata.discoverable, name
+
+
+def test_every_task_has_a_timeout_and_gpu_tasks_retry_once(package):
+    for name, spec in package.items():
+        if name.startswith("__"):
+            continue
+        assert spec.template.metadata.timeout.seconds > 0, f"{name} has no timeout"
+    for name in GPU_TASKS:
+        # Preemptions are system retries; user retries only repeat a task's own failure (often deterministic).
+        assert package[name].template.metadata.retries.retries == 1, name
+
+
+def test_credentials_are_requested_as_flyte_secrets(package):
+    def secrets(name):
+        return {(s.group, s.key, s.env_var) for s in package[name].template.security_context.secrets}
+
+    hf = ("llmops", "hf-token", "HF_TOKEN")
+    assert secrets("tasks.evaluate.evaluate_model") == {
+        hf, ("llmops", "llm-api-key", "LLMOPS_LLM_API_KEY"), ("llmops", "judge-api-key", "LLMOPS_JUDGE_API_KEY")
+    }
+    for name in ("tasks.finetune.finetune", "tasks.embed.embed_shard", "tasks.chunk.chunk"):
+        assert hf in secrets(name), name
+    assert not secrets("tasks.promote.promote")
+
+
+def test_packaging_without_the_gpu_image_names_the_flag(tmp_path):
+    pyflyte = Path(sys.executable).with_name("pyflyte")
+    result = subprocess.run(
+        [str(pyflyte), "--pkgs", "workflows", "package", "--image", CPU_IMAGE, "-f", "--output",
+         str(tmp_path / "p.tgz")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "--image gpu=" in " ".join((result.stdout + result.stderr).split())
 
 
 def test_finetune_task_requests_a_gpu_and_more_memory(package):
@@ -152,7 +203,7 @@ def test_gpu_tasks_tolerate_the_gpu_taint_and_cpu_tasks_have_no_pod_template(pac
 
 
 def test_launch_plans_carry_the_cluster_config_and_the_nightly_schedule(package):
-    from workflows.launch_plans import CLUSTER_CONFIG, REINDEX_SCHEDULE
+    from workflows.launch_plans import CLUSTER_CONFIG, IMAGE_ROOT, REINDEX_SCHEDULE
 
     plans = package["__launch_plans__"]
     pipeline, nightly = plans["llmops_pipeline_gpu"], plans["index_corpus_nightly"]
@@ -161,11 +212,19 @@ def test_launch_plans_carry_the_cluster_config_and_the_nightly_schedule(package)
     assert not pipeline.spec.entity_metadata.HasField("schedule")
     assert nightly.spec.entity_metadata.schedule.cron_schedule.schedule == REINDEX_SCHEDULE == "0 3 * * *"
     for plan in (pipeline, nightly):
-        # Every input has a default (a schedule can only start a plan that needs no input): the config file, copied
-        # to the data store when packaged (registration uploads it to the cluster's).
+        # Every input has a default (a schedule can only start a plan that needs no input): the config file inside
+        # the task image, never a temporary file of the machine that packaged it.
         params = plan.spec.default_inputs.parameters
         assert set(params) == {"config"}
-        uri = params["config"].default.scalar.blob.uri
-        assert uri.endswith("gpu.yaml")
-        if not os.environ.get("LLMOPS_FLYTE_PACKAGE"):  # a package built elsewhere points at that machine's files
-            assert Path(uri).read_bytes() == CLUSTER_CONFIG.read_bytes()
+        assert params["config"].default.scalar.blob.uri == str(CLUSTER_CONFIG) == f"{IMAGE_ROOT}/configs/gpu.yaml"
+
+
+def test_the_image_holds_the_cluster_config_where_the_launch_plans_look():
+    from workflows.launch_plans import IMAGE_ROOT
+
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert dockerfile.split("WORKDIR ")[-1].split()[0] == str(IMAGE_ROOT)
+    assert "COPY --chown=app:app . ." in dockerfile
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert not {"configs", "configs/", "configs/gpu.yaml", "*.yaml"} & set(ignored)
+    assert (REPO_ROOT / "configs" / "gpu.yaml").is_file()
