@@ -11,7 +11,7 @@ min, max and standard deviation.
 1. End to end: `eval.stage.evaluate_model` itself (held-out questions, `eval.max_samples` of them). Its parts are
    timed inside the same calls by wrapping, for the duration of the benchmark, the methods it goes through:
    LLM load (`TransformersClient.__init__`), retrieval (`RagChain.retrieve`; inside it `Retriever.dense`,
-   `LexicalIndex.search`, `Retriever.fuse_candidates`), prompt building (`RagChain.build_prompt`, which counts
+   `LexicalIndex.search`, `Retriever.fuse_candidates`), prompt building (`RagChain.fit_prompt`, which counts
    tokens to fit the context), generation (`TransformersClient.generate`; prefill is the batches' time to first
    token) and each metric family's `compute` (BLEU, ROUGE, BERTScore, RAGAS, and inside RAGAS its three offline
    metrics); "other" is the rest (records, report, lineage). The first call in the process is reported apart: it
@@ -210,7 +210,7 @@ def stage_clock(client_class: type) -> PartClock:
         (ragas_metrics, "_semantic_similarity", "ragas semantic similarity"),
         (client_class, "__init__", "load LLM"),
         (RagChain, "retrieve", "retrieval"),
-        (RagChain, "build_prompt", "prompt building"),
+        (RagChain, "fit_prompt", "prompt building"),
         (client_class, "generate", "generation"),
         (BleuMetric, "compute", "metric: bleu"),
         (RougeMetric, "compute", "metric: rouge"),
@@ -354,7 +354,7 @@ def chain_prompts(cfg, retriever, client, questions: Sequence[str]) -> list[list
 
     chain = RagChain.from_config(cfg, retriever, client)
     hits, _ = chain.retrieve(questions)
-    return [chain.build_prompt(q, h).messages for q, h in zip(questions, hits)]
+    return [chain.fit_prompt(q, h).messages for q, h in zip(questions, hits)]
 
 
 def raw_generate(model, tokenizer, messages: Sequence[list[dict]], batch_size: int, max_new_tokens: int):

@@ -16,8 +16,8 @@ The two paths, same questions, same client code (httpx.AsyncClient, SSE read lin
 - direct: the exact body the RAG API sends to vLLM for that question, straight to vLLM's
   `/v1/chat/completions`: the messages come from the same release loaded through `serving.release.ReleaseLoader` in
   this process (`RagChain.retrieve` + `RagChain.fit_prompt`, what the API runs per request), the body from the
-  client's own `OpenAICompatibleClient._request` plus `stream: true` and `stream_options.include_usage` (what
-  `astream_deltas` adds). Same sampling: greedy, `max_tokens` 32, seed 0. vLLM's prompt token counts and the
+  client's own `OpenAICompatibleClient.request_body(..., stream=True)` (with `stream_options.include_usage`, as
+  `astream_deltas` sends it). Same sampling: greedy, `max_tokens` 32, seed 0. vLLM's prompt token counts and the
   sources the API returns are compared with this side's to check that both paths sent the same prompts, and the
   completion tokens of both paths are counted (the RAG API does not pass `ignore_eos`; greedy decoding of the same
   prompt gives the same length).
@@ -403,8 +403,7 @@ def prepare(cfg_api, release, questions: Sequence[str]) -> tuple[list[Prepared],
     for q in questions:
         hits, retrieval_s = chain.retrieve([q])
         prompt = chain.fit_prompt(q, hits[0], sampling)
-        direct = {**client._request(prompt.messages, sampling), "stream": True,
-                  "stream_options": {"include_usage": True}}
+        direct = client.request_body(prompt.messages, sampling, stream=True)
         rag = {"model": cfg_api.serving.model_name, "messages": [{"role": "user", "content": q}], "stream": True,
                "stream_options": {"include_usage": True}}
         prepared.append(Prepared(q, rag, direct, tuple(h.chunk_id for h in prompt.contexts), retrieval_s))

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from eval.retrieval import split_calibration
 from llmops.documents import QAExample
+from llmops.errors import ContextLengthError, EvalDataError
 from llmops.rag import RagAnswer, RagChain
 
 __all__ = ["SampleRecord", "read_samples", "run_chain", "select_questions", "write_samples"]
@@ -71,11 +72,27 @@ def run_chain(
     bar = tqdm(total=len(examples), desc="answering", unit="q", disable=not show_progress)
     for start in range(0, len(examples), batch_size):
         batch = examples[start : start + batch_size]
-        answers = chain.answer_batch([ex.question for ex in batch])
+        try:
+            answers = chain.answer_batch([ex.question for ex in batch])
+        except ContextLengthError as e:
+            raise EvalDataError(
+                f"eval question(s) {_too_long(chain, batch)}: {e} (in the eval set), or raise llm.max_model_len"
+            ) from e
         records.extend(_record(ex, ans, gold_texts) for ex, ans in zip(batch, answers))
         bar.update(len(batch))
     bar.close()
     return records
+
+
+def _too_long(chain: RagChain, batch: Sequence[QAExample]) -> str:
+    """The qids of a batch's questions that do not fit the prompt budget even alone (serving refuses them too)."""
+    qids = []
+    for ex in batch:
+        try:
+            chain.fit_prompt(ex.question, [])
+        except ContextLengthError:
+            qids.append(ex.qid)
+    return ", ".join(qids)
 
 
 def _record(ex: QAExample, ans: RagAnswer, gold_texts: Mapping[str, str]) -> SampleRecord:

@@ -43,7 +43,7 @@ from llmops.config import FinetuneConfig, LLMConfig, PipelineConfig
 from llmops.documents import QAExample
 from llmops.embedding import model_digest
 from llmops.errors import ArtifactIntegrityError, FinetuneError
-from llmops.prompt import PromptBuilder
+from llmops.prompt import PromptBuilder, chat_template_overhead, prompt_budget
 from llmops.qa import load_qa_file
 from llmops.retriever import Retriever
 from llmops.stage_inputs import config_record, stage_code
@@ -185,6 +185,7 @@ class SFTDataset:
     validation: list[dict]
     digest: str  # sha256 of the JSONL file (every record, both splits)
     uri: str  # the JSONL file in the artifact store, named by its digest
+    max_prompt_tokens: int  # the prompt budget the records were fitted to (`llmops.prompt.prompt_budget`)
     stats: dict  # questions, records, skipped, contexts kept/dropped, answers found in the contexts, tokens
 
 
@@ -228,10 +229,11 @@ def build_sft_records(
 ) -> tuple[list[dict], dict]:
     """One chat record per answerable question; returns (records, stats).
 
-    Contexts are retrieved as in evaluation and fitted into the same prompt budget (`max_prompt_tokens`). When the
-    whole chat (answer included) is still longer than `max_length` tokens, the lowest-ranked contexts are dropped:
-    trl would otherwise cut the end of the sequence, which is the answer. Questions without an answer, or too
-    long even without contexts, are skipped and counted.
+    Contexts are retrieved as in evaluation and fitted into the same prompt budget (`max_prompt_tokens`, from
+    `llmops.prompt.prompt_budget`). When the whole chat (answer included) is still longer than `max_length` tokens,
+    the lowest-ranked contexts are dropped: trl would otherwise cut the end of the sequence, which is the answer.
+    Questions without an answer, or too long even without contexts (over the budget, which evaluation and serving
+    would refuse, or over `max_length`), are skipped and counted.
     """
     stats = {
         "questions": len(examples),
@@ -253,6 +255,9 @@ def build_sft_records(
             continue
         answer = answers[0]
         prompt = prompts.build(example.question, hits, max_prompt_tokens)
+        if max_prompt_tokens is not None and prompt.tokens is not None and prompt.tokens > max_prompt_tokens:
+            stats["skipped_too_long"] += 1
+            continue
         messages = [*prompt.messages, {"role": "assistant", "content": answer}]
         n_tokens = _count_chat_tokens(tokenizer, messages)
         while n_tokens > max_length and prompt.contexts:
@@ -310,8 +315,13 @@ def build_sft_dataset(
     ft = cfg.finetune
     examples = load_training_examples(cfg) if examples is None else examples
     counter = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    # The same prompt budget as the RAG chain in evaluation and serving, so training prompts look like those.
-    max_prompt_tokens = llm.max_model_len - cfg.sampling.max_tokens
+    # The same prompt budget as the RAG chain in evaluation and serving, so training prompts are those prompts.
+    max_prompt_tokens = prompt_budget(llm.max_model_len, cfg.sampling.max_tokens, chat_template_overhead(tokenizer))
+    if max_prompt_tokens <= 0:
+        raise FinetuneError(
+            f"sampling.max_tokens ({cfg.sampling.max_tokens}) and the chat template leave no room for a prompt in "
+            f"llm.max_model_len ({llm.max_model_len}): lower sampling.max_tokens or raise llm.max_model_len"
+        )
     records, stats = build_sft_records(
         examples,
         retriever,
@@ -320,7 +330,7 @@ def build_sft_dataset(
         k=cfg.retrieval.k,
         mode=cfg.retrieval.mode,
         max_length=ft.max_length,
-        max_prompt_tokens=max_prompt_tokens if max_prompt_tokens > 0 else None,
+        max_prompt_tokens=max_prompt_tokens,
     )
     train, validation = split_records(records, ft.validation_fraction, ft.seed)
     split_of = {r["id"]: "validation" for r in validation}
@@ -342,7 +352,9 @@ def build_sft_dataset(
         else:
             atomic_write_bytes(uri, data)
     stats = {**stats, "train": len(train), "validation": len(validation), "index_version": retriever.version}
-    return SFTDataset(train=train, validation=validation, digest=digest, uri=uri, stats=stats)
+    return SFTDataset(
+        train=train, validation=validation, digest=digest, uri=uri, max_prompt_tokens=max_prompt_tokens, stats=stats
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -582,13 +594,12 @@ def _require_llm(cfg: PipelineConfig) -> LLMConfig:
     return cfg.llm
 
 
-def _hyperparameters(cfg: PipelineConfig, precision: str) -> dict:
-    llm = _require_llm(cfg)
+def _hyperparameters(cfg: PipelineConfig, precision: str, max_prompt_tokens: int) -> dict:
     return {
         **cfg.finetune.model_dump(mode="json", exclude={"enabled", "train_path"}),
         "precision": precision,
         "retrieval": {"k": cfg.retrieval.k, "mode": cfg.retrieval.mode},
-        "max_prompt_tokens": llm.max_model_len - cfg.sampling.max_tokens,
+        "max_prompt_tokens": max_prompt_tokens,
     }
 
 
@@ -624,7 +635,7 @@ def finetune(
     tokenizer = _load_tokenizer(model_path)
     retriever = retriever or Retriever.load(index_uri)
     dataset = build_sft_dataset(cfg, retriever, tokenizer)
-    hyperparameters = _hyperparameters(cfg, precision)
+    hyperparameters = _hyperparameters(cfg, precision, dataset.max_prompt_tokens)
     version = adapter_version(base_digest, dataset.digest, hyperparameters)
     artifact_uri = join_uri(cfg.artifacts.root, "adapters", version)
     if uri_exists(join_uri(artifact_uri, ADAPTER_MANIFEST)):

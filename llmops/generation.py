@@ -9,12 +9,15 @@
 Both read the same `SamplingConfig` (temperature, top_p, max_tokens, stop, seed) with vLLM's semantics: temperature
 0 is greedy, stop strings end the answer and are not part of it, top-k is off unless the model's
 `generation_config.json` sets it, and the special tokens are not part of the text. Chat messages go through the
-model's own chat template on both sides.
+model's own chat template on both sides. Both stream the same way (`astream_deltas`): text deltas, then one delta
+with the finish reason and the token counts, which are the backend's own (the server's usage; the tokens generated
+in-process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import threading
@@ -42,7 +45,6 @@ __all__ = [
     "Messages",
     "OpenAICompatibleClient",
     "StreamDelta",
-    "astream_deltas",
     "TransformersClient",
     "make_client",
 ]
@@ -61,6 +63,16 @@ class Generation:
     model: str  # the model (or adapter) name that answered
 
 
+@dataclass(frozen=True)
+class StreamDelta:
+    """A piece of a streamed answer. The last one has `finish_reason` and the token counts (and maybe no text)."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
 @runtime_checkable
 class GenerationClient(Protocol):
     """What the RAG chain, evaluation and serving need from an LLM."""
@@ -77,13 +89,21 @@ class GenerationClient(Protocol):
 
     async def agenerate(self, messages_batch: Sequence[Messages], sampling: SamplingConfig) -> list[Generation]: ...
 
-    def astream(self, messages: Messages, sampling: SamplingConfig) -> AsyncIterator[str]: ...
+    def astream_deltas(self, messages: Messages, sampling: SamplingConfig) -> AsyncIterator[StreamDelta]:
+        """The answer as text deltas, then one delta with the finish reason and the prompt and completion token
+        counts, as `generate` reports them. Nothing is sent before the first iteration; closing the iterator early
+        ends the generation."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` under the LLM's tokenizer (no special tokens added)."""
         ...
 
     def close(self) -> None: ...
+
+    async def aclose(self) -> None:
+        """`close`, and the async resources created on the caller's event loop (call it on that loop)."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -131,7 +151,8 @@ class OpenAICompatibleClient:
 
     # -- requests ------------------------------------------------------------------------------------------------
 
-    def _request(self, messages: Messages, sampling: SamplingConfig) -> dict[str, Any]:
+    def request_body(self, messages: Messages, sampling: SamplingConfig, *, stream: bool = False) -> dict[str, Any]:
+        """The chat completions request this client sends for `messages` (streamed: with the usage chunk)."""
         request: dict[str, Any] = {
             "model": self.model_name,
             "messages": messages,
@@ -143,6 +164,8 @@ class OpenAICompatibleClient:
             request["stop"] = list(sampling.stop)
         if sampling.seed is not None:
             request["seed"] = sampling.seed
+        if stream:
+            request.update(stream=True, stream_options={"include_usage": True})
         return request
 
     def _generation(self, response, started: float) -> Generation:
@@ -163,7 +186,7 @@ class OpenAICompatibleClient:
     def generate_one(self, messages: Messages, sampling: SamplingConfig) -> Generation:
         started = time.perf_counter()
         try:
-            response = self._client.chat.completions.create(**self._request(messages, sampling))
+            response = self._client.chat.completions.create(**self.request_body(messages, sampling))
         except Exception as exc:
             raise self._translate(exc) from exc
         return self._generation(response, started)
@@ -183,7 +206,7 @@ class OpenAICompatibleClient:
 
     def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]:
         try:
-            chunks = self._client.chat.completions.create(**self._request(messages, sampling), stream=True)
+            chunks = self._client.chat.completions.create(**self.request_body(messages, sampling, stream=True))
         except Exception as exc:
             raise self._translate(exc) from exc
         with chunks:  # closing the generator early closes the HTTP stream, which aborts the request in vLLM
@@ -212,7 +235,7 @@ class OpenAICompatibleClient:
     async def agenerate_one(self, messages: Messages, sampling: SamplingConfig) -> Generation:
         started = time.perf_counter()
         try:
-            response = await self.async_client.chat.completions.create(**self._request(messages, sampling))
+            response = await self.async_client.chat.completions.create(**self.request_body(messages, sampling))
         except Exception as exc:
             raise self._translate(exc) from exc
         return self._generation(response, started)
@@ -226,22 +249,36 @@ class OpenAICompatibleClient:
 
         return list(await asyncio.gather(*(one(m) for m in messages_batch)))
 
-    async def astream(self, messages: Messages, sampling: SamplingConfig) -> AsyncIterator[str]:
+    async def astream_deltas(self, messages: Messages, sampling: SamplingConfig) -> AsyncIterator[StreamDelta]:
+        """Text deltas, then the finish reason and the server's own token counts (`stream_options.include_usage`)."""
         try:
             chunks = await self.async_client.chat.completions.create(
-                **self._request(messages, sampling), stream=True
+                **self.request_body(messages, sampling, stream=True)
             )
         except Exception as exc:
             raise self._translate(exc) from exc
-        async with chunks:
+        finish_reason, usage = None, None
+        async with chunks:  # leaving early closes the HTTP stream, which aborts the request in vLLM
             try:
                 async for chunk in chunks:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    finish_reason = choice.finish_reason or finish_reason
+                    if choice.delta.content:
+                        yield StreamDelta(choice.delta.content)
             except (GeneratorExit, asyncio.CancelledError):
                 raise
             except Exception as exc:
                 raise self._translate(exc) from exc
+        yield StreamDelta(
+            "",
+            finish_reason=finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
 
     # -- tokens --------------------------------------------------------------------------------------------------
 
@@ -329,7 +366,11 @@ class OpenAICompatibleClient:
 
     def close(self) -> None:
         self._client.close()
-        # The async client belongs to the serving event loop; its owner closes it there (`await client.close()`).
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:  # created on the caller's event loop: closed there
+            await self._async_client.close()
+        await asyncio.to_thread(self.close)
 
 
 def _server_root(base_url: str) -> str:
@@ -518,6 +559,14 @@ class TransformersClient:
         return tokens[:end]
 
     def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]:
+        with contextlib.closing(self.stream_deltas(messages, sampling)) as deltas:  # closed early: generation ends
+            for delta in deltas:
+                if delta.text:
+                    yield delta.text
+
+    def stream_deltas(self, messages: Messages, sampling: SamplingConfig) -> Iterator[StreamDelta]:
+        """`astream_deltas` in this thread: text deltas, then the finish reason and the token counts as `generate`
+        reports them (the templated prompt's tokens; the generated tokens, end-of-sequence included)."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -529,12 +578,14 @@ class TransformersClient:
 
         streamer = _DeltaStreamer(self.tokenizer, self._eos_ids)
         failure: list[BaseException] = []
+        prompt_tokens: list[int] = []
 
         def run() -> None:
             try:
                 with self._lock, torch.inference_mode():
                     encoded = self._encode([messages])
-                    budget = self._budget(encoded["input_ids"].shape[1], sampling)
+                    prompt_tokens.append(int(encoded["input_ids"].shape[1]))
+                    budget = self._budget(prompt_tokens[0], sampling)
                     self._seed(sampling)
                     self.model.generate(
                         **encoded,
@@ -550,24 +601,35 @@ class TransformersClient:
 
         worker = threading.Thread(target=run, name="llmops-generate-stream", daemon=True)
         worker.start()
+        stops = _StopFilter(sampling.stop)
         try:
-            yield from _StopFilter(sampling.stop).feed_all(streamer)
-            if failure:
-                raise failure[0]
-        finally:
-            cancelled.set()
+            for text in stops.feed_all(streamer):
+                yield StreamDelta(text)
+            # After a stop string, generation ends by its own criteria, as in `generate`: the counts are its counts.
             worker.join()
+        finally:
+            cancelled.set()  # a consumer that stopped reading ends generation at the next token
+            worker.join()
+        if failure:
+            raise failure[0]
+        yield StreamDelta(
+            "",
+            finish_reason="stop" if (stops.stopped or streamer.ended) else "length",
+            prompt_tokens=prompt_tokens[0],
+            completion_tokens=streamer.generated,
+        )
 
     async def agenerate(self, messages_batch: Sequence[Messages], sampling: SamplingConfig) -> list[Generation]:
         return await asyncio.to_thread(self.generate, messages_batch, sampling)
 
-    async def astream(self, messages: Messages, sampling: SamplingConfig) -> AsyncIterator[str]:
+    async def astream_deltas(self, messages: Messages, sampling: SamplingConfig) -> AsyncIterator[StreamDelta]:
+        """`stream_deltas` run in a worker thread, its deltas handed over through a queue."""
         deltas: queue.Queue = queue.Queue()
         done = object()
         abandoned = threading.Event()
 
         def pump() -> None:
-            stream = self.stream(messages, sampling)
+            stream = self.stream_deltas(messages, sampling)
             try:
                 for delta in stream:
                     if abandoned.is_set():
@@ -593,6 +655,9 @@ class TransformersClient:
             abandoned.set()
 
     def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
         pass
 
 
@@ -641,13 +706,18 @@ class _DeltaStreamer:
         self.tokens: list[int] = []
         self.text = ""
         self.prompt_seen = False
+        self.generated = 0  # every generated token, end-of-sequence included (as `generate` counts them)
+        self.ended = False  # an end-of-sequence token was generated
         self.queue: queue.Queue = queue.Queue()
 
     def put(self, value) -> None:
         if not self.prompt_seen:  # generate() passes the prompt first
             self.prompt_seen = True
             return
-        self.tokens.extend(t for t in value.reshape(-1).tolist() if t not in self.eos_ids)
+        new = value.reshape(-1).tolist()
+        self.generated += len(new)
+        self.ended = self.ended or any(t in self.eos_ids for t in new)
+        self.tokens.extend(t for t in new if t not in self.eos_ids)
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
         if text.endswith("\ufffd") or len(text) <= len(self.text):
             return
@@ -675,12 +745,13 @@ class _StopFilter:
     def __init__(self, stop: Sequence[str]):
         self.stop = [s for s in stop if s]
         self.buffer = ""
+        self.stopped = False  # a stop string ended the text
 
     def feed_all(self, deltas) -> Iterator[str]:
         for delta in deltas:
             self.buffer += delta
-            stopped, head = _cut_at_stop(self.buffer, self.stop)
-            if stopped:
+            self.stopped, head = _cut_at_stop(self.buffer, self.stop)
+            if self.stopped:
                 if head:
                     yield head
                 self.buffer = ""
@@ -757,73 +828,4 @@ def make_client(
         max_batch_size=llm.max_concurrency,
         served_model_name=served_model_name,
         max_model_len=llm.max_model_len,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Serving: a stream that also ends with the finish reason and token counts (the RAG API's final SSE chunk needs
-# them; `astream` yields text only). Added for serving/ — kept apart from the clients above.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StreamDelta:
-    """A piece of a streamed answer. The last one has `finish_reason` and the token counts (and maybe no text)."""
-
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-async def astream_deltas(
-    client: GenerationClient, messages: Messages, sampling: SamplingConfig
-) -> AsyncIterator[StreamDelta]:
-    """Stream `messages` through `client`: text deltas, then one delta with the finish reason and usage.
-
-    On an OpenAI-compatible server the counts are the server's (`stream_options.include_usage`). Other clients
-    stream through `astream`; their counts are re-tokenized from the text, and the finish reason is "length" when
-    the answer used the whole `max_tokens` budget.
-    """
-    if isinstance(client, OpenAICompatibleClient):
-        try:
-            chunks = await client.async_client.chat.completions.create(
-                **client._request(messages, sampling), stream=True, stream_options={"include_usage": True}
-            )
-        except Exception as exc:
-            raise client._translate(exc) from exc
-        finish_reason, usage = None, None
-        async with chunks:
-            try:
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    finish_reason = choice.finish_reason or finish_reason
-                    if choice.delta.content:
-                        yield StreamDelta(choice.delta.content)
-            except (GeneratorExit, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                raise client._translate(exc) from exc
-        yield StreamDelta(
-            "",
-            finish_reason=finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-        )
-        return
-    parts: list[str] = []
-    async for delta in client.astream(messages, sampling):
-        parts.append(delta)
-        yield StreamDelta(delta)
-    completion = await asyncio.to_thread(client.count_tokens, "".join(parts))
-    prompt = await asyncio.to_thread(client.count_tokens, "\n".join(m["content"] for m in messages))
-    yield StreamDelta(
-        "",
-        finish_reason="length" if completion >= sampling.max_tokens else "stop",
-        prompt_tokens=prompt,
-        completion_tokens=completion,
     )

@@ -1,12 +1,16 @@
-"""The one prompt template: question + retrieved chunks -> chat messages.
+"""The one prompt template and the one prompt budget: question + retrieved chunks -> chat messages.
 
-Fine-tuning, evaluation and serving all build their prompts here, so the model is trained on, measured on and
-served exactly the same format. Retrieved text is placed inside delimited, numbered context blocks and the
-system message says that context is reference material, not instructions.
+Fine-tuning, evaluation and serving all build their prompts here and fit them to `prompt_budget`, so the model is
+trained on, measured on and served exactly the same format. Retrieved text is placed inside delimited, numbered
+context blocks and the system message says that context is reference material, not instructions. Every piece of
+text that is not the template's own (chunk text, titles, sources, the user's question) is escaped, so none of it
+can open or close a context block.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -14,10 +18,10 @@ from llmops.config import PromptConfig, PromptTemplateConfig
 from llmops.lang import detect_lang
 from llmops.retriever import SearchHit
 
-__all__ = ["Prompt", "PromptBuilder"]
+__all__ = ["Prompt", "PromptBuilder", "chat_template_overhead", "prompt_budget"]
 
-# Context delimiters that a chunk could use to close its block early are neutralised.
-_DELIMITER_ESCAPES = {"<context": "&lt;context", "</context": "&lt;/context"}
+# The tag the default context template uses; a template's own tags are escaped as well.
+_DEFAULT_DELIMITER_TAG = "context"
 
 
 @dataclass(frozen=True)
@@ -58,22 +62,52 @@ class PromptBuilder:
 
     @staticmethod
     def _messages(template: PromptTemplateConfig, question: str, hits: Sequence[SearchHit]) -> list[dict[str, str]]:
+        delimiters = _delimiter_pattern(template.context)
         blocks = [
             template.context.format(
-                index=i, title=_escape_attr(h.title), source=_escape_attr(h.source), text=_escape_text(h.text)
+                index=i,
+                title=_escape_attr(h.title, delimiters),
+                source=_escape_attr(h.source, delimiters),
+                text=_escape_text(h.text, delimiters),
             )
             for i, h in enumerate(hits, 1)
         ]
-        user = template.user.format(contexts="\n\n".join(blocks), question=question.strip())
+        # The question is the user's text: escaped like chunk text, or it could forge a context block of its own.
+        user = template.user.format(contexts="\n\n".join(blocks), question=_escape_text(question.strip(), delimiters))
         return [{"role": "system", "content": template.system}, {"role": "user", "content": user}]
 
 
-def _escape_text(text: str) -> str:
-    for raw, safe in _DELIMITER_ESCAPES.items():
-        text = text.replace(raw, safe)
-    return text
+def prompt_budget(max_model_len: int, max_tokens: int, template_overhead: int) -> int:
+    """Tokens the messages' contents may take: the model's context less the answer's `max_tokens` and the chat
+    template's own tokens (`chat_template_overhead`), which the server counts too. Evaluation, serving and
+    fine-tuning all fit their prompts to this one number."""
+    return max_model_len - max_tokens - template_overhead
 
 
-def _escape_attr(value: str) -> str:
+def chat_template_overhead(tokenizer, margin: int = 2) -> int:
+    """Tokens a chat template adds to a system + user conversation beyond the messages' own tokens, plus a small
+    margin for merges at the boundaries. `tokenizer` is the LLM's (transformers) tokenizer."""
+    messages = [{"role": "system", "content": "a"}, {"role": "user", "content": "b"}]
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    total = len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    own = sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in messages)
+    return max(0, total - own) + margin
+
+
+@functools.lru_cache(maxsize=32)
+def _delimiter_pattern(context_template: str) -> re.Pattern[str]:
+    """Where text could open or close a context block: `<tag` or `</tag` for the template's tags (and the default
+    `context`), in any case and with any spacing after the `<`, as a lenient reader of the prompt would take it."""
+    tags = {_DEFAULT_DELIMITER_TAG, *(t.lower() for t in re.findall(r"<\s*/?\s*([A-Za-z][\w.:-]*)", context_template))}
+    alternatives = "|".join(re.escape(t) for t in sorted(tags))
+    return re.compile(rf"<(?=\s*/?\s*(?:{alternatives})(?![\w.:-]))", re.IGNORECASE)
+
+
+def _escape_text(text: str, delimiters: re.Pattern[str]) -> str:
+    """The `<` of every delimiter tag becomes `&lt;`: the text reads the same but opens or closes no block."""
+    return delimiters.sub("&lt;", text)
+
+
+def _escape_attr(value: str, delimiters: re.Pattern[str]) -> str:
     """Titles and sources sit inside the opening tag: no quotes or line breaks that could end it."""
-    return " ".join(_escape_text(value).replace('"', "'").split())
+    return " ".join(_escape_text(value, delimiters).replace('"', "'").split())

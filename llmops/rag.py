@@ -1,7 +1,8 @@
-"""The one RAG chain: Retriever -> prompt template -> generation client.
+"""The one RAG chain: Retriever -> prompt template (fitted to `llmops.prompt.prompt_budget`) -> generation client.
 
-Evaluation runs this chain over an eval set; the serving API runs it per request. Nothing else builds prompts or
-calls the model, so the system that is measured is the system that is served.
+Evaluation runs this chain over an eval set; the serving API runs it per request, whole or streamed (through the
+client's `astream_deltas`). Nothing else builds prompts or calls the model, so the system that is measured is the
+system that is served; fine-tuning formats its records with the same template and budget.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import AsyncIterator, Iterator, Sequence
 
 from llmops.config import LLMConfig, PipelineConfig, SamplingConfig
 from llmops.errors import ContextLengthError
-from llmops.generation import Generation, GenerationClient, StreamDelta, astream_deltas
-from llmops.prompt import Prompt, PromptBuilder
+from llmops.generation import Generation, GenerationClient, StreamDelta
+from llmops.prompt import Prompt, PromptBuilder, chat_template_overhead, prompt_budget
 from llmops.retriever import Mode, Retriever, SearchHit
 
 __all__ = ["RagAnswer", "RagChain", "RagStream", "chat_template_overhead", "client_template_overhead"]
@@ -35,6 +36,9 @@ class RagAnswer:
 
 
 class RagChain:
+    """Retrieval, the prompt fitted to `prompt_budget`, and generation: the same steps for a batch (evaluation), a
+    request (serving, with its own sampling) and a stream."""
+
     def __init__(
         self,
         retriever: Retriever,
@@ -56,12 +60,11 @@ class RagChain:
         self.max_model_len = max_model_len
         # Tokens the chat template adds around the messages (roles, special tokens): the server counts them too.
         self.template_overhead = template_overhead
-        # Room left for the prompt once the answer's tokens are reserved; contexts are dropped to fit.
-        self.max_prompt_tokens = max_model_len - sampling.max_tokens
-        if self.max_prompt_tokens <= 0:
+        if self.prompt_budget(sampling) <= 0:
             raise ValueError(
-                f"sampling.max_tokens ({sampling.max_tokens}) leaves no room for a prompt in llm.max_model_len "
-                f"({max_model_len})"
+                f"sampling.max_tokens ({sampling.max_tokens}) and the chat template ({template_overhead} tokens) "
+                f"leave no room for a prompt in llm.max_model_len ({max_model_len}): lower sampling.max_tokens or "
+                "raise llm.max_model_len"
             )
 
     @classmethod
@@ -90,38 +93,15 @@ class RagChain:
         hits = self.retriever.search_batch(list(questions), k or self.k, mode or self.mode)
         return hits, (time.perf_counter() - start) / max(len(questions), 1)
 
-    def build_prompt(self, question: str, hits: Sequence[SearchHit]) -> Prompt:
-        return self.prompts.build(question, hits, self.max_prompt_tokens)
-
-    def answer_batch(self, questions: Sequence[str], k: int | None = None, mode: Mode | None = None) -> list[RagAnswer]:
-        hits, retrieval_s = self.retrieve(questions, k, mode)
-        prompts = [self.build_prompt(q, h) for q, h in zip(questions, hits)]
-        generations = self.client.generate([p.messages for p in prompts], self.sampling)
-        return [
-            RagAnswer(q, g.text.strip(), p, g, retrieval_s) for q, p, g in zip(questions, prompts, generations)
-        ]
-
-    def answer(self, question: str, k: int | None = None, mode: Mode | None = None) -> RagAnswer:
-        return self.answer_batch([question], k, mode)[0]
-
-    def stream(self, question: str, k: int | None = None, mode: Mode | None = None) -> tuple[Prompt, Iterator[str]]:
-        """The prompt (with its sources) at once, then the answer as text deltas."""
-        hits, _ = self.retrieve([question], k, mode)
-        prompt = self.build_prompt(question, hits[0])
-        return prompt, self.client.stream(prompt.messages, self.sampling)
-
-    # -- async, per-request sampling (the serving API) ------------------------------------------------------------
-
-    async def aretrieve(self, question: str, k: int | None = None, mode: Mode | None = None):
-        """Hits for one question and the retrieval time; the search runs in a worker thread (it is CPU-bound)."""
-        hits, retrieval_s = await asyncio.to_thread(self.retrieve, [question], k, mode)
-        return hits[0], retrieval_s
+    def prompt_budget(self, sampling: SamplingConfig | None = None) -> int:
+        """The tokens a prompt's messages may take with `sampling` (the chain's own by default)."""
+        return prompt_budget(self.max_model_len, (sampling or self.sampling).max_tokens, self.template_overhead)
 
     def fit_prompt(self, question: str, hits: Sequence[SearchHit], sampling: SamplingConfig | None = None) -> Prompt:
-        """The prompt within `max_model_len - max_tokens` (contexts dropped to fit); ContextLengthError when even
-        the question alone does not fit."""
+        """The one way a prompt is made: the template with as many contexts as fit `prompt_budget` (the
+        lowest-ranked are dropped); ContextLengthError when even the question alone does not fit."""
         sampling = sampling or self.sampling
-        budget = self.max_model_len - sampling.max_tokens - self.template_overhead
+        budget = self.prompt_budget(sampling)
         if budget <= 0:
             raise ContextLengthError(
                 f"max_tokens ({sampling.max_tokens}) leaves no room for a prompt in the model's context of "
@@ -137,6 +117,30 @@ class RagChain:
             )
         return prompt
 
+    def answer_batch(self, questions: Sequence[str], k: int | None = None, mode: Mode | None = None) -> list[RagAnswer]:
+        hits, retrieval_s = self.retrieve(questions, k, mode)
+        prompts = [self.fit_prompt(q, h) for q, h in zip(questions, hits)]
+        generations = self.client.generate([p.messages for p in prompts], self.sampling)
+        return [
+            RagAnswer(q, g.text.strip(), p, g, retrieval_s) for q, p, g in zip(questions, prompts, generations)
+        ]
+
+    def answer(self, question: str, k: int | None = None, mode: Mode | None = None) -> RagAnswer:
+        return self.answer_batch([question], k, mode)[0]
+
+    def stream(self, question: str, k: int | None = None, mode: Mode | None = None) -> tuple[Prompt, Iterator[str]]:
+        """The prompt (with its sources) at once, then the answer as text deltas."""
+        hits, _ = self.retrieve([question], k, mode)
+        prompt = self.fit_prompt(question, hits[0])
+        return prompt, self.client.stream(prompt.messages, self.sampling)
+
+    # -- async, per-request sampling (the serving API) ------------------------------------------------------------
+
+    async def aretrieve(self, question: str, k: int | None = None, mode: Mode | None = None):
+        """Hits for one question and the retrieval time; the search runs in a worker thread (it is CPU-bound)."""
+        hits, retrieval_s = await asyncio.to_thread(self.retrieve, [question], k, mode)
+        return hits[0], retrieval_s
+
     async def aanswer(
         self, question: str, k: int | None = None, mode: Mode | None = None, sampling: SamplingConfig | None = None
     ) -> RagAnswer:
@@ -150,11 +154,11 @@ class RagChain:
         self, question: str, k: int | None = None, mode: Mode | None = None, sampling: SamplingConfig | None = None
     ) -> RagStream:
         """Retrieval and the prompt now; the answer as `StreamDelta`s when `deltas` is iterated (the last one
-        carries the finish reason and token counts)."""
+        carries the finish reason and token counts). Nothing is sent to the model before the first iteration."""
         sampling = sampling or self.sampling
         hits, retrieval_s = await self.aretrieve(question, k, mode)
         prompt = await asyncio.to_thread(self.fit_prompt, question, hits, sampling)
-        return RagStream(prompt, retrieval_s, astream_deltas(self.client, prompt.messages, sampling))
+        return RagStream(prompt, retrieval_s, self.client.astream_deltas(prompt.messages, sampling))
 
 
 @dataclass(frozen=True)
@@ -176,13 +180,3 @@ def client_template_overhead(llm: LLMConfig, client: GenerationClient) -> int:
 
         tokenizer = AutoTokenizer.from_pretrained(llm.model, revision=llm.revision)
     return chat_template_overhead(tokenizer)
-
-
-def chat_template_overhead(tokenizer, margin: int = 2) -> int:
-    """Tokens a chat template adds to a system + user conversation beyond the messages' own tokens, plus a small
-    margin for merges at the boundaries. `tokenizer` is the LLM's (transformers) tokenizer."""
-    messages = [{"role": "system", "content": "a"}, {"role": "user", "content": "b"}]
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    total = len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-    own = sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in messages)
-    return max(0, total - own) + margin

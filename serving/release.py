@@ -269,11 +269,7 @@ class ReleaseLoader:
         return os.environ.get(self.llm.api_key_env)
 
     async def close(self, state: ReleaseState) -> None:
-        client = state.client
-        async_client = getattr(client, "_async_client", None)  # OpenAICompatibleClient's, created in this loop
-        if async_client is not None:
-            await async_client.close()
-        await asyncio.to_thread(client.close)
+        await state.client.aclose()  # on this event loop, where the client's async resources were created
 
     async def backend_ready(self, timeout_s: float) -> tuple[bool, str]:
         """Whether the generation backend answers (`GET /v1/models`), and why not."""

@@ -18,7 +18,8 @@ from llmops.errors import (
     InvalidRequestError,
     ModelNotFoundError,
 )
-from llmops.generation import StreamDelta, astream_deltas
+from llmops.generation import StreamDelta
+from llmops.rag import RagStream
 from serving.errors import error_info
 from serving.metrics import ServingMetrics
 from serving.protocol import (
@@ -130,17 +131,17 @@ class RagService:
         try:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
-            stream = await state.chain.astream(question, request.k, request.mode, sampling)
 
-            async def first_delta() -> tuple[AsyncIterator[StreamDelta], StreamDelta]:
-                deltas = astream_deltas(state.client, stream.prompt.messages, sampling)
+            async def first_delta() -> tuple[RagStream, StreamDelta]:
+                stream = await state.chain.astream(question, request.k, request.mode, sampling)
                 try:
-                    return deltas, await deltas.__anext__()
+                    return stream, await anext(stream.deltas)
                 except BaseException:
-                    await deltas.aclose()
+                    await stream.deltas.aclose()
                     raise
 
-            deltas, first = await self._on_backend(state, first_delta)
+            stream, first = await self._on_backend(state, first_delta)
+            deltas = stream.deltas
         except BaseException:
             self.holder.release(state)
             raise

@@ -166,20 +166,22 @@ def test_same_inputs_reuse_the_verified_version(setup):
 
 def test_version_follows_every_input(setup):
     cfg, manifest = setup["cfg"], setup["out"].manifest
-    hp = _hyperparameters(cfg, "fp32")
+    budget = manifest.hyperparameters["max_prompt_tokens"]
+    hp = _hyperparameters(cfg, "fp32", budget)
     base, data = manifest.base_model["digest"], manifest.data["digest"]
     assert adapter_version(base, data, hp) == manifest.version
     slower = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"learning_rate": 1e-3})})
-    faster = _hyperparameters(slower, "fp32")
+    faster = _hyperparameters(slower, "fp32", budget)
     versions = {
         adapter_version(base, data, hp),
         adapter_version("other-model", data, hp),
         adapter_version(base, "other-data", hp),
         adapter_version(base, data, faster),
-        adapter_version(base, data, _hyperparameters(cfg, "bf16")),
+        adapter_version(base, data, _hyperparameters(cfg, "bf16", budget)),
+        adapter_version(base, data, _hyperparameters(cfg, "fp32", budget - 1)),
         adapter_version(base, data, hp, code="other-code"),
     }
-    assert len(versions) == 6
+    assert len(versions) == 7
 
 
 def test_a_damaged_adapter_is_refused_not_reused(setup, tmp_path):

@@ -177,12 +177,34 @@ def test_closing_a_stream_early_frees_the_model(client, singles):
 def test_async_variants(client, singles):
     async def run():
         gens = await client.agenerate([chat(q) for q in QUESTIONS[:2]], GREEDY)
-        deltas = [d async for d in client.astream(chat(QUESTIONS[0]), GREEDY)]
-        return gens, "".join(deltas)
+        deltas = [d async for d in client.astream_deltas(chat(QUESTIONS[0]), GREEDY)]
+        return gens, deltas
 
-    gens, streamed = asyncio.run(run())
+    gens, deltas = asyncio.run(run())
     assert [g.text for g in gens] == [g.text for g in singles[:2]]
-    assert streamed == singles[0].text
+    assert "".join(d.text for d in deltas) == singles[0].text
+    assert all(d.finish_reason is None for d in deltas[:-1])
+
+
+def test_a_stream_ends_with_the_usage_generate_reports(client, varied_llm_dir):
+    """The last delta carries the finish reason and the token counts of `generate`: the templated prompt's tokens
+    and the generated ones (an end-of-sequence token counted, a stop string's tokens counted up to it)."""
+    full = client.generate([chat(QUESTIONS[1])], GREEDY)[0]
+    stop = next(full.text[i : i + 2] for i in range(2, len(full.text) - 3) if full.text[i : i + 2].strip())
+    cases = [
+        (chat(QUESTIONS[1]), GREEDY),  # max_tokens reached: "length"
+        (EOS_PROMPT, SamplingConfig(max_tokens=10)),  # the extra EOS id after 4 tokens: "stop"
+        (chat(QUESTIONS[1]), SamplingConfig(max_tokens=GREEDY.max_tokens, stop=(stop,))),  # a stop string: "stop"
+    ]
+    finish_reasons = []
+    for messages, sampling in cases:
+        g = client.generate([messages], sampling)[0]
+        *text, last = list(client.stream_deltas(messages, sampling))
+        assert "".join(d.text for d in text) + last.text == g.text
+        assert (last.finish_reason, last.prompt_tokens, last.completion_tokens) == (
+            g.finish_reason, g.prompt_tokens, g.completion_tokens)
+        finish_reasons.append(last.finish_reason)
+    assert finish_reasons == ["length", "stop", "stop"]
 
 
 def test_lora_adapter_changes_the_output(varied_llm_dir, tiny_lora_dir, singles):

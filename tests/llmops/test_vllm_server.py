@@ -189,23 +189,35 @@ def test_context_window_rule_is_the_same_on_both_backends(remote, varied_llm_dir
 
 
 @pytest.mark.slow
-def test_streaming_and_async(remote):
-    expected = remote.generate([chat(q) for q in QUESTIONS[:3]], GREEDY)
+def test_streaming_and_async(remote, local, vllm_server, varied_llm_dir):
+    expected = remote.generate([chat(q) for q in QUESTIONS[:3]] + [EOS_PROMPT], GREEDY)
     started = time.perf_counter()
     deltas = list(remote.stream(chat(QUESTIONS[0]), GREEDY))
     print(f"vLLM stream: {len(deltas)} deltas in {time.perf_counter() - started:.2f} s")
     assert "".join(deltas) == expected[0].text
+    # Its own client: `aclose` closes the sync client too, which the module's other tests share.
+    llm = LLMConfig(model=str(varied_llm_dir), backend="vllm", max_concurrency=4)
+    streaming = make_client(llm, base_url=vllm_server.base_url, served_model_name="tiny")
 
-    async def run():
-        gens = await remote.agenerate([chat(q) for q in QUESTIONS[:3]], GREEDY)
-        streamed = [d async for d in remote.astream(chat(QUESTIONS[1]), GREEDY)]
-        await remote.async_client.close()
-        remote._async_client = None
-        return gens, "".join(streamed)
+    async def run(client):
+        gens = await client.agenerate([chat(q) for q in QUESTIONS[:3]], GREEDY)
+        streams = [[d async for d in client.astream_deltas(m, GREEDY)] for m in (chat(QUESTIONS[1]), EOS_PROMPT)]
+        await client.aclose()
+        return gens, streams
 
-    gens, streamed = asyncio.run(run())
-    assert [g.text for g in gens] == [g.text for g in expected]
-    assert streamed == expected[1].text
+    gens, streams = asyncio.run(run(streaming))
+    assert [g.text for g in gens] == [g.text for g in expected[:3]]
+    # Both backends end a stream with the finish reason and the token counts that `generate` reports.
+    for client, (long_stream, eos_stream) in ((remote, streams), (local, asyncio.run(_local_streams(local)))):
+        for stream, g in ((long_stream, expected[1]), (eos_stream, expected[3])):
+            *text, last = stream
+            assert "".join(d.text for d in text) + last.text == g.text, client
+            assert (last.finish_reason, last.prompt_tokens, last.completion_tokens) == (
+                g.finish_reason, g.prompt_tokens, g.completion_tokens), client
+
+
+async def _local_streams(local):
+    return [[d async for d in local.astream_deltas(m, GREEDY)] for m in (chat(QUESTIONS[1]), EOS_PROMPT)]
 
 
 @pytest.mark.slow
