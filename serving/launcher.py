@@ -76,13 +76,15 @@ def vllm_server_for(config: PipelineConfig, release: Release | None, workdir: Pa
 
 
 def release_lora_modules(config: PipelineConfig, release: Release | None) -> dict[str, str]:
-    """`--lora-modules` for a release: {served adapter name: local adapter folder}; empty without an adapter."""
-    from serving.release import ReleaseLoader, _adapter_dir, ensure_within, served_adapter_name
+    """`--lora-modules` for a release: {served adapter name: local adapter folder}; empty without an adapter.
+    The adapter is checked against the release first (`verify_release_adapter`): vLLM loads what it is given."""
+    from llmops.release_artifacts import artifact_roots, verify_release_adapter
+    from serving.release import served_adapter_name
 
     if release is None or release.adapter_uri is None:
         return {}
-    ensure_within(release.adapter_uri, ReleaseLoader.roots_of(config), f"release {release.release}: adapter_uri")
-    return {served_adapter_name(release): str(_adapter_dir(release, config.serving.adapter_cache_dir))}
+    adapter_dir, _ = verify_release_adapter(release, artifact_roots(config), config.serving.adapter_cache_dir)
+    return {served_adapter_name(release): str(adapter_dir)}
 
 
 def lora_args(config: PipelineConfig) -> list[str]:

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from llmops.cli import app as cli
 from serving.app import create_app
 from serving.release import served_adapter_name
-from tests.serving.conftest import free_port
+from tests.llm_fixtures import make_lora_adapter
+from tests.serving.conftest import free_port, release_for, seal_adapter
 
 BODY = {"model": "rag", "messages": [{"role": "user", "content": "What is matcha?"}]}
 
@@ -37,11 +38,11 @@ def test_backend_down_is_503_and_not_ready(world):
 
 def test_print_vllm_args_names_the_alias_adapter(world, tmp_path):
     adapter = Path(world.config.artifacts.root) / "adapters" / "cli-adapter"
-    adapter.mkdir(parents=True, exist_ok=True)
-    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "peft_type": "LORA"}))
+    if not adapter.exists():
+        seal_adapter(make_lora_adapter(world.tiny_llm, adapter, rank=8), "cli-v1", str(world.tiny_llm))
     cfg = world.with_llm(backend="vllm", max_lora_rank=8)
-    release = world.registry.register(**{**world.release_a.model_dump(exclude={"release", "created_at"}),
-                                        "adapter_version": "cli-v1", "adapter_uri": str(adapter)})
+    release = release_for(world.registry, cfg, world.release_a.index_uri, world.release_a.index_version,
+                          adapter_version="cli-v1", adapter_uri=str(adapter))
     world.registry.promote(release.release, "cli")
     data = cfg.model_dump(mode="json")
     data["serving"]["alias"] = "cli"

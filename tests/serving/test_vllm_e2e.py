@@ -26,7 +26,15 @@ from serving.launcher import vllm_server_for
 from serving.release import served_adapter_name
 from tests.helpers import CORPUS
 from tests.llm_fixtures import CPU_VLLM_ARGS, make_lora_adapter
-from tests.serving.conftest import CORPUS_B, check_swap, free_port, release_for, running_api, stream_load
+from tests.serving.conftest import (
+    CORPUS_B,
+    check_swap,
+    free_port,
+    release_for,
+    running_api,
+    seal_adapter,
+    stream_load,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +52,8 @@ def vllm_env(vllm_python):
 def setup(world, vllm_env, tmp_path_factory):
     """Two releases, each an index plus its own LoRA adapter, and a config for the vLLM backend."""
     adapters = Path(world.config.artifacts.root) / "adapters"
-    a1 = make_lora_adapter(world.tiny_llm, adapters / "a1", seed=1)
-    a2 = make_lora_adapter(world.tiny_llm, adapters / "a2", seed=2)
+    a1 = seal_adapter(make_lora_adapter(world.tiny_llm, adapters / "a1", seed=1), "lora-a1", str(world.tiny_llm))
+    a2 = seal_adapter(make_lora_adapter(world.tiny_llm, adapters / "a2", seed=2), "lora-a2", str(world.tiny_llm))
     cfg = world.with_llm(
         backend="vllm", max_model_len=512, max_lora_rank=8, dtype="float32", vllm_args=CPU_VLLM_ARGS
     )
