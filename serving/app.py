@@ -49,6 +49,7 @@ log = logging.getLogger("llmops.serving")
 
 CONFIG_ENV = "LLMOPS_SERVING_CONFIG"
 BACKEND_URL_ENV = "LLMOPS_SERVING_BACKEND_URL"
+BACKEND_STATE_ENV = "LLMOPS_SERVING_BACKEND_STATE"  # the supervisor's state file (serving/supervisor.py)
 
 
 def create_app(
@@ -191,7 +192,14 @@ def app_from_env() -> FastAPI:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"set {CONFIG_ENV} to the pipeline config file the RAG API should serve")
-    return create_app(load_config(path).resolved(), backend_url=os.environ.get(BACKEND_URL_ENV) or None)
+    from serving.supervisor import failure_reader
+
+    state_file = os.environ.get(BACKEND_STATE_ENV)
+    return create_app(
+        load_config(path).resolved(),
+        backend_url=os.environ.get(BACKEND_URL_ENV) or None,
+        backend_failure=failure_reader(state_file) if state_file else None,
+    )
 
 
 def _registry_manager(config: PipelineConfig, backend_url: str | None, metrics: ServingMetrics) -> ReleaseManager:
