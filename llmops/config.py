@@ -478,7 +478,8 @@ class ServingConfig(_Strict):
     )
     vllm_restart_backoff_max_s: float = Field(default=30.0, ge=0, description="`llmops serve`: longest restart wait")
     vllm_max_restarts: int = Field(
-        default=5, ge=1, description="`llmops serve`: failed restarts in a row after which it gives up and /healthz fails"
+        default=5, ge=1,
+        description="`llmops serve`: failed restarts in a row after which it gives up and /healthz fails",
     )
     backend_check_timeout_s: float = Field(
         default=2.0, gt=0, description="/readyz: how long to wait for the backend's /v1/models"
