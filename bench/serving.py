@@ -149,11 +149,13 @@ def free_port() -> int:
 def register_release(cfg, out):
     """The index as a release (no adapter: vLLM serves the base model), promoted to `production`."""
     from llmops.registry import ReleaseRegistry
+    from llmops.release_artifacts import pin_artifacts
 
     registry = ReleaseRegistry(cfg.artifacts.registry_root)
     release = registry.register(
         index_version=out.version,
         index_uri=out.artifact_uri,
+        **pin_artifacts(out.artifact_uri, None),  # the server serves only what the release pins
         base_model=cfg.llm.model,
         adapter_version=None,
         adapter_uri=None,

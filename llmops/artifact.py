@@ -8,6 +8,7 @@ do not match (corrupted, truncated, or still being written).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError
-from llmops.storage import file_checksums, is_remote, sha256_file
+from llmops.storage import file_checksums, is_remote, local_path, sha256_file
 
 __all__ = [
     "MANIFEST_NAME",
@@ -30,6 +31,7 @@ __all__ = [
     "FileEntry",
     "IndexManifest",
     "file_problems",
+    "unlisted_files",
     "git_sha",
     "library_versions",
     "load_manifest",
@@ -122,16 +124,29 @@ def file_entries(directory: Path) -> dict[str, FileEntry]:
     }
 
 
-def load_manifest(directory: Path, name: str, schema_version: int, model: type[M], what: str, remedy: str) -> M:
+def load_manifest(
+    directory: Path, name: str, schema_version: int, model: type[M], what: str, remedy: str,
+    sha256: str | None = None,
+) -> M:
     """Read and validate `directory/name`; `what` names the artifact kind in errors, `remedy` says how to make one.
-    Index and adapter artifacts share this, so both refuse missing, unreadable and foreign manifests alike."""
+    Index and adapter artifacts share this, so both refuse missing, unreadable and foreign manifests alike.
+
+    `sha256`: the digest a release pinned for this manifest. The bytes checked are the bytes parsed, so a manifest
+    rewritten together with the files it lists is refused."""
     if not directory.is_dir():
         raise ArtifactNotFoundError(f"{what} {directory} does not exist ({remedy})")
     path = directory / name
     if not path.is_file():
         raise ArtifactIntegrityError(f"{what} {directory} is incomplete: no {name} (an interrupted run?); {remedy}")
+    data = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ArtifactIntegrityError(
+            f"{path} is not the manifest the release pinned (sha256 {hashlib.sha256(data).hexdigest()[:16]}..., "
+            f"pinned {sha256[:16]}...): the artifact changed after it was released. Restore it, or release the "
+            "artifact as it is now; never edit an artifact in place."
+        )
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactIntegrityError(f"{path} is not valid JSON: {e}") from None
     if raw.get("schema_version") != schema_version:
@@ -158,15 +173,25 @@ def file_problems(directory: Path, files: dict[str, FileEntry]) -> list[str]:
     return problems
 
 
-def read_manifest(directory: str | os.PathLike) -> IndexManifest:
+def unlisted_files(directory: Path, files: dict[str, FileEntry], manifest_name: str) -> list[str]:
+    """Files in `directory` that its manifest does not list (hidden ones aside, as when the artifact was written):
+    a reader that loads files by convention (vLLM, peft) would load an added one unverified."""
+    present = (p.relative_to(directory) for p in directory.rglob("*") if p.is_file())
+    names = {p.as_posix() for p in present if not any(part.startswith(".") for part in p.parts)}
+    return [f"{name}: not in the manifest (added after the artifact was written)"
+            for name in sorted(names - set(files) - {manifest_name})]
+
+
+def read_manifest(directory: str | os.PathLike, sha256: str | None = None) -> IndexManifest:
     return load_manifest(Path(directory), MANIFEST_NAME, SCHEMA_VERSION, IndexManifest, "index artifact",
-                         "build one with index_corpus")
+                         "build one with index_corpus", sha256=sha256)
 
 
-def verify_artifact(directory: str | os.PathLike) -> IndexManifest:
-    """Check every file listed in the manifest exists with the recorded size and sha256, and nothing is missing."""
+def verify_artifact(directory: str | os.PathLike, manifest_sha256: str | None = None) -> IndexManifest:
+    """Check every file listed in the manifest exists with the recorded size and sha256, and nothing is missing;
+    with `manifest_sha256` (a release's pin), also that the manifest itself is the one released."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    manifest = read_manifest(directory, manifest_sha256)
     problems = file_problems(directory, manifest.files)
     if problems:
         raise ArtifactIntegrityError(
@@ -180,7 +205,7 @@ def verify_artifact(directory: str | os.PathLike) -> IndexManifest:
 def materialize(uri: str, cache_dir: str | None = None) -> Path:
     """A local folder holding the artifact at `uri` (object-store artifacts are downloaded once per version)."""
     if not is_remote(uri):
-        return Path(uri.removeprefix("file://"))
+        return local_path(uri)
     from fsspec.core import url_to_fs
 
     fs, path = url_to_fs(uri)

@@ -121,6 +121,15 @@ def _registry(root: Optional[str], config: Path):
     return ReleaseRegistry(root)
 
 
+def _registry_with_artifacts(root: Optional[str], config: Path):
+    """The registry and the config whose artifacts.root confines the releases' artifacts (as the server's does)."""
+    from llmops.config import load_config
+    from llmops.registry import ReleaseRegistry
+
+    cfg = load_config(config).resolved()
+    return ReleaseRegistry(root or cfg.artifacts.registry_root), cfg
+
+
 @registry_app.command("list")
 def registry_list(root: Optional[str] = RootOption, config: Path = ConfigOption) -> None:
     """Every release, newest last, with the aliases that point at it."""
@@ -190,12 +199,44 @@ def registry_promote(
     root: Optional[str] = RootOption,
     config: Path = ConfigOption,
 ) -> None:
-    """Point an alias at a release."""
+    """Point an alias at a release, after checking its artifacts against the digests it pins (the server checks
+    them again before it serves them)."""
+    from llmops.release_artifacts import artifact_roots, verify_release
+
     try:
-        event = _registry(root, config).promote(release, alias, force=force, reason=reason)
+        reg, cfg = _registry_with_artifacts(root, config)
+        verify_release(reg.get(release), artifact_roots(cfg), cfg.serving.adapter_cache_dir)
+        event = reg.promote(release, alias, force=force, reason=reason)
     except LLMOpsError as e:
         _fail(e)
     out.print(f"[green]{alias}[/] -> {event.release} (was {event.previous or 'nothing'})")
+
+
+@registry_app.command("repin")
+def registry_repin(
+    release: str = typer.Argument(..., help="id of a release registered before release schema 2"),
+    root: Optional[str] = RootOption,
+    config: Path = ConfigOption,
+) -> None:
+    """Register a copy of an old release that pins its artifacts' manifests as they are stored now.
+
+    Only for releases whose artifacts you trust: the pins vouch for what is stored today. Promote the new id."""
+    from llmops.release_artifacts import artifact_roots, ensure_within, pin_artifacts
+
+    try:
+        reg, cfg = _registry_with_artifacts(root, config)
+        old = reg.get(release)
+        if not old.unpinned():
+            raise typer.BadParameter(f"release {release} already pins its artifacts: promote it as it is")
+        roots, what = artifact_roots(cfg), f"release {release}"
+        index_uri = ensure_within(old.index_uri, roots, f"{what}: index_uri")
+        adapter_uri = ensure_within(old.adapter_uri, roots, f"{what}: adapter_uri") if old.adapter_uri else None
+        pins = pin_artifacts(index_uri, adapter_uri, cfg.serving.adapter_cache_dir)
+        new = reg.register(**old.model_dump(exclude={"schema_version", "release", "created_at"}) | pins)
+    except LLMOpsError as e:
+        _fail(e)
+    out.print(f"{release} -> [green]{new.release}[/] (pins its artifacts); promote it with "
+              f"`llmops registry promote {new.release}`")
 
 
 @registry_app.command("rollback")

@@ -486,6 +486,18 @@ class ServingConfig(_Strict):
     vllm_host: str = Field(default="127.0.0.1", description="`llmops serve`: interface of the vLLM server it starts")
     vllm_port: int = Field(default=8001, ge=1, le=65535, description="`llmops serve`: port of the vLLM server")
     vllm_ready_timeout_s: float = Field(default=600.0, gt=0, description="`llmops serve`: wait this long for vLLM")
+    vllm_check_interval_s: float = Field(
+        default=1.0, gt=0, description="`llmops serve`: how often it checks that the vLLM process is alive"
+    )
+    vllm_restart_backoff_s: float = Field(
+        default=1.0, ge=0, description="`llmops serve`: wait before the first restart of a vLLM that died; doubles "
+        "with each failed restart, up to vllm_restart_backoff_max_s"
+    )
+    vllm_restart_backoff_max_s: float = Field(default=30.0, ge=0, description="`llmops serve`: longest restart wait")
+    vllm_max_restarts: int = Field(
+        default=5, ge=1,
+        description="`llmops serve`: failed restarts in a row after which it gives up and /healthz fails",
+    )
     backend_check_timeout_s: float = Field(
         default=2.0, gt=0, description="/readyz: how long to wait for the backend's /v1/models"
     )

@@ -37,6 +37,7 @@ from llmops.artifact import (
     library_versions,
     load_manifest,
     materialize,
+    unlisted_files,
     utc_now,
 )
 from llmops.config import FinetuneConfig, LLMConfig, PipelineConfig
@@ -108,16 +109,17 @@ class AdapterManifest(BaseModel):
     lineage: dict  # git_sha, code_version, flyte execution id
 
 
-def read_adapter_manifest(directory: str | Path) -> AdapterManifest:
+def read_adapter_manifest(directory: str | Path, sha256: str | None = None) -> AdapterManifest:
     return load_manifest(Path(directory), ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest,
-                         "adapter artifact", "train one with the finetune task")
+                         "adapter artifact", "train one with the finetune task", sha256=sha256)
 
 
-def verify_adapter(directory: str | Path) -> AdapterManifest:
-    """Check every file the manifest lists (size and sha256), and that the adapter files themselves are there."""
+def verify_adapter(directory: str | Path, manifest_sha256: str | None = None) -> AdapterManifest:
+    """Check every file the manifest lists (size and sha256), and that the adapter files themselves are there;
+    with `manifest_sha256` (a release's pin), also that the manifest itself is the one released."""
     directory = Path(directory)
-    manifest = read_adapter_manifest(directory)
-    problems = file_problems(directory, manifest.files)
+    manifest = read_adapter_manifest(directory, manifest_sha256)
+    problems = file_problems(directory, manifest.files) + unlisted_files(directory, manifest.files, ADAPTER_MANIFEST)
     for required in ("adapter_config.json", "adapter_model.safetensors"):
         if required not in manifest.files:
             problems.append(f"{required}: not listed in the manifest")

@@ -1,7 +1,8 @@
 """Promotion: turn an evaluated candidate into a release and point the serving alias at it when its gates passed.
 
-The release binds what serving needs (index artifact, base model, adapter) with the evidence that approved it
-(eval report and gate decision), the config, git sha and Flyte execution id.
+The release binds what serving needs (index artifact, base model, adapter, and the sha256 of each artifact's
+manifest, checked here against every file) with the evidence that approved it (eval report and gate decision), the
+config, git sha and Flyte execution id.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from llmops.artifact import git_sha
 from llmops.config import PipelineConfig
 from llmops.registry import AliasEvent, Release, ReleaseRegistry, diff_releases
+from llmops.release_artifacts import pin_artifacts
 
 __all__ = ["PromotionResult", "production_baseline", "promote_candidate"]
 
@@ -44,6 +46,7 @@ def promote_candidate(
         base_model=model["base"],
         adapter_version=model.get("adapter_version"),
         adapter_uri=model.get("adapter_uri"),
+        **pin_artifacts(index_uri, model.get("adapter_uri"), cfg.serving.adapter_cache_dir),
         eval_report_uri=report_uri,
         gate_decision_uri=decision_uri,
         gates_passed=bool(decision["verdict"]["passed"]),

@@ -25,16 +25,19 @@ from pathlib import Path
 from typing import Iterator
 
 from fsspec.core import url_to_fs
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmops.errors import RegistryError
 from llmops.storage import canonical_json, digest_of, is_remote
 
 __all__ = ["AliasEvent", "AliasPointer", "RELEASE_SCHEMA_VERSION", "Release", "ReleaseRegistry", "diff_releases"]
 
-RELEASE_SCHEMA_VERSION = 1
+# 2: a release pins the sha256 of its index and adapter manifests. Releases of schema 1 pin nothing; they are
+# listed and shown, but not promoted or served (`llmops registry repin` makes a pinned copy).
+RELEASE_SCHEMA_VERSION = 2
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _RELEASE = re.compile(r"^r-[0-9a-f]{16}$")
+_SHA256 = r"^[0-9a-f]{64}$"
 
 
 class _Model(BaseModel):
@@ -47,9 +50,12 @@ class Release(_Model):
     created_at: str
     index_version: str
     index_uri: str
+    # sha256 of the artifact's manifest: the manifest lists every file's sha256, so this pins every byte served.
+    index_manifest_sha256: str | None = Field(default=None, pattern=_SHA256)
     base_model: str
     adapter_version: str | None
     adapter_uri: str | None
+    adapter_manifest_sha256: str | None = Field(default=None, pattern=_SHA256)
     eval_report_uri: str
     gate_decision_uri: str | None
     gates_passed: bool
@@ -57,6 +63,13 @@ class Release(_Model):
     config: dict
     git_sha: str
     flyte_execution_id: str | None
+
+    def unpinned(self) -> list[str]:
+        """The artifacts whose manifest digest the release does not pin (releases registered before schema 2)."""
+        missing = [] if self.index_manifest_sha256 else ["index"]
+        if self.adapter_uri is not None and not self.adapter_manifest_sha256:
+            missing.append("adapter")
+        return missing
 
     def binding(self) -> dict:
         """What the release id is a digest of: what is served and the evaluation that measured it.

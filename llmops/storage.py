@@ -14,13 +14,17 @@ import os
 import shutil
 import tempfile
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import fsspec
 from fsspec.core import url_to_fs
 
 __all__ = [
+    "canonical_uri",
+    "local_path",
+    "uri_within",
     "atomic_write_bytes",
     "atomic_write_json",
     "canonical_json",
@@ -75,6 +79,61 @@ def file_checksums(root: str | os.PathLike, exclude: tuple[str, ...] = ()) -> di
 
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Locations: one parser, so that what is checked is what is read
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def local_path(uri: str) -> Path:
+    """The local path a plain path or `file:` URI names (not resolved). ValueError for a `file:` URI with a host:
+    `file://../x` names host '..' and path /x, which a reader that strips `file://` would read as ../x."""
+    if urlsplit(uri).scheme != "file":
+        return Path(uri)
+    parts = urlsplit(uri)
+    if parts.netloc:
+        raise ValueError(
+            f"{uri!r} names the host {parts.netloc!r}; artifacts are local files here: write file:///absolute/path "
+            "(three slashes) or the path itself"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"{uri!r} has a ?query or #fragment, which a file location cannot have")
+    return Path(unquote(parts.path))  # RFC 8089: the path is percent-encoded
+
+
+def canonical_uri(uri: str) -> str:
+    """The one spelling of a location, or ValueError saying what is wrong with it.
+
+    Local (a path or `file:` URI): absolute, with '..' and symlinks resolved. Remote (`s3://bucket/key`, ...): the
+    scheme, the bucket and a key without '.' or '..' segments, percent-encoded ones included: object stores do not
+    resolve them, but proxies and local mirrors may, so such a key is refused rather than guessed at.
+    """
+    if "\0" in uri or "%00" in uri:
+        raise ValueError(f"{uri!r} contains a NUL byte")
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        return str(local_path(uri).resolve())
+    if not parts.netloc:
+        raise ValueError(f"{uri!r} names no bucket: write {parts.scheme}://BUCKET/PATH")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{uri!r} has a ?query or #fragment, which an artifact location cannot have")
+    if {".", ".."} & set(unquote(parts.path).split("/")):
+        raise ValueError(f"{uri!r} has '.' or '..' segments: name the artifact by its own URI")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def uri_within(uri: str, root: str) -> bool:
+    """Whether canonical `uri` is `root` or lies under it (both from `canonical_uri`)."""
+    if is_remote(uri) != is_remote(root):
+        return False
+    if is_remote(uri):
+        u, r = urlsplit(uri), urlsplit(root)
+        if (u.scheme, u.netloc) != (r.scheme, r.netloc):
+            return False
+        uri, root = u.path or "/", r.path or "/"
+    path, base = PurePosixPath(uri), PurePosixPath(root)
+    return path == base or base in path.parents
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -163,7 +222,7 @@ def put_file(local: str | os.PathLike, uri: str) -> str:
 def fetch_file(uri: str, directory: str | os.PathLike) -> Path:
     """A local path for `uri` (downloaded into `directory` when remote)."""
     if not is_remote(uri):
-        return Path(uri.removeprefix("file://"))
+        return local_path(uri)
     fs, path = url_to_fs(uri)
     local = Path(directory, Path(path).name)
     fs.get_file(path, str(local))

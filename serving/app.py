@@ -17,7 +17,7 @@ import hmac
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,12 +27,13 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.config import PipelineConfig, load_config
-from llmops.errors import AuthenticationError, LLMOpsError
+from llmops.errors import AuthenticationError, BackendUnavailableError, LLMOpsError, NotReadyError
 from serving.errors import RequestTooLarge, error_info
 from serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from serving.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
+    ErrorInfo,
     ErrorResponse,
     ModelList,
     ReloadResponse,
@@ -48,6 +49,7 @@ log = logging.getLogger("llmops.serving")
 
 CONFIG_ENV = "LLMOPS_SERVING_CONFIG"
 BACKEND_URL_ENV = "LLMOPS_SERVING_BACKEND_URL"
+BACKEND_STATE_ENV = "LLMOPS_SERVING_BACKEND_STATE"  # the supervisor's state file (serving/supervisor.py)
 
 
 def create_app(
@@ -56,11 +58,13 @@ def create_app(
     backend_url: str | None = None,
     manager: ReleaseManager | None = None,
     metrics: ServingMetrics | None = None,
+    backend_failure: Callable[[], str | None] | None = None,
 ) -> FastAPI:
     """The RAG API for `config` (its `serving`, `llm`, `artifacts` sections).
 
     `backend_url` is the vLLM server's …/v1 URL when it is not `llm.base_url` (`llmops serve` passes the one it
-    started). `manager` replaces the registry-backed release manager (tests).
+    started). `manager` replaces the registry-backed release manager (tests). `backend_failure` says why the backend
+    `llmops serve` supervises is down for good (None while it is up or restarting): /healthz then fails.
     """
     serving = config.serving
     metrics = metrics or ServingMetrics()
@@ -88,7 +92,9 @@ def create_app(
                     await watcher
             await manager.close()
 
-    app = FastAPI(title="flyte-llmops RAG API", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No /openapi.json: the schema would list the admin routes and internals to anyone. The API is OpenAI's (plus
+    # the README's extras); clients need no schema from the server.
+    app = FastAPI(title="flyte-llmops RAG API", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config = config
     app.state.metrics = metrics
 
@@ -110,20 +116,28 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """The process is up, and so is the backend it supervises (or its restarts have not given up)."""
+        failure = backend_failure() if backend_failure is not None else None
+        if failure is not None:
+            log.error("unhealthy: %s", failure)
+            raise BackendUnavailableError(failure)
         return {"status": "ok"}
+
+    readiness_log = _ChangeLog()
 
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
+        """Ready or not, and which part is not. The reasons (URLs, paths, errors) go to the log only."""
         mgr: ReleaseManager = request.app.state.manager
         state = mgr.holder.current
         backend_ok, backend = await mgr.loader.backend_ready(serving.backend_check_timeout_s)
         ready = state is not None and backend_ok
+        readiness_log.note(f"backend: {backend}; last reload error: {mgr.last_error}")
         body: dict[str, Any] = {
             "status": "ready" if ready else "not ready",
             "release": state.release_id if state else None,
-            "alias": mgr.alias,
-            "backend": backend,
-            "last_reload_error": mgr.last_error,
+            "backend": "ok" if backend_ok else "unavailable",
+            "reload_failed": mgr.last_error is not None,
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -146,10 +160,16 @@ def create_app(
     async def search(body: SearchRequest, request: Request) -> SearchResponse:
         return await service(request).search(body)
 
-    @app.post("/admin/reload", response_model=ReloadResponse)
-    async def admin_reload(request: Request) -> ReloadResponse:
+    @app.post("/admin/reload", response_model=ReloadResponse, include_in_schema=False)
+    async def admin_reload(request: Request):
         _check_admin(request, serving.admin_token_env)
-        result = await request.app.state.manager.reload()
+        try:
+            result = await request.app.state.manager.reload()
+        except LLMOpsError as e:
+            # The caller is the operator (authenticated): the reason is theirs to read, paths included.
+            status, info = (503, "not_ready") if isinstance(e, NotReadyError) else (500, "reload_failed")
+            body = ErrorInfo(message=str(e), type="server_error", code=info)
+            return JSONResponse(ErrorResponse(error=body).model_dump(mode="json"), status_code=status)
         return ReloadResponse(changed=result.changed, release=result.release, previous=result.previous)
 
     # ---------------------------------------------------------------------------------------------- middleware
@@ -172,7 +192,14 @@ def app_from_env() -> FastAPI:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"set {CONFIG_ENV} to the pipeline config file the RAG API should serve")
-    return create_app(load_config(path).resolved(), backend_url=os.environ.get(BACKEND_URL_ENV) or None)
+    from serving.supervisor import failure_reader
+
+    state_file = os.environ.get(BACKEND_STATE_ENV)
+    return create_app(
+        load_config(path).resolved(),
+        backend_url=os.environ.get(BACKEND_URL_ENV) or None,
+        backend_failure=failure_reader(state_file) if state_file else None,
+    )
 
 
 def _registry_manager(config: PipelineConfig, backend_url: str | None, metrics: ServingMetrics) -> ReleaseManager:
@@ -199,6 +226,18 @@ def _check_admin(request: Request, token_env: str) -> None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
         raise AuthenticationError("missing or wrong admin token (Authorization: Bearer <token>)")
+
+
+class _ChangeLog:
+    """Logs a readiness reason when it changes (probes ask every few seconds; the log needs each change once)."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def note(self, reason: str) -> None:
+        if reason != self.last:
+            self.last = reason
+            log.info("readiness: %s", reason)
 
 
 # ---------------------------------------------------------------------------------------------- responses

@@ -1,7 +1,9 @@
 """The one mapping from exceptions to HTTP statuses and OpenAI-style error bodies.
 
 Every error the API returns goes through `error_info`, whether raised by a route, by request validation, by the
-size limit, or inside a stream (where it becomes an error event).
+size limit, or inside a stream (where it becomes an error event). Every error has a `code`. Errors of the backend
+and the server (503, 502, 500, a parameter the backend rejected) carry internal URLs, paths and adapter names:
+their details go to the log, and the client gets a fixed message for its code.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from llmops.errors import (
     BackendUnavailableError,
     GenerationError,
     InvalidRequestError,
-    LLMOpsError,
     ModelNotFoundError,
     NotReadyError,
 )
@@ -25,6 +26,26 @@ from serving.protocol import ErrorInfo
 __all__ = ["RequestTooLarge", "error_info"]
 
 log = logging.getLogger("llmops.serving")
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "invalid_token",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+# What a client is told for errors whose details are internal (the log has them).
+_PUBLIC_MESSAGES = {
+    "backend_unavailable": "the generation backend is unavailable; retry later",
+    "not_ready": "no release is loaded yet; retry later",
+    "backend_rejected": "the generation backend rejected the request's parameters; check them (the server log has "
+    "the backend's answer)",
+    "backend_error": "the generation backend failed to answer; retry later",
+    "internal_error": "internal server error (see the server log)",
+}
 
 _HTTP_TYPES = {
     400: "invalid_request_error",
@@ -51,7 +72,8 @@ def error_info(exc: BaseException) -> tuple[int, ErrorInfo]:
     if isinstance(exc, RequestValidationError):
         return 400, _validation_info(exc)
     if isinstance(exc, InvalidRequestError):  # ContextLengthError included
-        return 400, ErrorInfo(message=str(exc), type="invalid_request_error", param=exc.param, code=exc.code)
+        return 400, ErrorInfo(message=str(exc), type="invalid_request_error", param=exc.param,
+                              code=exc.code or "invalid_value")
     if isinstance(exc, ModelNotFoundError):
         return 404, ErrorInfo(message=str(exc), type="invalid_request_error", param=exc.param, code="model_not_found")
     if isinstance(exc, RequestTooLarge):
@@ -60,21 +82,26 @@ def error_info(exc: BaseException) -> tuple[int, ErrorInfo]:
         return 401, ErrorInfo(message=str(exc), type="authentication_error", code="invalid_token")
     if isinstance(exc, (BackendUnavailableError, NotReadyError)):
         code = "backend_unavailable" if isinstance(exc, BackendUnavailableError) else "not_ready"
-        return 503, ErrorInfo(message=str(exc), type="service_unavailable_error", code=code)
+        return 503, _internal(exc, "service_unavailable_error", code)
     if isinstance(exc, GenerationError):
         # The backend rejected the request: a parameter it does not accept is the client's to fix.
         if exc.status_code is not None and 400 <= exc.status_code < 500:
-            return 400, ErrorInfo(message=str(exc), type="invalid_request_error", code="backend_rejected")
-        return 502, ErrorInfo(message=str(exc), type="server_error", code="backend_error")
+            return 400, _internal(exc, "invalid_request_error", "backend_rejected")
+        return 502, _internal(exc, "server_error", "backend_error")
     if isinstance(exc, HTTPException):
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return exc.status_code, ErrorInfo(
-            message=message, type=_HTTP_TYPES.get(exc.status_code, "server_error"), code=exc.status_code
+            message=message, type=_HTTP_TYPES.get(exc.status_code, "server_error"),
+            code=_HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
         )
-    if isinstance(exc, LLMOpsError):  # e.g. a release that cannot be loaded, on /admin/reload
-        return 500, ErrorInfo(message=str(exc), type="server_error", code=type(exc).__name__)
-    log.exception("unexpected error", exc_info=exc)
-    return 500, ErrorInfo(message="internal server error (see the server log)", type="server_error")
+    log.error("unexpected error", exc_info=exc)
+    return 500, ErrorInfo(message=_PUBLIC_MESSAGES["internal_error"], type="server_error", code="internal_error")
+
+
+def _internal(exc: BaseException, type_: str, code: str) -> ErrorInfo:
+    """The client's error for a failure whose message is internal; the message itself is logged."""
+    log.warning("%s: %s: %s", code, type(exc).__name__, exc)
+    return ErrorInfo(message=_PUBLIC_MESSAGES[code], type=type_, code=code)
 
 
 def _validation_info(exc: RequestValidationError) -> ErrorInfo:

@@ -4,7 +4,9 @@
    `--lora-modules` entry (adapters loaded at run time do not survive a restart) and LoRA enabled, so later
    releases can be registered without a restart. With `llm.base_url` set, the running server there is used.
 2. Start uvicorn with the RAG API (`serving.workers` processes), wait until `/readyz` answers, print the URLs.
-3. On Ctrl-C or SIGTERM: uvicorn stops accepting, lets in-flight requests and streams finish (up to
+3. While it runs, the vLLM server is supervised (`supervisor.py`): restarted with backoff when it dies, with the
+   alias's adapter; /healthz fails once it cannot be restarted.
+4. On Ctrl-C or SIGTERM: uvicorn stops accepting, lets in-flight requests and streams finish (up to
    `serving.graceful_shutdown_s`), then the vLLM server is stopped. A SIGTERM while vLLM is still starting stops it too.
 """
 
@@ -25,6 +27,7 @@ from typing import Callable, Iterator
 from llmops.config import PipelineConfig
 from llmops.errors import ConfigError
 from llmops.registry import Release, ReleaseRegistry
+from serving.supervisor import BackendSupervisor, failure_reader
 
 __all__ = ["lora_args", "release_lora_modules", "serve", "vllm_server_for"]
 
@@ -42,6 +45,7 @@ def serve(config: PipelineConfig, *, announce: Announce = print) -> None:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_interrupt_on_sigterm())
         backend_url = config.llm.base_url
+        backend_state: Path | None = None  # the supervisor's state file, when this process runs vLLM
         if config.llm.backend == "vllm" and backend_url is None:
             workdir = Path(tempfile.mkdtemp(prefix="llmops-serve-vllm-"))
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -51,9 +55,20 @@ def serve(config: PipelineConfig, *, announce: Announce = print) -> None:
             server.start()
             server.wait_ready(config.serving.vllm_ready_timeout_s)
             backend_url = server.base_url
-            announce(f"vLLM ready: {backend_url}")
-        _run_api(config, backend_url, announce)
+            announce(f"vLLM ready: {backend_url} (pid {server.process.pid})")
+            supervisor = BackendSupervisor(
+                server, config, workdir / "backend-state.json", lora_modules=lambda: _alias_lora_modules(config),
+                announce=announce,
+            ).start()
+            stack.callback(supervisor.stop)  # runs before server.stop: a shutdown is no crash to recover from
+            backend_state = supervisor.state_file
+        _run_api(config, backend_url, announce, backend_state)
     announce("stopped")
+
+
+def _alias_lora_modules(config: PipelineConfig) -> dict[str, str]:
+    """The adapter of the release the alias points at now (for a vLLM restart)."""
+    return release_lora_modules(config, ReleaseRegistry(config.artifacts.registry_root).resolve(config.serving.alias))
 
 
 def vllm_server_for(config: PipelineConfig, release: Release | None, workdir: Path):
@@ -76,13 +91,15 @@ def vllm_server_for(config: PipelineConfig, release: Release | None, workdir: Pa
 
 
 def release_lora_modules(config: PipelineConfig, release: Release | None) -> dict[str, str]:
-    """`--lora-modules` for a release: {served adapter name: local adapter folder}; empty without an adapter."""
-    from serving.release import ReleaseLoader, _adapter_dir, ensure_within, served_adapter_name
+    """`--lora-modules` for a release: {served adapter name: local adapter folder}; empty without an adapter.
+    The adapter is checked against the release first (`verify_release_adapter`): vLLM loads what it is given."""
+    from llmops.release_artifacts import artifact_roots, verify_release_adapter
+    from serving.release import served_adapter_name
 
     if release is None or release.adapter_uri is None:
         return {}
-    ensure_within(release.adapter_uri, ReleaseLoader.roots_of(config), f"release {release.release}: adapter_uri")
-    return {served_adapter_name(release): str(_adapter_dir(release, config.serving.adapter_cache_dir))}
+    adapter_dir, _ = verify_release_adapter(release, artifact_roots(config), config.serving.adapter_cache_dir)
+    return {served_adapter_name(release): str(adapter_dir)}
 
 
 def lora_args(config: PipelineConfig) -> list[str]:
@@ -96,7 +113,7 @@ def lora_args(config: PipelineConfig) -> list[str]:
     return args
 
 
-def _run_api(config: PipelineConfig, backend_url: str | None, announce: Announce) -> None:
+def _run_api(config: PipelineConfig, backend_url: str | None, announce: Announce, backend_state: Path | None) -> None:
     import uvicorn
 
     serving = config.serving
@@ -111,7 +128,9 @@ def _run_api(config: PipelineConfig, backend_url: str | None, announce: Announce
     if serving.workers == 1:
         from serving.app import create_app
 
-        server = uvicorn.Server(uvicorn.Config(create_app(config, backend_url=backend_url), **options))
+        failure = failure_reader(backend_state) if backend_state is not None else None
+        app = create_app(config, backend_url=backend_url, backend_failure=failure)
+        server = uvicorn.Server(uvicorn.Config(app, **options))
         watcher.start()
         with _quiet_signals():  # uvicorn handles them while it serves and re-raises them when it is done
             try:
@@ -130,6 +149,7 @@ def _run_api(config: PipelineConfig, backend_url: str | None, announce: Announce
         os.environ.update(
             LLMOPS_SERVING_CONFIG=str(config_file),
             LLMOPS_SERVING_BACKEND_URL=backend_url or "",
+            LLMOPS_SERVING_BACKEND_STATE=str(backend_state or ""),
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         )
         watcher.start()

@@ -41,8 +41,33 @@ __all__ = [
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 
 
+INT64_MAX = 2**63 - 1  # the backends' seed is a 64-bit integer
+
+
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are valid Python JSON but no valid parameter value.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_text(cls, value):
+        """Every string is text: an unpaired surrogate ("\\ud800" is valid JSON) cannot be encoded, tokenized or
+        embedded, and would fail deep inside the backend instead of here."""
+        for text in _strings(value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("contains an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not text: "
+                                 "send valid Unicode") from None
+        return value
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 class _Response(BaseModel):
@@ -100,7 +125,7 @@ class ChatCompletionRequest(_Request):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, description="OpenAI's newer name for max_tokens")
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-INT64_MAX - 1, le=INT64_MAX)
     n: Literal[1] = Field(default=1, description="one answer per request")
     user: str | None = Field(default=None, description="accepted for compatibility; not used")
     # RAG extras
@@ -115,6 +140,8 @@ class ChatCompletionRequest(_Request):
         stops = [v] if isinstance(v, str) else v
         if len(stops) > 4:
             raise ValueError("at most 4 stop sequences")
+        if not all(stops):
+            raise ValueError("a stop sequence must not be empty")
         return stops
 
     def question(self) -> str:
@@ -130,6 +157,13 @@ class SearchRequest(_Request):
     k: int | None = Field(default=None, ge=1, description="hits to return; at most serving.max_k")
     mode: RetrievalMode | None = None
     model: str | None = Field(default=None, description="optional; when given it must be the served model")
+
+    @field_validator("query")
+    @classmethod
+    def _query_has_text(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the query is only whitespace: send the text to search for")
+        return v
 
 
 # ------------------------------------------------------------------------------------------------------ responses

@@ -4,9 +4,10 @@
   with a count of the requests using it.
 - `ReleaseHolder`: the reference to the current state. A request takes the state once, at its start, and keeps it
   to the end (a stream included), so a swap never changes a request half-way. The swap is one assignment.
-- `ReleaseLoader`: builds a state from a registry `Release`: checks that its paths stay inside the artifact and
-  registry roots, loads the index, registers the adapter with vLLM (`/v1/load_lora_adapter`, under a name derived
-  from the adapter version) and opens a client for it.
+- `ReleaseLoader`: builds a state from a registry `Release`: checks it (`llmops.release_artifacts.verify_release`:
+  paths inside the artifact and registry roots, index and adapter manifests as the release pinned them, every file
+  as its manifest lists it), loads the index, registers the adapter with vLLM (`/v1/load_lora_adapter`, under a
+  name derived from the adapter version) and opens a client for it.
 - `ReleaseManager`: loads the alias's release at start-up, reloads when the alias moves (a watcher polls it; the
   admin endpoint calls `reload`), swaps, and retires the old state: once its requests have finished and the grace
   period has passed, its adapter is unloaded from vLLM (unless the new release uses the same adapter).
@@ -18,12 +19,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Sequence
-from urllib.parse import urlsplit
+from typing import AsyncIterator, Awaitable, Callable
 
 from pydantic import ValidationError
 
@@ -33,6 +32,7 @@ from llmops.llm_runtime import adapter_model_name
 from llmops.prompt import PromptBuilder
 from llmops.rag import RagChain, client_template_overhead
 from llmops.registry import Release, ReleaseRegistry
+from llmops.release_artifacts import artifact_roots, ensure_within, verify_release
 from llmops.retriever import Retriever
 
 __all__ = [
@@ -114,42 +114,6 @@ class ReleaseHolder:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def ensure_within(uri: str, roots: Sequence[str], what: str) -> str:
-    """`uri` if it lies inside one of `roots` (symlinks and '..' resolved); RegistryError otherwise.
-
-    A release names its index and adapter by path; a tampered or careless release must not make the server read
-    (or hand vLLM) files outside the artifact store.
-    """
-    for root in roots:
-        if _inside(uri, root):
-            return uri
-    raise RegistryError(
-        f"{what} {uri!r} lies outside the artifact and registry roots ({', '.join(roots)}): refusing to load it. "
-        "Register releases whose artifacts live in artifacts.root."
-    )
-
-
-def _inside(uri: str, root: str) -> bool:
-    (u_fs, u_path), (r_fs, r_path) = _split(uri), _split(root)
-    if u_fs != r_fs:
-        return False
-    if u_fs is None:
-        path, base = Path(u_path).resolve(), Path(r_path).resolve()
-        return path == base or base in path.parents
-    path, base = posixpath.normpath("/" + u_path), posixpath.normpath("/" + r_path)
-    return path == base or path.startswith(base.rstrip("/") + "/")
-
-
-def _split(uri: str) -> tuple[tuple[str, str] | None, str]:
-    """(scheme, bucket) or None for a local path, and the path."""
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return None, parts.path
-    if len(parts.scheme) <= 1:  # no scheme, or a Windows drive letter
-        return None, uri
-    return (parts.scheme, parts.netloc), parts.path
-
-
 def _section(release: Release, name: str, model, default):
     """A config section as the release was evaluated with it; the serving config's when the release has none."""
     data = release.config.get(name) if isinstance(release.config, dict) else None
@@ -187,23 +151,21 @@ class ReleaseLoader:
     @staticmethod
     def roots_of(config: PipelineConfig) -> tuple[str, ...]:
         """Where a release's index and adapter may live: the artifact store and the registry."""
-        return tuple(dict.fromkeys([config.artifacts.root, config.artifacts.registry_root]))
+        return artifact_roots(config)
 
     @property
     def remote_backend(self) -> bool:
         return self.llm.backend == "vllm"
 
     async def load(self, release: Release) -> ReleaseState:
-        ensure_within(release.index_uri, self.roots, f"release {release.release}: index_uri")
-        if release.adapter_uri is not None:
-            ensure_within(release.adapter_uri, self.roots, f"release {release.release}: adapter_uri")
         if not _same_model(release.base_model, self.llm.model):
             raise RegistryError(
                 f"release {release.release} was built on base model {release.base_model!r}, but this server runs "
                 f"llm.model {self.llm.model!r}: a different base model needs a restart with that model"
             )
-        retriever = await asyncio.to_thread(Retriever.load, release.index_uri)
-        adapter_dir = await asyncio.to_thread(_adapter_dir, release, self.config.serving.adapter_cache_dir)
+        verified = await asyncio.to_thread(verify_release, release, self.roots, self.config.serving.adapter_cache_dir)
+        retriever = await asyncio.to_thread(Retriever, verified.index_dir, verified.index)
+        adapter_dir = verified.adapter_dir
         adapter_name = None
         reregister = None
         if self.remote_backend and adapter_dir is not None:
@@ -292,21 +254,6 @@ class ReleaseLoader:
 def served_adapter_name(release: Release) -> str:
     """The vLLM model name of a release's adapter: unique per adapter version, shared by releases that reuse it."""
     return adapter_model_name(release.adapter_version or Path(release.adapter_uri or "adapter").name)
-
-
-def _adapter_dir(release: Release, cache_dir: str | None = None) -> Path | None:
-    """The release's adapter as a local folder vLLM can read (downloaded into `cache_dir` when remote)."""
-    if release.adapter_uri is None:
-        return None
-    from llmops.artifact import materialize
-
-    directory = materialize(release.adapter_uri, cache_dir)
-    if not (directory / "adapter_config.json").is_file():
-        raise RegistryError(
-            f"release {release.release}: adapter_uri {release.adapter_uri} is not a PEFT adapter folder "
-            "(no adapter_config.json)"
-        )
-    return directory
 
 
 def _same_model(a: str, b: str) -> bool:

@@ -12,10 +12,16 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory):
+def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
-    out, _, _ = build(make_config(tmp, write_corpus(tmp / "corpus", CORPUS)))
-    return out.artifact_uri
+    cfg = make_config(tmp, write_corpus(tmp / "corpus", CORPUS))
+    out, _, _ = build(cfg)
+    return cfg, out
+
+
+@pytest.fixture(scope="module")
+def index_dir(built):
+    return built[1].artifact_uri
 
 
 def test_validate_config_ok_and_error_exit_code(tmp_path):
@@ -58,21 +64,26 @@ def test_eval_retrieval_bad_eval_set_names_the_line(index_dir, tmp_path):
     assert res.exit_code == 2 and "line 2" in res.output
 
 
-def test_registry_commands_promote_show_diff_rollback(tmp_path):
+def test_registry_commands_promote_show_diff_rollback(built, tmp_path):
     from llmops.registry import ReleaseRegistry
+    from llmops.release_artifacts import pin_artifacts
     from tests.llmops.test_registry import release_fields
 
+    cfg, out = built
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(cfg.model_dump(mode="json")))  # its artifacts.root confines what is promoted
     root = str(tmp_path / "registry")
     reg = ReleaseRegistry(root)
-    good = reg.register(**release_fields("idx1")).release
-    failed = reg.register(**release_fields("idx2", passed=False, rouge=0.3)).release
+    index = {"index_version": out.version, "index_uri": out.artifact_uri, **pin_artifacts(out.artifact_uri, None)}
+    good = reg.register(**release_fields(**index)).release
+    failed = reg.register(**release_fields(passed=False, rouge=0.3, **index)).release
 
     def run(*args):
-        return runner.invoke(app, ["registry", *args, "--root", root])
+        return runner.invoke(app, ["registry", *args, "--root", root, "--config", str(config)])
 
     assert run("promote", good).exit_code == 0
     refused = run("promote", failed)
-    assert refused.exit_code == 2 and "--force --reason" in refused.output
+    assert refused.exit_code == 2 and "--force --reason" in " ".join(refused.output.split())  # rich wraps lines
     assert run("promote", failed, "--force").exit_code == 2  # no reason
     forced = run("promote", failed, "--force", "--reason", "demo")
     assert forced.exit_code == 0 and f"production -> {failed}" in forced.output
@@ -82,7 +93,7 @@ def test_registry_commands_promote_show_diff_rollback(tmp_path):
     shown = json.loads(run("show", "production").output)
     assert shown["release"]["release"] == failed and shown["history"][-1]["reason"] == "demo"
     diff = json.loads(run("diff", good, failed).output)
-    assert diff["changed"]["index_version"] == ["idx1", "idx2"] and diff["metrics"]["rouge_l"]["to"] == 0.3
+    assert diff["changed"]["gates_passed"] == [True, False] and diff["metrics"]["rouge_l"]["to"] == 0.3
 
     back = run("rollback")
     assert back.exit_code == 0 and reg.resolve("production").release == good

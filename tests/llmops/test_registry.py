@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from llmops.errors import RegistryError
 from llmops.registry import ReleaseRegistry, diff_releases
@@ -164,3 +165,27 @@ def _release(fields: dict):
     from llmops.registry import Release
 
     return Release(release="r-" + "1" * 16, created_at="2026-11-22T00:00:00Z", **fields)
+
+
+def test_a_release_pins_its_manifests_and_the_pins_are_part_of_its_id(registry):
+    pins = {"index_manifest_sha256": "a" * 64, "adapter_manifest_sha256": "b" * 64}
+    pinned = registry.register(**release_fields(adapter_version="ad1", adapter_uri="/store/adapters/ad1", **pins))
+    other = registry.register(**release_fields(adapter_version="ad1", adapter_uri="/store/adapters/ad1",
+                                               **pins | {"adapter_manifest_sha256": "c" * 64}))
+    assert pinned.schema_version == 2 and not pinned.unpinned()
+    assert other.release != pinned.release  # other adapter bytes: another release
+    assert registry.get(pinned.release) == pinned
+    with pytest.raises(ValidationError):
+        _release(release_fields(index_manifest_sha256="not-a-digest"))
+
+
+def test_a_schema_1_release_still_reads_and_says_what_it_does_not_pin(tmp_path):
+    registry = ReleaseRegistry(str(tmp_path / "registry"))
+    old = {k: v for k, v in _release(release_fields(adapter_version="ad1", adapter_uri="/store/adapters/ad1"))
+           .model_dump(mode="json").items() if not k.endswith("_manifest_sha256")}
+    old["schema_version"] = 1
+    path = Path(registry.root, "releases", old["release"], "release.json")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(old))
+    release = registry.get(old["release"])
+    assert release.schema_version == 1 and release.unpinned() == ["index", "adapter"]

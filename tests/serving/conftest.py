@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from llmops.config import PipelineConfig
 from llmops.registry import Release, ReleaseRegistry
+from llmops.release_artifacts import pin_artifacts
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
 
@@ -50,6 +51,7 @@ class World:
 
 
 def release_for(registry: ReleaseRegistry, cfg: PipelineConfig, index_uri: str, index_version: str, **extra) -> Release:
+    """A release of these artifacts, pinning their manifests as promotion does (unless `extra` sets the pins)."""
     fields = {
         "index_version": index_version,
         "index_uri": index_uri,
@@ -65,7 +67,23 @@ def release_for(registry: ReleaseRegistry, cfg: PipelineConfig, index_uri: str, 
         "flyte_execution_id": None,
     }
     fields.update(extra)
+    if "index_manifest_sha256" not in extra:
+        fields.update(pin_artifacts(fields["index_uri"], fields["adapter_uri"]))
     return registry.register(**fields)
+
+
+def seal_adapter(directory: Path, version: str, base_model: str) -> Path:
+    """Give a test adapter (`make_lora_adapter`) the manifest the finetune task writes: version and file digests."""
+    from llmops.artifact import file_entries
+    from llmops.finetune import ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest
+
+    manifest = AdapterManifest(
+        schema_version=ADAPTER_SCHEMA_VERSION, version=version, created_at="2026-01-01T00:00:00+00:00",
+        base_model={"model": base_model}, data={}, index_version="test", hyperparameters={}, lora={}, training={},
+        files=file_entries(directory), libraries={}, lineage={},
+    )
+    (directory / ADAPTER_MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    return directory
 
 
 @pytest.fixture(scope="session")

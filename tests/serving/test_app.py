@@ -224,3 +224,104 @@ def test_metrics_count_requests_and_time_the_stages(client, world):
     info = (f'llmops_active_release{{adapter_version="",base_model="{release.base_model}",'
             f'index_version="{release.index_version}",release="{release.release}"}}')
     assert samples[info] == 1.0
+
+
+# ------------------------------------------------------------------------------------------------ hardening
+
+
+SURROGATE_CHAT = b'{"model": "rag", "messages": [{"role": "user", "content": "What is \\ud800 matcha?"}]}'
+
+
+@pytest.mark.parametrize("path, body, param", [
+    ("/v1/chat/completions", SURROGATE_CHAT, "messages.0.content"),
+    ("/v1/chat/completions", b'{"model": "rag", "messages": [{"role": "user", "content": [{"type": "text", '
+                             b'"text": "\\udfff"}]}]}', "messages.0.content.list[TextPart].0.text"),
+    ("/v1/chat/completions", b'{"model": "rag", "messages": [{"role": "user", "content": "hi"}], "stop": ["\\ud800"]}',
+     "stop"),
+    ("/v1/search", b'{"query": "matcha \\ud800"}', "query"),
+])
+def test_unpaired_surrogates_are_400_naming_the_field(client, path, body, param):
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    error = assert_error(r, 400, code="invalid_value")
+    assert error["param"].startswith(param.split(".list")[0])
+    assert "surrogate" in error["message"] or "unicode" in error["message"]  # pydantic's own check, where it has one
+
+
+def test_a_surrogate_keeps_the_keep_alive_connection(world):
+    import httpx
+
+    from tests.serving.conftest import running_api
+
+    with running_api(world.serving_config()) as (url, _), httpx.Client(base_url=url, timeout=120) as http:
+        r = http.post("/v1/chat/completions", content=SURROGATE_CHAT, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.headers.get("connection") != "close"
+        assert http.post("/v1/chat/completions", json=chat_body(max_tokens=2)).status_code == 200
+
+
+@pytest.mark.parametrize("query", [" ", "\t\n ", "\u3000"])
+def test_a_whitespace_query_is_400(client, query):
+    assert_error(client.post("/v1/search", json={"query": query}), 400, param="query", code="invalid_value")
+
+
+@pytest.mark.parametrize("extra, param", [({"seed": 2**63}, "seed"), ({"seed": -(2**63) - 1}, "seed"),
+                                          ({"stop": [""]}, "stop"), ({"stop": ""}, "stop")])
+def test_parameters_the_backend_would_reject_are_400_here(client, extra, param):
+    assert_error(client.post("/v1/chat/completions", json=chat_body(**extra)), 400, param=param, code="invalid_value")
+    ok = client.post("/v1/chat/completions", json=chat_body(seed=2**63 - 1, stop=["."], max_tokens=2))
+    assert ok.status_code == 200, ok.text
+
+
+def test_every_error_has_a_code(client):
+    no_question = {"model": "rag", "messages": [{"role": "user", "content": "   "}]}
+    assert_error(client.post("/v1/chat/completions", json=no_question), 400, param="messages", code="invalid_value")
+    assert_error(client.get("/v1/nothing"), 404, code="not_found")
+    assert_error(client.get("/v1/chat/completions"), 405, code="method_not_allowed")
+    nan = json.dumps(chat_body(temperature=float("nan"))).encode()  # Python's JSON reads NaN
+    assert_error(client.post("/v1/chat/completions", content=nan, headers={"content-type": "application/json"}), 400,
+                 param="temperature", code="invalid_value")
+
+
+def test_the_schema_and_the_admin_routes_are_not_published(client):
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert_error(client.get(path), 404, code="not_found")
+
+
+def test_unavailable_and_not_ready_bodies_keep_internals_in_the_log(world, caplog):
+    from llmops.errors import GenerationError
+
+    from serving.errors import error_info
+
+    cfg = world.serving_config(alias="nothing-here")
+    with TestClient(create_app(cfg)) as c:
+        r = c.post("/v1/chat/completions", json=chat_body())
+        assert_error(r, 503, code="not_ready")
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["reload_failed"] is True
+        for body in (r.text, ready.text):
+            assert cfg.artifacts.registry_root not in body and "nothing-here" not in body
+    assert cfg.artifacts.registry_root in caplog.text  # the operator finds the reason in the log
+
+    backend = GenerationError("http://10.1.2.3:8001/v1/chat/completions: request rejected (400): adapter "
+                              "adapter-0123 at /mnt/adapters/x cannot ...", status_code=400)
+    status, info = error_info(backend)
+    assert (status, info.code) == (400, "backend_rejected")
+    assert "10.1.2.3" not in info.message and "adapter-0123" not in info.message and "/mnt" not in info.message
+
+
+def test_healthz_fails_when_the_supervised_backend_gave_up(world):
+    reason = "vLLM could not be restarted (5 attempts failed); last error: http://10.0.0.1:8001 ..."
+    failure = {"now": None}
+    with TestClient(create_app(world.serving_config(), backend_failure=lambda: failure["now"])) as c:
+        assert c.get("/healthz").status_code == 200
+        failure["now"] = reason
+        error = assert_error(c.get("/healthz"), 503, code="backend_unavailable")
+        assert "10.0.0.1" not in error["message"]
+
+
+def test_admin_reload_tells_the_operator_why_a_release_failed(world, monkeypatch):
+    monkeypatch.setenv(ADMIN, "s3cret")
+    cfg = world.serving_config(admin_token_env=ADMIN, alias="nothing-either")
+    with TestClient(create_app(cfg)) as c:
+        r = c.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+        error = assert_error(r, 503, code="not_ready")
+        assert "nothing-either" in error["message"]  # authenticated: the details are the operator's

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from llmops.cli import app as cli
 from serving.app import create_app
 from serving.release import served_adapter_name
-from tests.serving.conftest import free_port
+from tests.llm_fixtures import make_lora_adapter
+from tests.serving.conftest import free_port, release_for, seal_adapter
 
 BODY = {"model": "rag", "messages": [{"role": "user", "content": "What is matcha?"}]}
 
@@ -25,11 +26,12 @@ def test_backend_down_is_503_and_not_ready(world):
         assert r.status_code == 503, r.text
         error = r.json()["error"]
         assert error["type"] == "service_unavailable_error" and error["code"] == "backend_unavailable"
-        assert "vLLM" in error["message"] or "connect" in error["message"]
+        assert "unavailable" in error["message"] and "127.0.0.1" not in r.text  # the backend's URL is internal
         assert client.post("/v1/chat/completions", json=BODY | {"stream": True}).status_code == 503
         assert client.post("/v1/search", json={"query": "matcha"}).status_code == 200  # no LLM needed
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["release"] == world.release_a.release
+        assert ready.json()["backend"] == "unavailable" and "127.0.0.1" not in ready.text
         assert client.get("/healthz").status_code == 200
         metrics = client.get("/metrics").text
         assert 'llmops_backend_errors_total{kind="unavailable"} 2.0' in metrics
@@ -37,11 +39,11 @@ def test_backend_down_is_503_and_not_ready(world):
 
 def test_print_vllm_args_names_the_alias_adapter(world, tmp_path):
     adapter = Path(world.config.artifacts.root) / "adapters" / "cli-adapter"
-    adapter.mkdir(parents=True, exist_ok=True)
-    (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "peft_type": "LORA"}))
+    if not adapter.exists():
+        seal_adapter(make_lora_adapter(world.tiny_llm, adapter, rank=8), "cli-v1", str(world.tiny_llm))
     cfg = world.with_llm(backend="vllm", max_lora_rank=8)
-    release = world.registry.register(**{**world.release_a.model_dump(exclude={"release", "created_at"}),
-                                        "adapter_version": "cli-v1", "adapter_uri": str(adapter)})
+    release = release_for(world.registry, cfg, world.release_a.index_uri, world.release_a.index_version,
+                          adapter_version="cli-v1", adapter_uri=str(adapter))
     world.registry.promote(release.release, "cli")
     data = cfg.model_dump(mode="json")
     data["serving"]["alias"] = "cli"

@@ -12,20 +12,44 @@ from llmops.errors import NotReadyError, RegistryError
 from serving.release import ReleaseHolder, ReleaseLoader, ReleaseManager, ensure_within
 
 
-def test_paths_must_stay_inside_the_roots(tmp_path):
+def test_paths_must_stay_inside_the_roots(tmp_path, monkeypatch):
     root = tmp_path / "artifacts"
     (root / "indexes" / "v1").mkdir(parents=True)
-    assert ensure_within(str(root / "indexes" / "v1"), [str(root)], "index_uri")
-    assert ensure_within(f"file://{root}/indexes/v1", [str(root)], "index_uri")
-    for outside in (str(root / ".." / "elsewhere"), "/etc/passwd", "s3://bucket/artifacts/x"):
-        with pytest.raises(RegistryError, match="outside the artifact and registry roots"):
-            ensure_within(outside, [str(root)], "index_uri")
-    os.symlink("/etc", root / "indexes" / "sneaky")  # a link out of the store is outside too
-    with pytest.raises(RegistryError):
+    (tmp_path / "elsewhere").mkdir()
+    inside = root / "indexes" / "v1"
+    # The canonical form is returned: it is what gets read.
+    assert ensure_within(str(inside), [str(root)], "index_uri") == str(inside)
+    assert ensure_within(f"file://{inside}", [str(root)], "index_uri") == str(inside)
+    assert ensure_within(f"file://{root}/indexes/x/../v1/", [str(root)], "index_uri") == str(inside)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    crafted = [
+        f"file://..{inside}",  # host '..': the path looks inside, a reader stripping file:// reads ../<path>
+        f"file://host{inside}",
+        f"file://localhost{inside}",
+        str(root / ".." / "elsewhere"),
+        f"file://{root}/../elsewhere",
+        f"file://{root}/%2e%2e/elsewhere",  # percent-encoded dots are dots in a file URI
+        f"file://{root}/%2E%2E%2Felsewhere",
+        f"{root}#/../../elsewhere",
+        "indexes/v1",  # relative: means something else where the release is served
+        "./indexes/v1",
+        f"file:indexes/v1",
+        "/etc/passwd",
+        f"{root}-evil/x",
+        "s3://bucket/artifacts/x",
+    ]
+    for uri in crafted:
+        with pytest.raises(RegistryError, match="index_uri"):
+            ensure_within(uri, [str(root)], "index_uri")
+    os.symlink(tmp_path / "elsewhere", root / "indexes" / "sneaky")  # a link out of the store is outside too
+    with pytest.raises(RegistryError, match="outside"):
         ensure_within(str(root / "indexes" / "sneaky"), [str(root)], "adapter_uri")
-    assert ensure_within("s3://bucket/artifacts/indexes/v1", ["s3://bucket/artifacts"], "index_uri")
-    for outside in ("s3://bucket/artifacts/../secrets", "s3://other/artifacts/x", "gs://bucket/artifacts/x",
-                    "s3://bucket/artifacts-evil/x"):
+    assert ensure_within("s3://bucket/artifacts/indexes/v1/", ["s3://bucket/artifacts"], "index_uri") == (
+        "s3://bucket/artifacts/indexes/v1")
+    for outside in ("s3://bucket/artifacts/../secrets", "s3://bucket/artifacts/%2e%2e/secrets",
+                    "s3://bucket/artifacts/%2E%2E%2Fsecrets", "s3://bucket/artifacts/./x", "s3://other/artifacts/x",
+                    "gs://bucket/artifacts/x", "s3://bucket/artifacts-evil/x", "s3:///artifacts/x",
+                    "s3://bucket/artifacts/x?versionId=1"):
         with pytest.raises(RegistryError):
             ensure_within(outside, ["s3://bucket/artifacts"], "index_uri")
 

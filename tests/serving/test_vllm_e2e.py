@@ -26,7 +26,15 @@ from serving.launcher import vllm_server_for
 from serving.release import served_adapter_name
 from tests.helpers import CORPUS
 from tests.llm_fixtures import CPU_VLLM_ARGS, make_lora_adapter
-from tests.serving.conftest import CORPUS_B, check_swap, free_port, release_for, running_api, stream_load
+from tests.serving.conftest import (
+    CORPUS_B,
+    check_swap,
+    free_port,
+    release_for,
+    running_api,
+    seal_adapter,
+    stream_load,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +52,8 @@ def vllm_env(vllm_python):
 def setup(world, vllm_env, tmp_path_factory):
     """Two releases, each an index plus its own LoRA adapter, and a config for the vLLM backend."""
     adapters = Path(world.config.artifacts.root) / "adapters"
-    a1 = make_lora_adapter(world.tiny_llm, adapters / "a1", seed=1)
-    a2 = make_lora_adapter(world.tiny_llm, adapters / "a2", seed=2)
+    a1 = seal_adapter(make_lora_adapter(world.tiny_llm, adapters / "a1", seed=1), "lora-a1", str(world.tiny_llm))
+    a2 = seal_adapter(make_lora_adapter(world.tiny_llm, adapters / "a2", seed=2), "lora-a2", str(world.tiny_llm))
     cfg = world.with_llm(
         backend="vllm", max_model_len=512, max_lora_rank=8, dtype="float32", vllm_args=CPU_VLLM_ARGS
     )
@@ -210,3 +218,58 @@ def test_llmops_serve_drains_a_stream_on_sigterm(setup, tmp_path, world):
     for port in (api_port, vllm_port):  # both servers are gone
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+
+
+def test_llmops_serve_restarts_a_vllm_that_died(setup, tmp_path, world):
+    """vLLM killed under `llmops serve`: the supervisor restarts it with the alias's current adapter (one that was
+    registered at run time, after a hot swap), /healthz stays 200 meanwhile, and after recovery no request gets a
+    503 and the adapter is served without being registered on demand."""
+    cfg, r1, r2, _ = setup
+    world.registry.promote(r1.release, "supervised")
+    api_port, vllm_port = free_port(), free_port()
+    data = cfg.model_dump(mode="json")
+    data["serving"].update(alias="supervised", port=api_port, vllm_port=vllm_port, watch_interval_s=0.3,
+                           vllm_restart_backoff_s=0.5)
+    config_file = tmp_path / "serve.yaml"
+    config_file.write_text(json.dumps(data), encoding="utf-8")
+    command = [str(Path(sys.executable).with_name("llmops")), "serve", "--config", str(config_file)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "COLUMNS": "400"})
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
+
+    def wait_for(text: str) -> str:
+        deadline = time.monotonic() + 300
+        while not any(text in line for line in lines):
+            assert process.poll() is None, "".join(lines[-40:])
+            assert time.monotonic() < deadline, "".join(lines[-40:])
+            time.sleep(0.2)
+        return next(line for line in lines if text in line)
+
+    url, vllm_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{vllm_port}/v1"
+    body = {"model": "rag", "messages": [{"role": "user", "content": "What is SEV1?"}]}
+    try:
+        wait_for("RAG API ready")
+        pid = int(wait_for("vLLM ready").rsplit("pid ", 1)[1].split(")")[0])
+        world.registry.promote(r2.release, "supervised")  # r2's adapter is registered at run time
+        deadline = time.monotonic() + 60
+        while httpx.post(url + "/v1/chat/completions", json=body, timeout=60).json().get("system_fingerprint") != (
+                r2.release):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+
+        os.killpg(pid, signal.SIGKILL)  # vLLM and its engine core die at once
+        assert httpx.get(url + "/healthz").status_code == 200  # restarting is no reason to kill the API
+        wait_for("vLLM is back")
+        assert served_adapter_name(r2) in list_models(vllm_url)  # started with the alias's adapter again
+        for _ in range(3):
+            r = httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
+            assert r.status_code == 200 and r.json()["system_fingerprint"] == r2.release, r.text
+        assert httpx.get(url + "/readyz").status_code == 200 and httpx.get(url + "/healthz").status_code == 200
+        assert 'llmops_backend_errors_total{kind="adapter_missing"}' not in httpx.get(url + "/metrics").text
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(120) == 0, "".join(lines[-40:])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
