@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmops.embedding import model_digest
-from llmops.tiny_llm import build_tiny_llm, main
+from llmops.tiny_llm import MARKER, build_tiny_llm, main, random_weights_info
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "tiny-llm"
@@ -87,6 +87,35 @@ def test_loads_and_generates(tiny):
     assert out.shape[1] > enc["input_ids"].shape[1]
 
 
+@pytest.mark.parametrize("model", ["built", "example"])
+def test_answers_are_visible_text_through_the_transformers_backend(tiny, model):
+    """Greedy answers of the random model are text a reader can see, not the prompt's final newline repeated (what
+    tied random embeddings gave: every quickstart answer was '' once stripped)."""
+    from llmops.config import SamplingConfig
+    from llmops.generation import TransformersClient
+
+    path = tiny if model == "built" else EXAMPLE
+    client = TransformersClient(path, device="cpu", dtype="float32")
+    questions = ["Which tool manages the cluster?", "バックアップはいつ取得されますか？", "How long are logs kept?"]
+    batch = [[MESSAGES[0], {"role": "user", "content": q}] for q in questions]
+    generations = client.generate(batch, SamplingConfig(temperature=0.0, max_tokens=16, seed=0))
+    for g in generations:
+        assert g.completion_tokens > 0 and g.text.strip(), g
+    assert len({g.text for g in generations}) > 1  # the answer depends on the question
+    config = json.loads((path / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False
+
+
+def test_marker_says_the_weights_are_random(tiny, tmp_path):
+    assert random_weights_info(tiny)["random_weights"] is True
+    assert random_weights_info(EXAMPLE)["seed"] == 0
+    # Any other model: a folder without the marker, a Hub id, a marker that does not say so.
+    assert random_weights_info(tmp_path) is None
+    assert random_weights_info("Qwen/Qwen2.5-0.5B-Instruct") is None
+    (tmp_path / MARKER).write_text('{"random_weights": false}', encoding="utf-8")
+    assert random_weights_info(tmp_path) is None
+
+
 def test_cli_builds_the_model(tmp_path, capsys):
     text_dir = tmp_path / "texts"
     text_dir.mkdir()
@@ -102,8 +131,8 @@ def test_committed_example_is_the_documented_build(tmp_path):
         pytest.skip("examples/tiny-llm is not in this checkout")
     rebuilt = tmp_path / "tiny-llm"
     main([str(rebuilt), "--text-dir", str(REPO_ROOT / "examples" / "quickstart" / "corpus")])
-    # Weights and tokenizer only: config files carry the transformers version, README.md is ours.
-    for name in ("model.safetensors", "tokenizer.json", "chat_template.jinja"):
+    # Weights, tokenizer and marker: config files carry the transformers version, README.md is ours.
+    for name in ("model.safetensors", "tokenizer.json", "chat_template.jinja", MARKER):
         if (rebuilt / name).read_bytes() != (EXAMPLE / name).read_bytes():
             pytest.fail(
                 f"examples/tiny-llm/{name} differs from a fresh build: run "
