@@ -137,7 +137,9 @@ def registry_list(root: Optional[str] = RootOption, config: Path = ConfigOption)
     for name in ("created", "index", "adapter", "gates", "aliases"):
         t.add_column(name, overflow="fold")
     for r in releases:
-        gates = "[green]passed[/]" if r.gates_passed else "[red]failed[/]"
+        # "passed, 2 of 3 gates skipped": a skipped gate is never shown as a pass
+        colour = "red" if not r.gates_passed else "yellow" if r.gate_outcome and r.gate_outcome.skipped else "green"
+        gates = f"[{colour}]{r.gates_label()}[/]"
         t.add_row(r.release, r.created_at, r.index_version, r.adapter_version or "-", gates,
                   ", ".join(by_release.get(r.release, [])))
     out.print(t)

@@ -184,8 +184,8 @@ def test_on_missing_baseline_is_validated():
     from llmops.errors import ConfigError
     from llmops.config import parse_config
 
-    with pytest.raises(ConfigError, match="on_missing_baseline"):
-        parse_config({"corpus": {"sources": [{"kind": "directory", "path": "x"}]},
+    with pytest.raises(ConfigError, match=r"gates.on_missing_baseline: Input should be 'skip' or 'fail'"):
+        parse_config({"corpus": {"sources": [{"kind": "directory", "path": "x"}]}, "embedding": {"model": "m"},
                       "gates": {"on_missing_baseline": "pass", "rules": []}})
 
 

@@ -66,6 +66,8 @@ def test_registry_commands_promote_show_diff_rollback(tmp_path):
     reg = ReleaseRegistry(root)
     good = reg.register(**release_fields("idx1")).release
     failed = reg.register(**release_fields("idx2", passed=False, rouge=0.3)).release
+    unchecked = reg.register(**release_fields("idx3", passed=False, gate_outcome={
+        "passed": 0, "failed": 0, "skipped": 2, "summary": "failed: nothing was checked: all 2 gates skipped"})).release
 
     def run(*args):
         return runner.invoke(app, ["registry", *args, "--root", root])
@@ -79,6 +81,10 @@ def test_registry_commands_promote_show_diff_rollback(tmp_path):
 
     listed = run("list")
     assert good in listed.output and failed in listed.output and "production" in listed.output
+    gates = _cell(listed.output, unchecked, column=4)
+    assert gates == "failed: nothing was checked (2 of 2 gates skipped)"  # never listed as a pass
+    shown = json.loads(run("show", unchecked).output)["release"]
+    assert shown["gate_outcome"]["skipped"] == 2 and "nothing was checked" in shown["gate_outcome"]["summary"]
     shown = json.loads(run("show", "production").output)
     assert shown["release"]["release"] == failed and shown["history"][-1]["reason"] == "demo"
     diff = json.loads(run("diff", good, failed).output)
@@ -86,3 +92,16 @@ def test_registry_commands_promote_show_diff_rollback(tmp_path):
 
     back = run("rollback")
     assert back.exit_code == 0 and reg.resolve("production").release == good
+
+
+def _cell(table: str, release: str, column: int) -> str:
+    """The text of one cell of a rich table, joined across the lines it wraps over."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if release in line)
+    parts = []
+    for line in lines[start:]:
+        cells = [c.strip() for c in line.split("\u2502")[1:-1]]
+        if not cells or (parts and cells[0]):  # a border, or the next release's row
+            break
+        parts.append(cells[column])
+    return " ".join(p for p in parts if p)
