@@ -104,7 +104,7 @@ def evaluate_model(
             "adapter_version": adapter_version,
             "adapter_uri": adapter_uri,
             "backend": cfg.llm.backend,
-            # A test model with random weights (its folder's tiny_llm.json says so): the Deck says its answers are noise.
+            # A random test model (its folder's tiny_llm.json says so): the Deck says its answers are noise.
             "random_weights": random_weights_info(cfg.llm.model) is not None,
         },
         "index_version": retriever.version,

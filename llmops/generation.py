@@ -56,7 +56,7 @@ class Generation:
     finish_reason: str | None  # "stop" (end of sequence or a stop string) or "length" (max_tokens reached)
     prompt_tokens: int
     completion_tokens: int
-    latency_s: float  # request sent -> this answer complete (a transformers batch: batch start -> this row's last token)
+    latency_s: float  # request sent -> this answer complete (transformers batch: start -> this row's last token)
     first_token_s: float | None  # request sent -> first token; None where the backend cannot tell
     model: str  # the model (or adapter) name that answered
 
