@@ -8,27 +8,34 @@ Per gate (`GateConfig`), on the candidate's metric value:
   regression is an infinite relative drop (fails) and no regression passes.
 Comparisons allow 1e-9 of float noise, so a drop of exactly max_drop passes.
 
-A gated metric that is missing from the candidate's metrics or not measured FAILS with that reason: a metric that
-could not be computed must never let a model through. Without a baseline (no production release yet) only floors
-apply and the regression checks are "skipped: no baseline"; a baseline without a value for that metric skips them
-with that reason. A gate with only regression checks then passes (nothing to compare with), and its reason says so.
+Every gate ends in one of three statuses, and only "passed" is a pass:
+- failed: a check failed, or the metric is missing from the candidate's metrics, or not measured (None, NaN, inf):
+  a metric that could not be computed must never let a model through;
+- skipped: none of its checks could run. Floors always run, so only a gate made of regression checks is skipped, when
+  there is no baseline value to compare with (no production release yet, or a baseline without that metric) and
+  `on_missing_baseline` is "skip". With "fail" such a check fails instead;
+- passed: at least one check ran and every check that ran passed (the reason lists the skipped ones).
+
+The verdict passes when no gate failed and at least one gate passed. A verdict that checked nothing (no rules, or
+every rule skipped) FAILS and says so: "nothing was checked" is not an approval.
 
 Directions come from MetricValue.higher_is_better, else `directions`, else the known keys (`eval.metrics.DIRECTIONS`
-and `retrieval.*`); a bare float for an unknown key fails its gate asking for a direction. No rules: the verdict
-passes with no gates (the decision to gate nothing is the config's).
+and `retrieval.*`); a bare float for an unknown key fails its gate asking for a direction.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Mapping
+from typing import Literal, Mapping
 
 from llmops.config import GateConfig, GatesConfig
 
-__all__ = ["GateResult", "GateVerdict", "evaluate_gates"]
+__all__ = ["GateResult", "GateStatus", "GateVerdict", "evaluate_gates"]
 
 _EPS = 1e-9
+
+GateStatus = Literal["passed", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,21 @@ class GateResult:
     baseline: float | None
     max_drop: float | None
     max_relative_drop: float | None
-    passed: bool
+    status: GateStatus
     reason: str  # every check and its outcome: "floor 0.3: 0.42 >= 0.3 ok; max_drop 0.05: skipped: no baseline"
     higher_is_better: bool | None = None  # None when unknown (the gate then failed)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,18 +79,40 @@ class GateVerdict:
 
     @property
     def failed(self) -> tuple[GateResult, ...]:
-        return tuple(g for g in self.gates if not g.passed)
+        return tuple(g for g in self.gates if g.failed)
+
+    @property
+    def skipped(self) -> tuple[GateResult, ...]:
+        return tuple(g for g in self.gates if g.skipped)
+
+    @property
+    def checked(self) -> tuple[GateResult, ...]:
+        """The gates that compared something (passed or failed)."""
+        return tuple(g for g in self.gates if not g.skipped)
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(g.status == status for g in self.gates) for status in ("passed", "failed", "skipped")}
 
     def summary(self) -> str:
+        """One line: the outcome, how many gates were checked, and which were skipped and why."""
         if not self.gates:
-            return "passed: no gates configured"
-        if self.passed:
-            return f"passed: all {len(self.gates)} gates"
-        return "failed: " + "; ".join(f"{g.metric} ({g.reason})" for g in self.failed)
+            return "failed: nothing was checked: no gate rules are configured (add gates.rules, e.g. a floor)"
+        skipped = "; ".join(f"{g.metric} ({_skip_reason(g)})" for g in self.skipped)
+        if not self.checked:
+            return (f"failed: nothing was checked: all {len(self.gates)} gates skipped: {skipped}. Add a floor, "
+                    "or compare with a baseline (gates.baseline_report)")
+        parts = [f"{len(self.checked)} of {len(self.gates)} gates checked"]
+        if self.failed:
+            parts.append("failed: " + "; ".join(f"{g.metric} ({g.reason})" for g in self.failed))
+        if skipped:
+            parts.append(f"skipped: {skipped}")
+        return ("passed: " if self.passed else "failed: ") + ", ".join(parts)
 
     def to_dict(self) -> dict:
         return {
             "passed": self.passed,
+            "summary": self.summary(),
+            "counts": self.counts(),
             "gates": [g.to_dict() for g in self.gates],
             "baseline_source": self.baseline_source,
         }
@@ -83,6 +124,13 @@ class GateVerdict:
             gates=tuple(GateResult.from_dict(g) for g in data["gates"]),
             baseline_source=data.get("baseline_source"),
         )
+
+
+def _skip_reason(gate: GateResult) -> str:
+    """"max_drop 0.05: skipped: no baseline" -> "no baseline" (the first skipped check's reason)."""
+    marker = ": skipped: "
+    first = next((part for part in gate.reason.split("; ") if marker in part), gate.reason)
+    return first.split(marker, 1)[-1]
 
 
 def _known_direction(metric: str) -> bool | None:
@@ -114,9 +162,12 @@ def evaluate_gates(
 
     `baseline`: {key: value} of the current production release's report, or None when there is none.
     """
-    results = tuple(_gate(rule, metrics, baseline, directions or {}) for rule in config.rules)
+    results = tuple(
+        _gate(rule, metrics, baseline, directions or {}, config.on_missing_baseline) for rule in config.rules
+    )
     return GateVerdict(
-        passed=all(r.passed for r in results),
+        # Approval needs evidence: no failure, and at least one gate that compared something.
+        passed=any(r.passed for r in results) and not any(r.failed for r in results),
         gates=results,
         baseline_source=baseline_source if baseline is not None else None,
     )
@@ -127,17 +178,18 @@ def _gate(
     metrics: Mapping[str, object],
     baseline: Mapping[str, float | None] | None,
     directions: Mapping[str, bool],
+    on_missing_baseline: str,
 ) -> GateResult:
     name = rule.metric
     base_value = _as_float(baseline.get(name)) if baseline is not None else None
 
-    def result(value, passed: bool, reason: str, higher: bool | None) -> GateResult:
-        return GateResult(name, value, rule.floor, base_value, rule.max_drop, rule.max_relative_drop, passed, reason,
+    def result(value, status: GateStatus, reason: str, higher: bool | None) -> GateResult:
+        return GateResult(name, value, rule.floor, base_value, rule.max_drop, rule.max_relative_drop, status, reason,
                           higher)
 
     if name not in metrics:
         known = ", ".join(sorted(metrics)) or "none"
-        return result(None, False, f"metric missing from the evaluation (is it enabled? reported: {known})",
+        return result(None, "failed", f"metric missing from the evaluation (is it enabled? reported: {known})",
                       directions.get(name, _known_direction(name)))
     raw = metrics[name]
     higher = getattr(raw, "higher_is_better", None)
@@ -148,13 +200,13 @@ def _gate(
         value = _as_float(raw.value)
         if value is None:
             detail = why or ("value is not finite" if raw.value is not None else "no reason given")
-            return result(None, False, f"not measured: {detail}", higher)
+            return result(None, "failed", f"not measured: {detail}", higher)
     else:
         value = _as_float(raw)
         if value is None:
-            return result(None, False, f"not measured: value is {raw!r}", higher)
+            return result(None, "failed", f"not measured: value is {raw!r}", higher)
     if higher is None:
-        return result(value, False, f"direction unknown for {name!r}: pass directions={{{name!r}: True|False}}",
+        return result(value, "failed", f"direction unknown for {name!r}: pass directions={{{name!r}: True|False}}",
                       None)
 
     checks: list[_Check] = []
@@ -164,10 +216,17 @@ def _gate(
         kind = "floor" if higher else "ceiling"
         checks.append(_Check(ok, f"{kind} {rule.floor:g}: {value:.4g} {op if ok else _negate(op)} {rule.floor:g}"))
     if rule.max_drop is not None or rule.max_relative_drop is not None:
-        checks += _regression_checks(rule, value, base_value, higher, baseline is not None)
-    passed = all(c.ok for c in checks)
+        checks += _regression_checks(rule, value, base_value, higher, baseline is not None, on_missing_baseline)
     reason = "; ".join(c.describe() for c in checks)
-    return result(value, passed, reason, higher)
+    return result(value, _status(checks), reason, higher)
+
+
+def _status(checks: list[_Check]) -> GateStatus:
+    if any(not c.ok for c in checks):
+        return "failed"
+    if all(c.skipped for c in checks):
+        return "skipped"  # nothing was compared: never a pass
+    return "passed"
 
 
 @dataclass(frozen=True)
@@ -187,15 +246,16 @@ def _negate(op: str) -> str:
 
 
 def _regression_checks(
-    rule: GateConfig, value: float, base: float | None, higher: bool, have_baseline: bool
+    rule: GateConfig, value: float, base: float | None, higher: bool, have_baseline: bool, on_missing_baseline: str
 ) -> list[_Check]:
     limits = [(label, limit) for label, limit in (("max_drop", rule.max_drop),
                                                   ("max_relative_drop", rule.max_relative_drop)) if limit is not None]
-    if not have_baseline:
-        return [_Check(True, f"{label} {limit:g}", skipped="no baseline") for label, limit in limits]
     if base is None:
-        return [_Check(True, f"{label} {limit:g}", skipped="baseline has no value for this metric")
-                for label, limit in limits]
+        missing = "no baseline" if not have_baseline else "baseline has no value for this metric"
+        if on_missing_baseline == "fail":
+            return [_Check(False, f"{label} {limit:g}: {missing} (on_missing_baseline: fail)")
+                    for label, limit in limits]
+        return [_Check(True, f"{label} {limit:g}", skipped=missing) for label, limit in limits]
     drop = base - value if higher else value - base  # > 0: the candidate is worse than production
     checks = []
     for label, limit in limits:

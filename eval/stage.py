@@ -29,6 +29,7 @@ from llmops.rag import RagChain
 from llmops.retriever import Retriever
 from llmops.stage_inputs import config_record, stage_code
 from llmops.storage import atomic_write_json, digest_of, fetch_file, join_uri, publish_directory, staging_dir
+from llmops.tiny_llm import random_weights_info
 
 __all__ = [
     "EvalRun",
@@ -103,6 +104,8 @@ def evaluate_model(
             "adapter_version": adapter_version,
             "adapter_uri": adapter_uri,
             "backend": cfg.llm.backend,
+            # A random test model (its folder's tiny_llm.json says so): the Deck says its answers are noise.
+            "random_weights": random_weights_info(cfg.llm.model) is not None,
         },
         "index_version": retriever.version,
         "questions": len(records),
@@ -209,6 +212,7 @@ def decide(
         "candidate_model": report["model"],
         "index_version": report["index_version"],
         "verdict": verdict.to_dict(),
+        "on_missing_baseline": cfg.gates.on_missing_baseline,
         "compared": {label: {n: m["value"] for n, m in r["metrics"].items()} for label, r in reports.items()},
         "baseline": baseline,
     }

@@ -142,11 +142,14 @@ def registry_list(root: Optional[str] = RootOption, config: Path = ConfigOption)
     for alias, pointer in aliases.items():
         by_release.setdefault(pointer.release, []).append(alias)
     t = Table()
-    t.add_column("release", no_wrap=True)
+    # Ids are what people copy into `show` / `promote`: never cut, whatever the terminal's width.
+    t.add_column("release", no_wrap=True, min_width=max((len(r.release) for r in releases), default=7))
     for name in ("created", "index", "adapter", "gates", "aliases"):
         t.add_column(name, overflow="fold")
     for r in releases:
-        gates = "[green]passed[/]" if r.gates_passed else "[red]failed[/]"
+        # "passed, 2 of 3 gates skipped": a skipped gate is never shown as a pass
+        colour = "red" if not r.gates_passed else "yellow" if r.gate_outcome and r.gate_outcome.skipped else "green"
+        gates = f"[{colour}]{r.gates_label()}[/]"
         t.add_row(r.release, r.created_at, r.index_version, r.adapter_version or "-", gates,
                   ", ".join(by_release.get(r.release, [])))
     out.print(t)

@@ -406,10 +406,18 @@ class GateConfig(_Strict):
 
 
 class GatesConfig(_Strict):
+    """The rules a candidate must pass to be promoted. A verdict that checked nothing (no rules, or every rule
+    skipped) fails: approval needs evidence."""
+
     baseline_report: str | None = Field(
         default=None,
-        description="report.json of the current production release; None = floors only",
+        description="report.json of the current production release; None = the served release's",
         json_schema_extra=_CONTENT,
+    )
+    on_missing_baseline: Literal["skip", "fail"] = Field(
+        default="skip",
+        description="a max_drop / max_relative_drop check without a baseline value (first release, or a metric the "
+        "baseline lacks): skip = reported as skipped, floors still apply; fail = the check fails",
     )
     rules: tuple[GateConfig, ...] = ()
 

@@ -58,7 +58,7 @@ class Generation:
     finish_reason: str | None  # "stop" (end of sequence or a stop string) or "length" (max_tokens reached)
     prompt_tokens: int
     completion_tokens: int
-    latency_s: float  # request sent -> answer complete (for a batch on the transformers backend: the batch's time)
+    latency_s: float  # request sent -> this answer complete (transformers batch: start -> this row's last token)
     first_token_s: float | None  # request sent -> first token; None where the backend cannot tell
     model: str  # the model (or adapter) name that answered
 
@@ -490,9 +490,28 @@ class TransformersClient:
             config.top_p = sampling.top_p
             # transformers samples from the top 50 unless told otherwise; vLLM (and OpenAI) do not.
             config.top_k = model_defaults.top_k if model_defaults.top_k is not None else 0
-        if sampling.stop:
-            config.stop_strings = list(sampling.stop)
-        return config
+        return config  # stop strings: `_stop_criteria` (on the released text, as vLLM checks them)
+
+    def _stop_criteria(self, sampling: SamplingConfig, prompt_len: int) -> list:
+        """Ends a row once its released text (`_clean_decode`: what vLLM's detokenizer has let out) holds a stop
+        string, the point where vLLM stops. transformers' own `stop_strings` match token strings, so they fired on
+        a token that also carries the first bytes of an unfinished character, before the stop string was text: the
+        answer then kept the stop string's start and ended with "length"."""
+        import torch
+        from transformers import StoppingCriteria
+
+        stop = [s for s in sampling.stop if s]
+        if not stop:
+            return []
+        tokenizer, eos_ids = self.tokenizer, self._eos_ids
+
+        class _StopStrings(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                rows = input_ids[:, prompt_len:].tolist()
+                texts = [_clean_decode(tokenizer, [t for t in row if t not in eos_ids]) for row in rows]
+                return torch.tensor([any(s in text for s in stop) for text in texts], device=input_ids.device)
+
+        return [_StopStrings()]
 
     def _seed(self, sampling: SamplingConfig) -> None:
         import torch
@@ -509,22 +528,21 @@ class TransformersClient:
 
     def _generate_batch(self, batch: Sequence[Messages], sampling: SamplingConfig) -> list[Generation]:
         import torch
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        first_token = _FirstTokenClock()
+        clock = _TokenClock()
         with self._lock, torch.inference_mode():
             started = time.perf_counter()
-            first_token.started = started
+            clock.started = started
             encoded = self._encode(batch)
             budgets = [self._budget(int(n), sampling) for n in encoded["attention_mask"].sum(dim=1)]
             self._seed(sampling)
             output = self.model.generate(
                 **encoded,
                 generation_config=self._generation_config(sampling, max(budgets)),
-                tokenizer=self.tokenizer,  # needed by stop_strings
-                logits_processor=LogitsProcessorList([first_token]),
+                logits_processor=LogitsProcessorList([clock]),
+                stopping_criteria=StoppingCriteriaList(self._stop_criteria(sampling, encoded["input_ids"].shape[1])),
             )
-            latency = time.perf_counter() - started
         prompt_len = encoded["input_ids"].shape[1]
         results = []
         for i in range(len(batch)):
@@ -539,8 +557,8 @@ class TransformersClient:
                     finish_reason="stop" if (stopped or ended) else "length",
                     prompt_tokens=int(encoded["attention_mask"][i].sum()),
                     completion_tokens=len(tokens),
-                    latency_s=latency,
-                    first_token_s=first_token.elapsed,
+                    latency_s=clock.until_token(len(tokens)),
+                    first_token_s=clock.until_token(1),
                     model=self.model_name,
                 )
             )
@@ -590,9 +608,10 @@ class TransformersClient:
                     self.model.generate(
                         **encoded,
                         generation_config=self._generation_config(sampling, budget),
-                        tokenizer=self.tokenizer,
                         streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                        stopping_criteria=StoppingCriteriaList(
+                            [_Cancel(), *self._stop_criteria(sampling, encoded["input_ids"].shape[1])]
+                        ),
                     )
             except BaseException as exc:  # re-raised in the consumer's thread
                 failure.append(exc)
@@ -661,17 +680,22 @@ class TransformersClient:
         pass
 
 
-class _FirstTokenClock:
-    """A logits processor that notes when the first token's logits are ready (prefill done), for `first_token_s`."""
+class _TokenClock:
+    """A logits processor that notes when each step's logits are ready, i.e. when the batch's k-th new token is
+    chosen, so every row of a batch gets its own latency: start -> its own last token (a row that ends early is not
+    charged for the rows still generating), and first_token_s (prefill done)."""
 
     def __init__(self):
         self.started = 0.0
-        self.elapsed: float | None = None
+        self.steps: list[float] = []  # seconds from `started` to the logits of new token 1, 2, ...
 
     def __call__(self, input_ids, scores):
-        if self.elapsed is None:
-            self.elapsed = time.perf_counter() - self.started
+        self.steps.append(time.perf_counter() - self.started)
         return scores
+
+    def until_token(self, n: int) -> float:
+        """Seconds from the start to the n-th new token of a row (n >= 1)."""
+        return self.steps[min(max(n, 1), len(self.steps)) - 1]
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

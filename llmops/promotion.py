@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from llmops.artifact import git_sha
 from llmops.config import PipelineConfig
-from llmops.registry import AliasEvent, Release, ReleaseRegistry, diff_releases
+from llmops.registry import AliasEvent, GateOutcome, Release, ReleaseRegistry, diff_releases
 from llmops.release_artifacts import pin_artifacts
 
 __all__ = ["PromotionResult", "production_baseline", "promote_candidate"]
@@ -23,6 +23,10 @@ class PromotionResult:
     event: AliasEvent | None  # None when the gates failed and nothing moved
     previous: Release | None  # what the alias pointed at before
     diff: dict | None  # previous -> new, for the release card
+    created: bool  # False: an earlier run registered this release (with its own gate decision)
+    decision_uri: str  # this run's gate decision
+    gates_passed: bool  # this run's verdict
+    gate_outcome: GateOutcome  # this run's gates per status, and its summary
 
 
 def promote_candidate(
@@ -37,10 +41,13 @@ def promote_candidate(
     execution_id: str | None = None,
 ) -> PromotionResult:
     """Register the candidate as a release (always: failed candidates are kept for inspection and forced
-    promotion), and move `alias` to it only when its gates passed."""
+    promotion), and move `alias` to it only when its gates passed: in this run, and when it was registered (a re-run
+    finds the release an earlier run registered; the registry will not promote one registered with failed gates)."""
     registry = ReleaseRegistry(cfg.artifacts.registry_root)
     model = report["model"]
-    release = registry.register(
+    passed = bool(decision["verdict"]["passed"])
+    outcome = GateOutcome.from_verdict(decision["verdict"])
+    release, created = registry.register_or_find(
         index_version=report["index_version"],
         index_uri=index_uri,
         base_model=model["base"],
@@ -49,7 +56,8 @@ def promote_candidate(
         **pin_artifacts(index_uri, model.get("adapter_uri"), cfg.serving.adapter_cache_dir),
         eval_report_uri=report_uri,
         gate_decision_uri=decision_uri,
-        gates_passed=bool(decision["verdict"]["passed"]),
+        gates_passed=passed,
+        gate_outcome=outcome,
         metrics={name: m["value"] for name, m in report["metrics"].items()},
         config=cfg.model_dump(mode="json"),
         git_sha=git_sha(),
@@ -57,10 +65,10 @@ def promote_candidate(
     )
     previous = registry.resolve(alias)
     event = None
-    if release.gates_passed and (previous is None or previous.release != release.release):
+    if passed and release.gates_passed and (previous is None or previous.release != release.release):
         event = registry.promote(release.release, alias, actor=execution_id)
     diff = diff_releases(previous, release) if previous is not None else None
-    return PromotionResult(release, event, previous, diff)
+    return PromotionResult(release, event, previous, diff, created, decision_uri, passed, outcome)
 
 
 def production_baseline(cfg: PipelineConfig) -> str | None:

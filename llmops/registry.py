@@ -30,7 +30,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmops.errors import RegistryError
 from llmops.storage import canonical_json, digest_of, is_remote
 
-__all__ = ["AliasEvent", "AliasPointer", "RELEASE_SCHEMA_VERSION", "Release", "ReleaseRegistry", "diff_releases"]
+__all__ = [
+    "AliasEvent",
+    "AliasPointer",
+    "GateOutcome",
+    "RELEASE_SCHEMA_VERSION",
+    "Release",
+    "ReleaseRegistry",
+    "diff_releases",
+]
 
 # 2: a release pins the sha256 of its index and adapter manifests. Releases of schema 1 pin nothing; they are
 # listed and shown, but not promoted or served (`llmops registry repin` makes a pinned copy).
@@ -42,6 +50,20 @@ _SHA256 = r"^[0-9a-f]{64}$"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GateOutcome(_Model):
+    """What the gate decision checked: gates per status, and its one-line summary (which were skipped, and why)."""
+
+    passed: int
+    failed: int
+    skipped: int
+    summary: str
+
+    @classmethod
+    def from_verdict(cls, verdict: dict) -> "GateOutcome":
+        """From a gate decision's `verdict` (eval.gates.GateVerdict.to_dict())."""
+        return cls(**verdict["counts"], summary=verdict["summary"])
 
 
 class Release(_Model):
@@ -59,6 +81,7 @@ class Release(_Model):
     eval_report_uri: str
     gate_decision_uri: str | None
     gates_passed: bool
+    gate_outcome: GateOutcome | None = None  # None in releases registered before outcomes were kept
     metrics: dict[str, float | None]  # the candidate's metrics, for list/diff without fetching the report
     config: dict
     git_sha: str
@@ -79,8 +102,20 @@ class Release(_Model):
         (The eval report's lineage holds the code version that produced it.)
         """
         return self.model_dump(
-            exclude={"release", "created_at", "flyte_execution_id", "git_sha", "gate_decision_uri", "gates_passed"}
+            exclude={"release", "created_at", "flyte_execution_id", "git_sha", "gate_decision_uri", "gates_passed",
+                     "gate_outcome"}
         )
+
+    def gates_label(self) -> str:
+        """"passed", "passed, 1 of 3 gates skipped", "failed: nothing was checked (2 gates skipped)", "failed"."""
+        outcome = self.gate_outcome
+        if outcome is None:
+            return "passed" if self.gates_passed else "failed"
+        total = outcome.passed + outcome.failed + outcome.skipped
+        if not self.gates_passed and outcome.passed + outcome.failed == 0:
+            return f"failed: nothing was checked ({outcome.skipped} of {total} gates skipped)"
+        skipped = f", {outcome.skipped} of {total} gates skipped" if outcome.skipped else ""
+        return ("passed" if self.gates_passed else "failed") + skipped
 
 
 class AliasPointer(_Model):
@@ -111,14 +146,19 @@ class ReleaseRegistry:
 
     def register(self, **fields) -> Release:
         """Create (or find, when the same binding exists) an immutable release."""
+        return self.register_or_find(**fields)[0]
+
+    def register_or_find(self, **fields) -> tuple[Release, bool]:
+        """`register`, and whether the release was created now (False: an earlier run registered this binding, and
+        the release keeps that run's gate decision)."""
         draft = Release(release="r-" + "0" * 16, created_at=_now(), **fields)
         release_id = "r-" + digest_of(draft.binding(), 16)
         existing = self._read_release(release_id, missing_ok=True)
         if existing is not None:
-            return existing
+            return existing, False
         release = draft.model_copy(update={"release": release_id})
         self._write_json(self._release_path(release_id), release.model_dump(mode="json"))
-        return release
+        return release, True
 
     def get(self, release: str) -> Release:
         return self._read_release(self._check_release_id(release))
@@ -284,8 +324,10 @@ def _now() -> str:
 
 def diff_releases(a: Release, b: Release) -> dict:
     """What changed from release `a` to release `b`: bound artifacts, metric deltas and config fields."""
-    fields = ("index_version", "base_model", "adapter_version", "gates_passed", "git_sha")
+    fields = ("index_version", "base_model", "adapter_version", "git_sha")
     changed = {f: (getattr(a, f), getattr(b, f)) for f in fields if getattr(a, f) != getattr(b, f)}
+    if a.gates_label() != b.gates_label():
+        changed["gates"] = (a.gates_label(), b.gates_label())
     metrics = {}
     for name in sorted(set(a.metrics) | set(b.metrics)):
         va, vb = a.metrics.get(name), b.metrics.get(name)

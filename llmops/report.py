@@ -81,6 +81,7 @@ _CSS = """
  border:1px solid}
 .llmops-report .badge.ok{background:#dafbe1;color:#116329;border-color:#4ac26b}
 .llmops-report .badge.fail{background:#ffebe9;color:#a40e26;border-color:#ff8182}
+.llmops-report .badge.skip{background:#fff8c5;color:#7d4e00;border-color:#d4a72c}
 .llmops-report svg{display:block;max-width:100%;height:auto}
 """
 
@@ -107,9 +108,10 @@ def section(heading: str, body: str, note: str | None = None) -> Html:
     return Html(f"<section>\n<h2>{_esc(heading)}</h2>{note_html}\n{body}\n</section>")
 
 
-def status_badge(ok: bool, text: str) -> Html:
-    """A pass/fail pill; the mark keeps it readable without colour."""
-    cls, mark = ("ok", "\u2713") if ok else ("fail", "\u2717")
+def status_badge(ok: bool | None, text: str) -> Html:
+    """A pass/fail pill, or (ok=None) a skipped one: nothing was checked, which is neither; the mark keeps it
+    readable without colour."""
+    cls, mark = ("skip", "\u2013") if ok is None else ("ok", "\u2713") if ok else ("fail", "\u2717")
     return Html(f'<span class="badge {cls}">{mark} {_esc(text)}</span>')
 
 

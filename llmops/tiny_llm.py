@@ -8,7 +8,18 @@ Shape constraints that matter:
 - a byte-level BPE tokenizer (trained here, deterministically) so any text, Japanese included, tokenizes without
   unknown tokens;
 - a ChatML-like chat template whose assistant turns sit in a `{% generation %}` block, so trl can compute the loss
-  on assistant tokens only (`assistant_only_loss`).
+  on assistant tokens only (`assistant_only_loss`);
+- untied input and output embeddings. With tied ones a small random model only echoes: the last hidden state stays
+  close to the embedding of the token just read, so the output head's argmax is that token, and greedy decoding
+  repeats the "\n" that ends the generation prompt until max_tokens (an answer of blank lines, '' once stripped).
+  A separate random output head gives visible (noise) text, so a newcomer sees the machinery work;
+- weights drawn with std 0.1 (INIT_STD), not Llama's 0.02: with weights that small the layers barely change the
+  residual stream, every step's hidden state is nearly the same, and greedy decoding locks onto one token. When that
+  token is whitespace, or bytes that end inside a UTF-8 character (which vLLM's detokenizer never releases), every
+  answer is empty again.
+
+The folder holds `tiny_llm.json` (MARKER): how it was built and `random_weights: true`, which the eval Deck reads to
+say that the model's answers are noise (`random_weights_info`).
 
 Same seed and texts give byte-identical files (and so the same model digest).
 
@@ -24,7 +35,19 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["CHAT_TEMPLATE", "SAMPLE_TEXTS", "SPECIAL_TOKENS", "build_tiny_llm", "build_tiny_tokenizer", "main"]
+__all__ = [
+    "CHAT_TEMPLATE",
+    "MARKER",
+    "SAMPLE_TEXTS",
+    "SPECIAL_TOKENS",
+    "build_tiny_llm",
+    "build_tiny_tokenizer",
+    "main",
+    "random_weights_info",
+]
+
+MARKER = "tiny_llm.json"  # written into every model folder this module builds
+INIT_STD = 0.1  # weight init: large enough that answers depend on the prompt (module doc)
 
 BOS, EOS, PAD = "<|begin_of_text|>", "<|im_end|>", "<|pad|>"
 IM_START = "<|im_start|>"
@@ -155,8 +178,9 @@ def build_tiny_llm(
         head_dim=hidden_size // num_heads,
         max_position_embeddings=4096,
         rms_norm_eps=1e-5,
+        initializer_range=INIT_STD,
         rope_theta=10000.0,
-        tie_word_embeddings=True,  # halves the file; vLLM and peft handle tied Llama embeddings
+        tie_word_embeddings=False,  # tied random embeddings make greedy decoding echo its input (module doc)
         bos_token_id=ids[BOS],
         eos_token_id=ids[EOS],
         pad_token_id=ids[PAD],
@@ -193,10 +217,24 @@ def build_tiny_llm(
 def _write_build_info(directory: Path, *, seed: int, extra_texts: bool) -> None:
     info = {
         "description": "random tiny Llama for tests (untrained); built by llmops.tiny_llm",
+        "random_weights": True,
         "seed": seed,
         "extra_tokenizer_texts": extra_texts,
     }
-    (directory / "tiny_llm.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (directory / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def random_weights_info(model: str | Path) -> dict | None:
+    """The build info of a local model folder this module made (its weights are random noise), else None.
+
+    Read from the folder's MARKER, not guessed from its name: a Hub id or any other checkpoint gives None.
+    """
+    marker = Path(model) / MARKER
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("random_weights") is True else None
 
 
 def _read_text_dir(directory: Path) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from eval.gates import GateVerdict
 from eval.runner import SampleRecord
 from llmops.report import Html, bar_chart_svg, fragment, kv_table, section, status_badge, table
 
@@ -70,33 +71,48 @@ def _sample_rows(samples: Sequence[SampleRecord], primary: str) -> list[list[obj
     return rows
 
 
+RANDOM_MODEL_NOTE = (
+    "Random test model: its weights are untrained noise (its folder's tiny_llm.json says so), so its answers are "
+    "noise and answer metrics near 0 are expected. This run shows the machinery working, not model quality; point "
+    "llm.model at a real checkpoint for that."
+)
+LATENCY_NOTE = (
+    "Latency is per request: from a question's request to its own last token (in-process batches share one "
+    "prefill: from the batch's start to that row's last token). Retrieval is batched: its time is the batch's mean."
+)
+
+
 def evaluation_deck(report: dict, samples: Sequence[SampleRecord]) -> str:
     primary = report["primary_metric"]
     model = report["model"]
     latency = report["latency"]
+    random_weights = bool(model.get("random_weights"))
     summary = kv_table(
         {
             "label": report["label"],
             "model": model["name"],
+            **({"weights": status_badge(None, "random: answers are noise")} if random_weights else {}),
             "adapter": model.get("adapter_version") or "none (base model)",
             "backend": model["backend"],
             "index": report["index_version"],
             "questions": report["questions"],
-            "latency p50 (s)": latency["p50_s"],
-            "latency p95 (s)": latency["p95_s"],
+            "latency per request p50 (s)": latency["p50_s"],
+            "latency per request p95 (s)": latency["p95_s"],
             "retrieval per question (s)": latency["retrieval_mean_s"],
             "completion tokens (mean)": latency["completion_tokens_mean"],
             "wall time (s)": report["seconds"],
         }
     )
+    notes = [RANDOM_MODEL_NOTE] if random_weights else []
     return fragment(
-        section(f"Evaluation: {report['label']}", summary),
+        section(f"Evaluation: {report['label']}", summary, note=" ".join([*notes, LATENCY_NOTE])),
         _metrics_section(report),
         _retrieval_section(report),
         section(
             f"Samples, worst {primary} first",
             table(
-                [primary, "question", "answer", "references", "retrieval", "sources", "latency s", "tokens"],
+                [primary, "question", "answer", "references", "retrieval", "sources", "latency s (request)",
+                 "tokens"],
                 _sample_rows(samples, primary),
             ),
             note=f"{min(len(samples), WORST_SAMPLES)} of {len(samples)} samples; all of them are in the "
@@ -105,31 +121,48 @@ def evaluation_deck(report: dict, samples: Sequence[SampleRecord]) -> str:
     )
 
 
-def _gate_rows(verdict: dict) -> list[list[object]]:
+_GATE_BADGES = {"passed": (True, "pass"), "failed": (False, "fail"), "skipped": (None, "skipped")}
+
+
+def _gate_rows(verdict: GateVerdict) -> list[list[object]]:
     return [
         [
-            g["metric"],
-            g["value"],
-            g["floor"],
-            g["baseline"],
-            g["max_drop"],
-            g["max_relative_drop"],
-            status_badge(g["passed"], "pass" if g["passed"] else "fail"),
-            g.get("reason") or "",
+            g.metric,
+            g.value,
+            g.floor,
+            g.baseline,
+            g.max_drop,
+            g.max_relative_drop,
+            status_badge(*_GATE_BADGES[g.status]),
+            g.reason,
         ]
-        for g in verdict["gates"]
+        for g in verdict.gates
     ]
+
+
+def _verdict_badge(verdict: GateVerdict) -> Html:
+    if verdict.passed:
+        return status_badge(True, "gates passed")
+    return status_badge(False, "gates failed" if verdict.checked else "gates failed: nothing was checked")
 
 
 def gates_deck(decision: dict, reports: Mapping[str, dict], baseline: Mapping[str, float | None] | None) -> str:
     """Verdict, every gate, and champion (production / base model) vs challenger on every shared metric."""
-    verdict = decision["verdict"]
+    verdict = GateVerdict.from_dict(decision["verdict"])
     candidate = decision["candidate"]
+    model = reports[candidate]["model"]
+    name = model["name"] + ("; random test model" if model.get("random_weights") else "")
+    counts = verdict.counts()
+    policy = decision["on_missing_baseline"]
     head = kv_table(
         {
-            "verdict": status_badge(verdict["passed"], "gates passed" if verdict["passed"] else "gates failed"),
-            "candidate": f"{candidate} ({reports[candidate]['model']['name']})",
-            "baseline": verdict.get("baseline_source") or "none: no production release yet, floors only",
+            "verdict": _verdict_badge(verdict),
+            "summary": verdict.summary(),
+            "gates": f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped",
+            "candidate": f"{candidate} ({name})",
+            "baseline": verdict.baseline_source or "none: no production release yet",
+            "without a baseline": f"regression checks {'are skipped' if policy == 'skip' else 'fail'} "
+            f"(gates.on_missing_baseline: {policy}); floors always apply",
         }
     )
     series: dict[str, list[float]] = {}
@@ -147,7 +180,8 @@ def gates_deck(decision: dict, reports: Mapping[str, dict], baseline: Mapping[st
                 ["metric", "value", "floor", "baseline", "max drop", "max relative drop", "result", "reason"],
                 _gate_rows(verdict),
             ),
-            note="Floors always apply; regression limits compare with the production release's report.",
+            note="Floors always apply; regression limits compare with the production release's report. A skipped "
+            "gate compared nothing (no baseline value): it is not a pass, and a verdict that checked nothing fails.",
         ),
         section(
             "Champion vs challenger",

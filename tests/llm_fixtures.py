@@ -3,10 +3,11 @@
 Imported by `tests/conftest.py`, so every test module can use them. Everything is built on this machine; nothing is
 downloaded.
 
-- `tiny_llm_dir`: `llmops.tiny_llm.build_tiny_llm`, the quickstart's random model. Its logits are nearly uniform,
-  so greedy decoding repeats one token whatever the prompt.
-- `varied_llm_dir`: the same model with its weight matrices scaled x5, so greedy output depends on the prompt (the
-  order, stop-string and backend-equality tests need different answers to different questions), and with a second
+- `tiny_llm_dir`: `llmops.tiny_llm.build_tiny_llm`, the quickstart's random model (its greedy answers are visible
+  noise that depends on the prompt, but tends to settle into repeating a few tokens).
+- `varied_llm_dir`: the same model with its weight matrices scaled x5, so greedy output depends on the prompt from
+  the first token on (the order, stop-string and backend-equality tests need different answers to different
+  questions), and with a second
   end-of-sequence id in `generation_config.json`: the token greedy decoding produces 4th for `EOS_PROMPT`, so that
   question ends with "stop" after 4 tokens on both backends.
 - `vllm_server`: one vLLM CPU server per session on `varied_llm_dir` (each start costs 30-60 s here), LoRA on.

@@ -1,4 +1,5 @@
-"""Promotion gates: floors, regression against the production baseline, missing and not-measured metrics."""
+"""Promotion gates: floors, regression against the production baseline, missing and not-measured metrics, skipped
+gates and the verdict that checked nothing."""
 
 import json
 
@@ -32,7 +33,7 @@ def test_floor_passes_at_and_above_and_fails_below():
     low = evaluate_gates({"rouge_l": mv("rouge_l", 0.29)}, cfg, None)
     assert not low.passed
     g = only(low)
-    assert (g.metric, g.value, g.floor, g.passed) == ("rouge_l", 0.29, 0.3, False)
+    assert (g.metric, g.value, g.floor, g.status) == ("rouge_l", 0.29, 0.3, "failed")
     assert g.reason == "floor 0.3: 0.29 < 0.3 FAILED"
 
 
@@ -117,14 +118,19 @@ def test_all_checks_must_pass_and_each_is_reported():
 # ------------------------------------------------------------------------------------------------ baselines
 
 
-def test_no_baseline_applies_floors_only_and_reports_skipped_regression_checks():
+def test_no_baseline_applies_floors_and_reports_regression_checks_as_skipped():
     cfg = gates({"metric": "rouge_l", "floor": 0.3, "max_drop": 0.01}, {"metric": "bleu", "max_relative_drop": 0.0})
     verdict = evaluate_gates({"rouge_l": mv("rouge_l", 0.35), "bleu": mv("bleu", 0.01)}, cfg, None,
                              baseline_source="s3://bucket/prod/report.json")
     assert verdict.passed and verdict.baseline_source is None  # no baseline was used
     rouge, bleu = verdict.gates
-    assert rouge.reason == "floor 0.3: 0.35 >= 0.3 ok; max_drop 0.01: skipped: no baseline"
-    assert bleu.passed and bleu.reason == "max_relative_drop 0: skipped: no baseline" and bleu.baseline is None
+    # The floor ran, so the gate passed; its skipped regression check is named in the reason.
+    assert rouge.status == "passed" and rouge.reason == "floor 0.3: 0.35 >= 0.3 ok; max_drop 0.01: skipped: no baseline"
+    # Nothing could run for bleu: skipped, which is not a pass.
+    assert bleu.status == "skipped" and not bleu.passed and not bleu.failed and bleu.baseline is None
+    assert bleu.reason == "max_relative_drop 0: skipped: no baseline"
+    assert verdict.counts() == {"passed": 1, "failed": 0, "skipped": 1}
+    assert verdict.summary() == "passed: 1 of 2 gates checked, skipped: bleu (no baseline)"
     # ... while the floor still fails on its own.
     assert not evaluate_gates({"rouge_l": mv("rouge_l", 0.2), "bleu": 0.01}, cfg, None).passed
 
@@ -139,12 +145,56 @@ def test_baseline_without_the_metric_skips_its_regression_check():
         assert verdict.baseline_source == "prod"
 
 
+def test_a_verdict_whose_every_gate_was_skipped_fails_saying_nothing_was_checked():
+    """The quickstart's first release: ROUGE-L 0 behind regression-only gates must not be promoted."""
+    cfg = gates({"metric": "rouge_l", "max_drop": 0.05}, {"metric": "bertscore_f1", "max_drop": 0.05})
+    verdict = evaluate_gates({"rouge_l": mv("rouge_l", 0.0), "bertscore_f1": mv("bertscore_f1", 0.0)}, cfg, None)
+    assert [g.status for g in verdict.gates] == ["skipped", "skipped"]
+    assert not verdict.passed and verdict.failed == () and len(verdict.skipped) == 2
+    assert verdict.summary().startswith(
+        "failed: nothing was checked: all 2 gates skipped: rouge_l (no baseline); bertscore_f1 (no baseline)."
+    )
+    assert "Add a floor" in verdict.summary()
+    # With a baseline, the same gates compare and pass.
+    assert evaluate_gates({"rouge_l": 0.0, "bertscore_f1": 0.0}, cfg, {"rouge_l": 0.0, "bertscore_f1": 0.0}).passed
+
+
+def test_no_rules_is_nothing_checked_and_fails():
+    empty = evaluate_gates({"rouge_l": 0.3}, GatesConfig(), None)
+    assert not empty.passed and empty.gates == ()
+    assert empty.summary().startswith("failed: nothing was checked: no gate rules are configured")
+
+
+@pytest.mark.parametrize("baseline", [None, {"bleu": 0.3}], ids=["no baseline", "baseline without the metric"])
+def test_on_missing_baseline_fail_fails_the_regression_checks_it_cannot_run(baseline):
+    rules = ({"metric": "rouge_l", "floor": 0.1, "max_drop": 0.05, "max_relative_drop": 0.1},)
+    metrics = {"rouge_l": mv("rouge_l", 0.4)}
+    skip = only(evaluate_gates(metrics, GatesConfig(rules=rules, on_missing_baseline="skip"), baseline))
+    fail = only(evaluate_gates(metrics, GatesConfig(rules=rules, on_missing_baseline="fail"), baseline))
+    missing = "no baseline" if baseline is None else "baseline has no value for this metric"
+    assert skip.passed and skip.reason.count(f"skipped: {missing}") == 2
+    assert fail.failed and "skipped" not in fail.reason
+    assert fail.reason == (f"floor 0.1: 0.4 >= 0.1 ok; max_drop 0.05: {missing} (on_missing_baseline: fail) FAILED; "
+                           f"max_relative_drop 0.1: {missing} (on_missing_baseline: fail) FAILED")
+    # With a baseline value the policy has nothing to decide.
+    assert evaluate_gates(metrics, GatesConfig(rules=rules, on_missing_baseline="fail"), {"rouge_l": 0.4}).passed
+
+
+def test_on_missing_baseline_is_validated():
+    from llmops.errors import ConfigError
+    from llmops.config import parse_config
+
+    with pytest.raises(ConfigError, match=r"gates.on_missing_baseline: Input should be 'skip' or 'fail'"):
+        parse_config({"corpus": {"sources": [{"kind": "directory", "path": "x"}]}, "embedding": {"model": "m"},
+                      "gates": {"on_missing_baseline": "pass", "rules": []}})
+
+
 # ---------------------------------------------------------------------------------------- missing / not measured
 
 
 def test_missing_metric_fails():
     g = only(evaluate_gates({"rouge_l": 0.5}, gates({"metric": "bertscore_f1", "floor": 0.1}), None))
-    assert not g.passed and g.value is None
+    assert g.status == "failed" and g.value is None
     assert "missing" in g.reason and "rouge_l" in g.reason  # names what was reported
 
 
@@ -161,17 +211,20 @@ def test_missing_metric_fails():
 def test_not_measured_metric_fails_even_with_only_regression_checks(value, expected):
     cfg = gates({"metric": "ragas.faithfulness", "max_drop": 1.0})
     for baseline in (None, {"ragas.faithfulness": 0.9}):
-        g = only(evaluate_gates({"ragas.faithfulness": value}, cfg, baseline))
-        assert not g.passed and g.reason.startswith(expected)
+        for policy in ("skip", "fail"):  # never skipped: a gate on a metric that was not measured fails
+            verdict = evaluate_gates({"ragas.faithfulness": value},
+                                     GatesConfig(rules=cfg.rules, on_missing_baseline=policy), baseline)
+            g = only(verdict)
+            assert g.status == "failed" and g.reason.startswith(expected) and not verdict.passed
 
 
-def test_verdict_fails_if_any_gate_fails_and_no_rules_pass():
-    cfg = gates({"metric": "rouge_l", "floor": 0.1}, {"metric": "bleu", "floor": 0.5})
-    verdict = evaluate_gates({"rouge_l": 0.3, "bleu": 0.2}, cfg, None)
+def test_verdict_fails_if_any_gate_fails():
+    cfg = gates({"metric": "rouge_l", "floor": 0.1}, {"metric": "bleu", "floor": 0.5},
+                {"metric": "bertscore_f1", "max_drop": 0.1})
+    verdict = evaluate_gates({"rouge_l": 0.3, "bleu": 0.2, "bertscore_f1": 0.5}, cfg, None)
     assert not verdict.passed and [g.metric for g in verdict.failed] == ["bleu"]
-    assert verdict.summary().startswith("failed: bleu")
-    empty = evaluate_gates({"rouge_l": 0.3}, GatesConfig(), None)
-    assert empty.passed and empty.gates == () and empty.summary() == "passed: no gates configured"
+    assert verdict.summary() == ("failed: 2 of 3 gates checked, failed: bleu (floor 0.5: 0.2 < 0.5 FAILED), "
+                                 "skipped: bertscore_f1 (no baseline)")
 
 
 # ------------------------------------------------------------------------------------------------ serialization
@@ -188,11 +241,22 @@ def test_verdict_json_round_trip():
         "ragas.faithfulness": mv("ragas.faithfulness", None, reason="judge unreachable"),
         "latency.p95_s": mv("latency.p95_s", 2.0, higher=False),
     }
-    verdict = evaluate_gates(metrics, cfg, {"rouge_l": 0.4, "latency.p95_s": 1.5}, baseline_source="prod/report.json")
+    verdict = evaluate_gates(metrics, cfg, {"rouge_l": 0.34, "latency.p95_s": 1.5}, baseline_source="prod/report.json")
     data = json.loads(json.dumps(verdict.to_dict()))
     assert GateVerdict.from_dict(data) == verdict
     assert data["passed"] is False and data["baseline_source"] == "prod/report.json"
-    assert set(data["gates"][0]) == {"metric", "value", "floor", "baseline", "max_drop", "max_relative_drop", "passed",
+    assert set(data["gates"][0]) == {"metric", "value", "floor", "baseline", "max_drop", "max_relative_drop", "status",
                                      "reason", "higher_is_better"}
+    assert [g["status"] for g in data["gates"]] == ["passed", "failed", "failed"]
+    assert data["counts"] == {"passed": 1, "failed": 2, "skipped": 0} and data["summary"] == verdict.summary()
     with pytest.raises(KeyError):
-        GateResult.from_dict({k: v for k, v in data["gates"][0].items() if k != "passed"})
+        GateResult.from_dict({k: v for k, v in data["gates"][0].items() if k != "status"})
+
+
+def test_a_skipped_gate_is_stored_as_skipped_not_as_a_pass():
+    cfg = gates({"metric": "retrieval.recall@5", "floor": 0.8}, {"metric": "rouge_l", "max_drop": 0.05})
+    data = json.loads(json.dumps(evaluate_gates({"retrieval.recall@5": 0.9, "rouge_l": 0.0}, cfg, None).to_dict()))
+    assert data["passed"] is True and [g["status"] for g in data["gates"]] == ["passed", "skipped"]
+    assert "passed" not in data["gates"][1]  # no boolean a reader could take for a pass
+    assert data["counts"] == {"passed": 1, "failed": 0, "skipped": 1}
+    assert data["summary"] == "passed: 1 of 2 gates checked, skipped: rouge_l (no baseline)"

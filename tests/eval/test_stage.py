@@ -8,7 +8,7 @@ import pytest
 
 from eval.runner import read_samples
 from eval.stage import decide, evaluate_model, load_report, store_decision, store_eval_run
-from llmops.config import parse_config
+from llmops.config import GatesConfig, parse_config
 from llmops.documents import read_documents, read_qa
 from llmops.retriever import Retriever
 from llmops.storage import fetch_file
@@ -64,6 +64,7 @@ def test_every_question_is_answered_and_recorded(setup):
         assert s.contexts and len(s.sources) == len(s.contexts) <= 3
         assert all(src["source"].endswith((".md", ".txt")) for src in s.sources)
         assert s.completion_tokens <= 12 and s.prompt_tokens > 0 and s.latency_s > 0
+        assert s.answer.strip(), s  # the random tiny model answers with visible (noise) text, not ''
     ja = run.samples[3]
     assert ja.lang == "ja" and ja.retrieval_hit  # the Fuji paragraph holds 3776メートル
     assert ja.reference_contexts == QA[3]["reference_contexts"]  # carried from the eval set
@@ -79,6 +80,8 @@ def test_report_has_metrics_lineage_and_per_sample_scores(setup):
     measured = report["metrics"]["bertscore_f1"]
     assert measured["value"] is not None and 0.0 <= measured["value"] <= 1.0
     assert report["questions"] == len(QA) and report["model"]["backend"] == "transformers"
+    assert report["model"]["random_weights"] is True  # examples/tiny-llm/tiny_llm.json says so
+    assert report["metrics"]["bertscore_f1"]["value"] > 0  # an empty answer scores 0
     assert report["lineage"]["index_version"] == report["index_version"]
     assert report["config"]["sampling"]["max_tokens"] == 12
     assert all("rouge_l" in s.scores for s in run.samples)
@@ -100,13 +103,29 @@ def test_gates_use_the_production_baseline(setup):
     report = json.loads(json.dumps(run.report))
     first = decide(cfg, {"base": report}, None, None)
     assert first["candidate"] == "base" and first["verdict"]["passed"]
-    assert "no baseline" in first["verdict"]["gates"][1]["reason"]
+    assert [g["status"] for g in first["verdict"]["gates"]] == ["passed", "skipped"]  # rouge_l: no baseline
+    assert first["verdict"]["summary"] == "passed: 1 of 2 gates checked, skipped: rouge_l (no baseline)"
+    assert first["on_missing_baseline"] == "skip"
 
     better = json.loads(json.dumps(report))
     better["metrics"]["rouge_l"]["value"] = (report["metrics"]["rouge_l"]["value"] or 0.0) + 0.5
     regressed = decide(cfg, {"base": report}, better, "prod/report.json")
     assert not regressed["verdict"]["passed"] and regressed["verdict"]["baseline_source"] == "prod/report.json"
     assert Path(store_decision(cfg, regressed)).is_file()
+
+
+def test_a_first_release_whose_gates_are_all_skipped_is_not_approved(setup):
+    cfg, run = setup
+    report = json.loads(json.dumps(run.report))
+    regression_only = {"rules": [{"metric": "rouge_l", "max_drop": 0.05}, {"metric": "bertscore_f1", "max_drop": 0.05}]}
+    for policy in ("skip", "fail"):
+        gates = GatesConfig.model_validate({**regression_only, "on_missing_baseline": policy})
+        gated = cfg.model_copy(update={"gates": gates})
+        verdict = decide(gated, {"base": report}, None, None)["verdict"]
+        assert not verdict["passed"]
+        expected = {"skip": {"passed": 0, "failed": 0, "skipped": 2}, "fail": {"passed": 0, "failed": 2, "skipped": 0}}
+        assert verdict["counts"] == expected[policy]
+    assert verdict["summary"].startswith("failed: 2 of 2 gates checked, failed: rouge_l (max_drop 0.05: no baseline")
 
 
 def test_finetuned_candidate_is_preferred_when_present(setup):

@@ -77,6 +77,8 @@ def test_registry_commands_promote_show_diff_rollback(built, tmp_path):
     index = {"index_version": out.version, "index_uri": out.artifact_uri, **pin_artifacts(out.artifact_uri, None)}
     good = reg.register(**release_fields(**index)).release
     failed = reg.register(**release_fields(passed=False, rouge=0.3, **index)).release
+    unchecked = reg.register(**release_fields(passed=False, rouge=0.2, **index, gate_outcome={
+        "passed": 0, "failed": 0, "skipped": 2, "summary": "failed: nothing was checked: all 2 gates skipped"})).release
 
     def run(*args):
         return runner.invoke(app, ["registry", *args, "--root", root, "--config", str(config)])
@@ -89,11 +91,29 @@ def test_registry_commands_promote_show_diff_rollback(built, tmp_path):
     assert forced.exit_code == 0 and f"production -> {failed}" in forced.output
 
     listed = run("list")
-    assert good in listed.output and failed in listed.output and "production" in listed.output
+    assert good in listed.output and failed in listed.output  # ids are never cut
+    assert _cell(listed.output, failed, column=5).replace(" ", "") == "production"  # rich may fold a narrow cell
+    gates = _cell(listed.output, unchecked, column=4)
+    assert gates == "failed: nothing was checked (2 of 2 gates skipped)"  # never listed as a pass
+    shown = json.loads(run("show", unchecked).output)["release"]
+    assert shown["gate_outcome"]["skipped"] == 2 and "nothing was checked" in shown["gate_outcome"]["summary"]
     shown = json.loads(run("show", "production").output)
     assert shown["release"]["release"] == failed and shown["history"][-1]["reason"] == "demo"
     diff = json.loads(run("diff", good, failed).output)
-    assert diff["changed"]["gates_passed"] == [True, False] and diff["metrics"]["rouge_l"]["to"] == 0.3
+    assert diff["changed"]["gates"] == ["passed", "failed"] and diff["metrics"]["rouge_l"]["to"] == 0.3
 
     back = run("rollback")
     assert back.exit_code == 0 and reg.resolve("production").release == good
+
+
+def _cell(table: str, release: str, column: int) -> str:
+    """The text of one cell of a rich table, joined across the lines it wraps over."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if release in line)
+    parts = []
+    for line in lines[start:]:
+        cells = [c.strip() for c in line.split("\u2502")[1:-1]]
+        if not cells or (parts and cells[0]):  # a border, or the next release's row
+            break
+        parts.append(cells[column])
+    return " ".join(p for p in parts if p)

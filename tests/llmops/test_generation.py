@@ -140,6 +140,15 @@ def test_end_of_sequence_token_ends_the_answer_and_is_counted_not_shown(client, 
     assert "".join(client.stream(EOS_PROMPT, SamplingConfig(max_tokens=10))) == g.text
 
 
+def test_each_row_of_a_batch_gets_its_own_latency(client):
+    """Per request, not the batch's wall time: a row that ends early is done when its own last token is chosen.
+    (Orders of the same clock's readings, not durations: this holds however loaded the machine is.)"""
+    early, full = client.generate([EOS_PROMPT, chat(QUESTIONS[1])], SamplingConfig(max_tokens=10))
+    assert (early.completion_tokens, full.completion_tokens) == (4, 10)
+    assert early.first_token_s == full.first_token_s  # one prefill for the batch
+    assert 0 < early.first_token_s < early.latency_s < full.latency_s
+
+
 def test_stop_strings_end_the_answer_and_are_not_part_of_it(client, singles):
     checked = 0
     for q, full in zip(QUESTIONS, singles):

@@ -151,6 +151,33 @@ def test_a_crash_mid_promotion_leaves_the_previous_production_intact(tmp_path, m
     assert registry.rollback("production").release == r1.release
 
 
+def test_a_rerun_finds_the_release_and_is_told_it_existed(registry):
+    first, created = registry.register_or_find(**release_fields())
+    again, created_again = registry.register_or_find(
+        **release_fields(gate_decision_uri="/store/decisions/rerun.json", flyte_execution_id="p:d:rerun")
+    )
+    assert created and not created_again and again == first  # the first run's decision stays with the release
+    assert again.gate_decision_uri == "/store/decisions/idx1.json"
+
+
+def test_gate_outcome_labels_never_show_a_skipped_gate_as_a_pass(registry):
+    def outcome(passed, failed, skipped):
+        return {"passed": passed, "failed": failed, "skipped": skipped, "summary": "..."}
+
+    labels = [
+        (True, outcome(3, 0, 0), "passed"),
+        (True, outcome(1, 0, 2), "passed, 2 of 3 gates skipped"),
+        (False, outcome(0, 0, 2), "failed: nothing was checked (2 of 2 gates skipped)"),
+        (False, outcome(1, 1, 1), "failed, 1 of 3 gates skipped"),
+    ]
+    for i, (passed, counts, label) in enumerate(labels):
+        r = registry.register(**release_fields(f"idx{i}", passed=passed, gate_outcome=counts))
+        assert registry.get(r.release).gates_label() == label  # stored and read back
+        assert registry.get(r.release).gate_outcome.skipped == counts["skipped"]
+    legacy = registry.register(**release_fields("old", passed=True))  # registered before outcomes were kept
+    assert legacy.gate_outcome is None and legacy.gates_label() == "passed"
+
+
 def test_diff_names_what_changed():
     r1 = _release(release_fields("idx1", rouge=0.40))
     r2 = _release(release_fields("idx2", rouge=0.45, config={"retrieval": {"k": 8}, "sampling": {"temperature": 0.0}}))
@@ -159,6 +186,9 @@ def test_diff_names_what_changed():
     assert d["metrics"]["rouge_l"]["delta"] == pytest.approx(0.05)
     assert "retrieval.recall@5" not in d["metrics"]  # unchanged
     assert d["config"] == {"retrieval.k": (5, 8)}
+    skipped = {"passed": 1, "failed": 0, "skipped": 1, "summary": "..."}
+    r3 = _release(release_fields("idx2", rouge=0.45, gate_outcome=skipped))
+    assert diff_releases(r2, r3)["changed"] == {"gates": ("passed", "passed, 1 of 2 gates skipped")}
 
 
 def _release(fields: dict):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmops.embedding import model_digest
-from llmops.tiny_llm import build_tiny_llm, main
+from llmops.tiny_llm import MARKER, build_tiny_llm, main, random_weights_info
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "tiny-llm"
@@ -87,6 +87,35 @@ def test_loads_and_generates(tiny):
     assert out.shape[1] > enc["input_ids"].shape[1]
 
 
+@pytest.mark.parametrize("model", ["built", "example"])
+def test_answers_are_visible_text_through_the_transformers_backend(tiny, model):
+    """Greedy answers of the random model are text a reader can see, not the prompt's final newline repeated (what
+    tied random embeddings gave: every quickstart answer was '' once stripped)."""
+    from llmops.config import SamplingConfig
+    from llmops.generation import TransformersClient
+
+    path = tiny if model == "built" else EXAMPLE
+    client = TransformersClient(path, device="cpu", dtype="float32")
+    questions = ["Which tool manages the cluster?", "バックアップはいつ取得されますか？", "How long are logs kept?"]
+    batch = [[MESSAGES[0], {"role": "user", "content": q}] for q in questions]
+    generations = client.generate(batch, SamplingConfig(temperature=0.0, max_tokens=16, seed=0))
+    for g in generations:
+        assert g.completion_tokens > 0 and g.text.strip(), g
+    assert len({g.text for g in generations}) > 1  # the answer depends on the question
+    config = json.loads((path / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False
+
+
+def test_marker_says_the_weights_are_random(tiny, tmp_path):
+    assert random_weights_info(tiny)["random_weights"] is True
+    assert random_weights_info(EXAMPLE)["seed"] == 0
+    # Any other model: a folder without the marker, a Hub id, a marker that does not say so.
+    assert random_weights_info(tmp_path) is None
+    assert random_weights_info("Qwen/Qwen2.5-0.5B-Instruct") is None
+    (tmp_path / MARKER).write_text('{"random_weights": false}', encoding="utf-8")
+    assert random_weights_info(tmp_path) is None
+
+
 def test_cli_builds_the_model(tmp_path, capsys):
     text_dir = tmp_path / "texts"
     text_dir.mkdir()
@@ -102,10 +131,32 @@ def test_committed_example_is_the_documented_build(tmp_path):
         pytest.skip("examples/tiny-llm is not in this checkout")
     rebuilt = tmp_path / "tiny-llm"
     main([str(rebuilt), "--text-dir", str(REPO_ROOT / "examples" / "quickstart" / "corpus")])
-    # Weights and tokenizer only: config files carry the transformers version, README.md is ours.
-    for name in ("model.safetensors", "tokenizer.json", "chat_template.jinja"):
+    # Weights, tokenizer and marker: config files carry the transformers version, README.md is ours.
+    for name in ("model.safetensors", "tokenizer.json", "chat_template.jinja", MARKER):
         if (rebuilt / name).read_bytes() != (EXAMPLE / name).read_bytes():
             pytest.fail(
                 f"examples/tiny-llm/{name} differs from a fresh build: run "
                 "`python -m llmops.tiny_llm examples/tiny-llm --text-dir examples/quickstart/corpus`"
             )
+
+
+@pytest.mark.slow
+def test_example_answers_visible_text_through_a_vllm_cpu_server(vllm_python, tmp_path):
+    """The quickstart model served by vLLM's CPU build (its detokenizer releases no unfinished characters): the same
+    non-empty greedy answers as the transformers backend."""
+    from llmops.config import SamplingConfig
+    from llmops.generation import OpenAICompatibleClient, TransformersClient
+    from llmops.vllm_server import VLLMServer
+    from tests.llm_fixtures import CPU_VLLM_ARGS
+
+    questions = ["Which tool manages the cluster?", "バックアップはいつ取得されますか？", "How long are logs kept?"]
+    batch = [[MESSAGES[0], {"role": "user", "content": q}] for q in questions]
+    greedy = SamplingConfig(temperature=0.0, max_tokens=16)
+    server = VLLMServer(EXAMPLE, served_model_name="tiny", max_model_len=512, dtype="float32",
+                        extra_args=CPU_VLLM_ARGS, workdir=tmp_path, python=vllm_python)
+    with server:
+        served = OpenAICompatibleClient(server.base_url, "tiny").generate(batch, greedy)
+    in_process = TransformersClient(EXAMPLE, dtype="float32", device="cpu").generate(batch, greedy)
+    assert all(g.text.strip() for g in served), served
+    assert [g.text for g in served] == [g.text for g in in_process]
+    assert [g.completion_tokens for g in served] == [g.completion_tokens for g in in_process]

@@ -195,7 +195,7 @@ def test_promotion_pins_the_manifests_it_verified(world, store):
     adapter = copy_of(store["adapter"], "integrity-promoted")
     report = {"index_version": world.release_a.index_version, "metrics": {},
               "model": {"base": world.config.llm.model, "adapter_version": "integrity-v1", "adapter_uri": str(adapter)}}
-    decision = {"verdict": {"passed": True}}
+    decision = {"verdict": {"passed": True, "counts": {"passed": 1, "failed": 0, "skipped": 0}, "summary": "passed"}}
     result = promote_candidate(world.config, index_uri=world.release_a.index_uri, report=report, report_uri="r.json",
                                decision=decision, decision_uri="d.json", alias="pinned")
     release = result.release

@@ -157,5 +157,9 @@ def test_decks_say_what_the_stage_did(decks):
     assert all(int(n) == int(now) > 0 and (cache, reused) == ("0", "0") for n, now, cache, reused in rows)
     assert "recall@" in text["evaluate_retrieval"]
     assert "Samples, worst" in text["evaluate_model"] and "富士山" in text["evaluate_model"]
-    assert "no baseline" in text["apply_gates"] or "floors only" in text["apply_gates"]
-    assert "promoted to production" in text["promote"]
+    assert "no baseline" in text["apply_gates"]
+    # rouge_l (max_drop only, no production release yet) is skipped, never a pass; the floor gate passed.
+    assert '<span class="badge skip">\u2013 skipped</span>' in text["apply_gates"]
+    assert "passed: 1 of 2 gates checked, skipped: rouge_l (no baseline)" in text["apply_gates"]
+    assert "Random test model" in text["evaluate_model"] and "latency per request p50" in text["evaluate_model"]
+    assert "promoted to production" in text["promote"] and "gate decision (this run)" in text["promote"]
