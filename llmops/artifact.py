@@ -106,7 +106,8 @@ def git_sha() -> str:
         if not sha:
             return "unknown"
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10, cwd=here
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, cwd=here,
         )
         return f"{sha}-dirty" if status.returncode != 0 or status.stdout.strip() else sha
     except (OSError, subprocess.SubprocessError):

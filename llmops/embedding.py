@@ -192,7 +192,8 @@ def _embedder(cfg: EmbeddingConfig, profile: EmbeddingProfile | None, stamp: tup
 
 def _files_stamp(path: Path) -> tuple:
     """Changes when any file under `path` is added, removed, resized or rewritten."""
-    return tuple(sorted((str(p), st.st_size, st.st_mtime_ns) for p in path.rglob("*") if (st := p.stat()) and p.is_file()))
+    files = (p for p in path.rglob("*") if p.is_file())
+    return tuple(sorted((str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in files))
 
 
 def describe_device() -> str:

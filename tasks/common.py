@@ -122,7 +122,9 @@ def cache_settings() -> dict:
 
 
 def gpu_task_settings(
-    resources: Resources = GPU_RESOURCES, timeout: timedelta = TIMEOUTS["evaluate"], secrets: list[Secret] = MODEL_SECRETS
+    resources: Resources = GPU_RESOURCES,
+    timeout: timedelta = TIMEOUTS["evaluate"],
+    secrets: list[Secret] = MODEL_SECRETS,
 ) -> dict:
     """`@task` settings every GPU task shares: the GPU image, `resources` as request and limit, the accelerator, the
     GPU-taint toleration, spot nodes, retries and timeout, and the stage-keyed cache."""

@@ -15,7 +15,7 @@ from llmops.cluster import cluster_config_problems
 from llmops.config import PipelineConfig, load_config
 from llmops.errors import ConfigError
 from llmops.stage_inputs import stage_keys
-from tasks.common import JUDGE_API_KEY, LLM_API_KEY, TIMEOUTS, run_id
+from tasks.common import JUDGE_API_KEY, LLM_API_KEY, MODEL_SECRETS, TIMEOUTS, run_id
 
 ResolvedConfig = typing.NamedTuple("ResolvedConfig", [("config_json", str), ("stage_keys", dict[str, str])])
 
@@ -24,7 +24,8 @@ ResolvedConfig = typing.NamedTuple("ResolvedConfig", [("config_json", str), ("st
 SECRET_ENV = {"llm.api_key_env": LLM_API_KEY.env_var, "eval.metrics.ragas.judge.api_key_env": JUDGE_API_KEY.env_var}
 
 
-@task(timeout=TIMEOUTS["cpu"])
+# HF_TOKEN: a Hub model id without a pinned revision is resolved to its commit here, and gated models need the token.
+@task(timeout=TIMEOUTS["cpu"], secret_requests=MODEL_SECRETS)
 def resolve_config(config: FlyteFile) -> ResolvedConfig:
     """Validate the config file; return it as JSON with local paths made absolute, and each cached stage's key.
 

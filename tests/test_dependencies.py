@@ -56,7 +56,8 @@ def unmet_requirements() -> list[str]:
         for sub in map(Requirement, dist.requires or []):
             # PEP 685: extras compare normalized, so `html_clean` asks for lxml's `html-clean` extra.
             if _wanted(sub, extras):
-                pending.append((sub, f"{dist.metadata['Name']}[{','.join(sorted(extras))}]" if extras else dist.metadata["Name"]))
+                name = dist.metadata["Name"]
+                pending.append((sub, f"{name}[{','.join(sorted(extras))}]" if extras else name))
     return problems
 
 

@@ -21,8 +21,8 @@ from flytekit.types.file import FlyteFile
 from workflows.index import index_corpus
 from workflows.pipeline import llmops_pipeline
 
-__all__ = ["CLUSTER_CONFIG", "IMAGE_ROOT", "PIPELINE_LAUNCH_PLAN", "REINDEX_LAUNCH_PLAN", "REINDEX_SCHEDULE", "index_corpus_nightly",
-           "llmops_pipeline_gpu"]
+__all__ = ["CLUSTER_CONFIG", "IMAGE_ROOT", "PIPELINE_LAUNCH_PLAN", "REINDEX_LAUNCH_PLAN", "REINDEX_SCHEDULE",
+           "index_corpus_nightly", "llmops_pipeline_gpu"]
 
 # Where the Dockerfile puts the repository (its WORKDIR; tests/workflows/test_package.py checks they agree).
 IMAGE_ROOT = PurePosixPath("/home/app/flyte-llmops")

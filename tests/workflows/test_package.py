@@ -139,7 +139,8 @@ def test_credentials_are_requested_as_flyte_secrets(package):
     assert secrets("tasks.evaluate.evaluate_model") == {
         hf, ("llmops", "llm-api-key", "LLMOPS_LLM_API_KEY"), ("llmops", "judge-api-key", "LLMOPS_JUDGE_API_KEY")
     }
-    for name in ("tasks.finetune.finetune", "tasks.embed.embed_shard", "tasks.chunk.chunk"):
+    for name in ("tasks.finetune.finetune", "tasks.embed.embed_shard", "tasks.chunk.chunk",
+                 "tasks.config.resolve_config"):
         assert hf in secrets(name), name
     assert not secrets("tasks.promote.promote")
 
