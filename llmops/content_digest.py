@@ -12,11 +12,11 @@ import hashlib
 import os
 import re
 import sqlite3
-from contextlib import closing
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 from llmops.errors import ConfigError
-from llmops.storage import canonical_json, is_remote, sha256_file
+from llmops.storage import canonical_json, file_checksums, is_remote, sha256_file, tree_digest
 
 __all__ = ["file_digest", "ref_digest", "tree_digest_cached"]
 
@@ -64,23 +64,10 @@ def file_digest(path: str | os.PathLike, db: sqlite3.Connection | None = None) -
 
 
 def tree_digest_cached(root: str | os.PathLike) -> str:
-    """sha256 over (relative path, file sha256) of every non-hidden file under `root`, like storage.tree_digest."""
-    root = Path(root)
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
-    )
+    """storage.tree_digest of `root`, with each file's sha256 from the stat-keyed cache when it is unchanged."""
     conn = _connect()
-    with closing(conn) if conn is not None else _nullcontext():
-        entries = sorted((p.relative_to(root).as_posix(), file_digest(p, conn)) for p in files)
-    return hashlib.sha256(canonical_json(entries).encode()).hexdigest()
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+    with closing(conn) if conn is not None else nullcontext():
+        return tree_digest(root, file_checksums(root, hash_file=lambda p: file_digest(p, conn)))
 
 
 def _remote_digest(uri: str) -> str:

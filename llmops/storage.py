@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 import fsspec
@@ -67,13 +67,16 @@ def tree_digest(root: str | os.PathLike, files: dict[str, str] | None = None) ->
     return hashlib.sha256(canonical_json(sorted(files.items())).encode()).hexdigest()
 
 
-def file_checksums(root: str | os.PathLike, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+def file_checksums(
+    root: str | os.PathLike, exclude: tuple[str, ...] = (), hash_file: Callable[[Path], str] = sha256_file
+) -> dict[str, str]:
+    """sha256 of every non-hidden file under `root`, by relative path (`hash_file` may answer from a cache)."""
     root = Path(root)
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts) and rel not in exclude:
-            out[rel] = sha256_file(p)
+            out[rel] = hash_file(p)
     return out
 
 
