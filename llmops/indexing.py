@@ -252,6 +252,7 @@ class BuildOutput:
     version: str
     reused: bool  # True when this version already existed
     embedding_stats: dict  # what this run did: see embedding_stats()
+    shards: tuple[dict, ...] = ()  # the same per shard file: see shard_stats()
 
 
 def embedding_stats(uris: list[str], scratch: Path, run_id: str | None = None) -> dict:
@@ -261,9 +262,13 @@ def embedding_stats(uris: list[str], scratch: Path, run_id: str | None = None) -
     the embedding cache) + reused (shard files that an earlier run wrote, used as they are; their own counts
     describe that run). embed_seconds is the model time of this run. `run_id` defaults to this process's.
     """
+    return _embedding_totals(shard_stats(uris, scratch, run_id))
+
+
+def _embedding_totals(shards: list[dict]) -> dict:
     stats = dict.fromkeys(("vectors", "computed", "cached", "reused", "shards", "shards_reused"), 0)
     seconds = 0.0
-    for shard in shard_stats(uris, scratch, run_id):
+    for shard in shards:
         stats["vectors"] += shard["vectors"]
         stats["shards"] += 1
         stats["computed"] += shard["computed"]
@@ -344,11 +349,12 @@ def build_index(
         factory = choose_index_type(n_chunks, cfg.index)
         version = index_version(cfg, chunks_uri, model_digest, factory, qa_uri)
         artifact_uri = join_uri(cfg.artifacts.root, "indexes", version)
-        stats = embedding_stats(vector_uris, scratch, run_id)
+        shards = shard_stats(vector_uris, scratch, run_id)
+        stats = _embedding_totals(shards)
         if uri_exists(join_uri(artifact_uri, MANIFEST_NAME)):
             # Reuse only a verified artifact; a damaged one fails the build and is left for inspection.
             verify_artifact(materialize(artifact_uri))
-            return BuildOutput(artifact_uri, version, True, stats)
+            return BuildOutput(artifact_uri, version, True, stats, tuple(shards))
         vectors = _load_vectors(vector_uris, scratch)
         if len(vectors) != n_chunks:
             raise IndexBuildError(f"{len(vectors)} vectors for {n_chunks} chunks: shard outputs are incomplete")
@@ -373,7 +379,7 @@ def build_index(
             publish_directory(stage, artifact_uri)
         finally:
             shutil.rmtree(stage, ignore_errors=True)  # gone already when published
-        return BuildOutput(artifact_uri, version, False, stats)
+        return BuildOutput(artifact_uri, version, False, stats, tuple(shards))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 import typing
-from pathlib import Path
 
 from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 
 from llmops.artifact import materialize, read_manifest
 from llmops.indexing import build_index as build_index_fn
-from llmops.indexing import shard_stats
 from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config, execution_id, run_id
 from tasks.decks import index_deck, publish
 
@@ -55,8 +52,6 @@ def build_index(
         run_id=run_id(),
     )
     stats = {**out.embedding_stats, "reused_existing_version": out.reused, "index_seconds": time.perf_counter() - t0}
-    with tempfile.TemporaryDirectory(prefix="llmops-") as scratch:  # a download only for a remote store
-        shards = shard_stats(vector_uris, Path(scratch), run_id())
-    publish("Index", index_deck(read_manifest(materialize(out.artifact_uri)), stats, shards))
+    publish("Index", index_deck(read_manifest(materialize(out.artifact_uri)), stats, list(out.shards)))
     # The artifact already lives in the store: hand Flyte its location instead of copying it to scratch space.
     return IndexOutputs(FlyteDirectory(out.artifact_uri, remote_directory=False), out.version, json.dumps(stats))
