@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY_LLM = REPO_ROOT / "examples" / "tiny-llm"  # the random tiny Llama (llmops/tiny_llm.py)
+TINY_LLM = REPO_ROOT / "examples" / "tiny-llm"  # the random tiny Llama (llmops/llm/tiny_llm.py)
 QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -108,7 +108,7 @@ def machine(libraries: Sequence[str] = ()) -> dict:
 
     import torch
 
-    from llmops.code_version import code_version
+    from llmops.provenance.code_version import code_version
 
     versions = {}
     for name in (*CORE_LIBRARIES, *libraries):
@@ -161,7 +161,7 @@ def build(cfg, show_progress: bool = True, timings: dict | None = None):
     """ingest -> chunk -> shards -> embed -> index in this process, through the same plain functions the Flyte
     tasks call, as one run (its own run id, so `embedding_stats` counts only this build's embedding work).
     Returns (BuildOutput, IngestOutput, ChunkOutput); `timings` receives seconds per stage."""
-    from llmops.indexing import build_index, embed_shard, plan_shards, run_chunking, run_ingest
+    from llmops.index.build import build_index, embed_shard, plan_shards, run_chunking, run_ingest
 
     timings = {} if timings is None else timings
     run_id = f"bench-{uuid.uuid4().hex}"

@@ -1,6 +1,6 @@
 """Embed-stage throughput against raw sentence-transformers on the same chunks, and its memory as N grows.
 
-Ours is `llmops.indexing.embed_shard` itself, with the embedding cache off: it reads the shard parquet, embeds, and
+Ours is `llmops.index.build.embed_shard` itself, with the embedding cache off: it reads the shard parquet, embeds, and
 writes the vectors file (a fresh artifacts root per call, so the output never already exists). Raw is
 `model.encode(texts, batch_size=B, normalize_embeddings=True)` on the same model object, texts and batch size.
 After one warm-up of each, the two alternate for R repeats (which goes first alternates too). Peak RSS is measured
@@ -68,7 +68,7 @@ def write_shard(texts: list[str], path: Path) -> Path:
 
 def squad_chunks(squad: Path, work: Path, batch_size: int) -> tuple[list[str], list[int]]:
     """Texts and token counts of the SQuAD corpus chunked as the pipeline does (default chunking)."""
-    from llmops.indexing import read_chunk_table, run_chunking, run_ingest
+    from llmops.index.build import read_chunk_table, run_chunking, run_ingest
 
     cfg = make_config(squad, work / "setup", batch_size)
     ing = run_ingest(cfg)
@@ -85,7 +85,7 @@ class Runner:
     """Runs each variant once on the shard; the model is loaded once and shared."""
 
     def __init__(self, cfg, shard: Path, work: Path):
-        from llmops.embedding import get_embedder
+        from llmops.index.embedding import get_embedder
 
         self.cfg, self.shard, self.work = cfg, shard, work
         self.embedder = get_embedder(cfg.embedding)
@@ -94,7 +94,7 @@ class Runner:
 
     def ours(self) -> tuple[float, np.ndarray, float]:
         """Seconds for the whole stage call, its vectors, and the seconds it recorded for encoding alone."""
-        from llmops.indexing import embed_shard
+        from llmops.index.build import embed_shard
 
         self.calls += 1
         root = self.work / f"root-{self.calls}"

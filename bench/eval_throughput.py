@@ -27,7 +27,7 @@ min, max and standard deviation.
    loaded once per process) against `bert_score.score(...)` (the library's function, which loads the model on
    every call) and against a preloaded `bert_score.BERTScorer.score` (scoring alone). Pairs: the gold sentence
    holding a question's answer vs its SQuAD answers, one pair per distinct sentence.
-4. With `--vllm`, the same stage through a vLLM CPU server (`llmops.vllm_server.VLLMServer`, interpreter from
+4. With `--vllm`, the same stage through a vLLM CPU server (`llmops.llm.vllm_server.VLLMServer`, interpreter from
    $LLMOPS_VLLM_PYTHON or .venv-vllm, `--enforce-eager --kv-cache-memory-bytes 67108864`), and its generation
    alone on the same prompts (concurrency `llm.max_concurrency`).
 
@@ -196,9 +196,9 @@ def stage_clock(client_class: type) -> PartClock:
     from eval.metrics.bleu import BleuMetric
     from eval.metrics.ragas_metrics import RagasMetric
     from eval.metrics.rouge import RougeMetric
-    from llmops.lexical import LexicalIndex
-    from llmops.rag import RagChain
-    from llmops.retriever import Retriever
+    from llmops.index.lexical import LexicalIndex
+    from llmops.rag.chain import RagChain
+    from llmops.index.retriever import Retriever
 
     # ragas' per-metric coroutines are module globals that RagasMetric looks up at call time.
     return PartClock([
@@ -350,7 +350,7 @@ def print_metric_families(result: dict) -> None:
 
 def chain_prompts(cfg, retriever, client, questions: Sequence[str]) -> list[list[dict]]:
     """The messages the stage sends for these questions (same retrieval, template and context fitting)."""
-    from llmops.rag import RagChain
+    from llmops.rag.chain import RagChain
 
     chain = RagChain.from_config(cfg, retriever, client)
     hits, _ = chain.retrieve(questions)
@@ -560,8 +560,9 @@ def print_bertscore(label: str, result: dict) -> None:
 
 def measure_vllm(cfg, retriever, examples, gold, messages, transformers_answers: Sequence[str], repeats: int,
                  work: Path) -> dict:
-    from llmops.generation import OpenAICompatibleClient, make_client
-    from llmops.vllm_server import VLLMServer
+    from llmops.llm.openai_client import OpenAICompatibleClient
+    from llmops.llm.runtime import make_client
+    from llmops.llm.vllm_server import VLLMServer
 
     python = vllm_python()
     llm = cfg.llm.model_copy(update={"backend": "vllm"})
@@ -645,9 +646,10 @@ def main() -> None:
         out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
 
         from eval.runner import select_questions
-        from llmops.documents import read_documents, read_qa
-        from llmops.generation import TransformersClient, make_client
-        from llmops.retriever import Retriever
+        from llmops.corpus.documents import read_documents, read_qa
+        from llmops.llm.runtime import make_client
+        from llmops.llm.transformers_client import TransformersClient
+        from llmops.index.retriever import Retriever
         from llmops.storage import fetch_file
 
         retriever = Retriever.load(out.artifact_uri)

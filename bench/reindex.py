@@ -61,8 +61,8 @@ MODES = ("pyflyte", "in-process")
 # The fixed cost of a new process: a run that embeds imports torch and sentence-transformers; a fully cached
 # pyflyte run needs only flytekit and the pipeline (the model is imported lazily).
 IMPORT_PROBES = {
-    "import llmops.indexing, sentence_transformers": "import llmops.indexing, sentence_transformers",
-    "import flytekit, llmops.indexing": "import flytekit, llmops.indexing",
+    "import llmops.index.build, sentence_transformers": "import llmops.index.build, sentence_transformers",
+    "import flytekit, llmops.index.build": "import flytekit, llmops.index.build",
 }
 
 
@@ -122,7 +122,7 @@ def what_the_run_did(root: Path, before: set[str], changed: list[Path] = ()) -> 
 
 def code_version_now() -> str:
     """The pipeline's code digest as a new process would compute it (others may edit the source meanwhile)."""
-    from llmops.code_version import code_version
+    from llmops.provenance.code_version import code_version
 
     return code_version.__wrapped__()
 

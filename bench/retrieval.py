@@ -101,7 +101,7 @@ def _normalized(scores: np.ndarray, dense: bool, how: str) -> np.ndarray:
 
 
 def fuse_normalized(how: str, d_ids, d_scores, l_ids, l_scores, k: int, dense_weight: float):
-    """Convex fusion like llmops.fusion.fuse, with another score normalization. A candidate missing from one list
+    """Convex fusion like llmops.index.fusion.fuse, with another score normalization. A candidate missing from one list
     gets that list's lowest normalized score (what min-max's 0 means in the library)."""
     out_ids = np.full((len(d_ids), k), -1, dtype=np.int64)
     out_scores = np.zeros((len(d_ids), k), dtype=np.float32)
@@ -159,14 +159,14 @@ def query_time_variants(dataset: str) -> list[Variant]:
 
 def titled_texts(chunks: dict[str, list[str]]) -> list[str]:
     """Chunk texts headed by their document's title, as the BM25 index sees them."""
-    from llmops.lexical import titled
+    from llmops.index.lexical import titled
 
     return [titled(title, text) for title, text in zip(chunks["title"], chunks["text"])]
 
 
 def embed_cached(embedder, texts: list[str], cache_root: str) -> np.ndarray:
     """Passage vectors through the pipeline's embedding cache, so re-runs of the sweep embed nothing."""
-    from llmops.embed_cache import EmbeddingCache
+    from llmops.index.embed_cache import EmbeddingCache
 
     cache = EmbeddingCache(cache_root, embedder.digest, embedder.profile.passage_prefix)
     keys = cache.keys(texts)
@@ -183,7 +183,7 @@ def embed_cached(embedder, texts: list[str], cache_root: str) -> np.ndarray:
 class Built:
     """An index built through the stage functions, loaded, with the questions split as its tuning split them."""
 
-    retriever: object  # llmops.retriever.Retriever, its embedder wrapped in QueryMemo
+    retriever: object  # llmops.index.retriever.Retriever, its embedder wrapped in QueryMemo
     chunks: dict[str, list[str]]  # doc_id, text and title of every chunk, in index order
     cache_root: str  # the artifacts root: its embedding cache serves the dense variants
     calibration: list
@@ -194,8 +194,8 @@ class Built:
 def variant_retriever(built: Built, variant: Variant):
     """A copy of the built retriever that fuses (and, for lexical and dense variants, searches) as `variant` says."""
     from llmops.config import IndexConfig, LexicalConfig
-    from llmops.lexical import LexicalIndex
-    from llmops.vector_index import build_vector_index
+    from llmops.index.lexical import LexicalIndex
+    from llmops.index.vector_index import build_vector_index
 
     r = copy.copy(built.retriever)
     r.fusion_method = variant.method
@@ -215,7 +215,8 @@ def variant_retriever(built: Built, variant: Variant):
 
 
 def evaluate_variant(built: Built, variant: Variant) -> dict:
-    from eval.retrieval import evaluate_retrieval, tune_dense_weight
+    from eval.retrieval import evaluate_retrieval
+    from llmops.index.tuning import tune_dense_weight
 
     r = variant_retriever(built, variant)
     if variant.dense_weight is None:
@@ -244,9 +245,10 @@ def evaluate_variant(built: Built, variant: Variant) -> dict:
 
 def build_and_report(cfg, label: str, work_dir: Path) -> Built:
     """Index through the stage functions and score every mode on the held-out questions."""
-    from eval.retrieval import retrieval_report, split_calibration
-    from llmops.documents import read_qa
-    from llmops.retriever import Retriever
+    from eval.retrieval import retrieval_report
+    from llmops.index.tuning import split_calibration
+    from llmops.corpus.documents import read_qa
+    from llmops.index.retriever import Retriever
     from llmops.storage import fetch_file
 
     progress(f"{label}: building the index (ingest, chunk, embed, index, tune fusion)")
@@ -303,7 +305,7 @@ def title_misses(built: Built) -> dict:
     """Hybrid misses at rank 5 whose question names the gold document's title while the gold text does not:
     what BM25 over the chunk text alone cannot match, and the title heading each chunk in the BM25 index is for."""
     from eval.retrieval import evaluate_retrieval
-    from llmops.lexical import tokenize
+    from llmops.index.lexical import tokenize
 
     rows = evaluate_retrieval(built.retriever, built.held_out, "hybrid").per_question
     by_id = {ex.qid: ex for ex in built.held_out}

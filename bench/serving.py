@@ -148,8 +148,8 @@ def free_port() -> int:
 
 def register_release(cfg, out):
     """The index as a release (no adapter: vLLM serves the base model), promoted to `production`."""
-    from llmops.registry import ReleaseRegistry
-    from llmops.release_artifacts import pin_artifacts
+    from llmops.release.registry import ReleaseRegistry
+    from llmops.release.artifacts import pin_artifacts
 
     registry = ReleaseRegistry(cfg.artifacts.registry_root)
     release = registry.register(
@@ -186,7 +186,7 @@ class ApiProcess:
         config_file = self.workdir / "serving.json"  # JSON is YAML
         config_file.write_text(json.dumps(self.cfg.model_dump(mode="json")), encoding="utf-8")
         log = open(self.log_path, "ab")
-        command = [sys.executable, "-c", "from llmops.cli import app; app()", "serve", "--config", str(config_file)]
+        command = [sys.executable, "-c", "from cli.main import app; app()", "serve", "--config", str(config_file)]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         cwd=REPO_ROOT, env=self.env, start_new_session=True)
         log.close()
@@ -704,7 +704,7 @@ def main() -> None:
         progress(f"building the index in-process: {dataset}")
         build_seconds: dict = {}
         out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
-        from llmops.documents import read_qa
+        from llmops.corpus.documents import read_qa
         from llmops.storage import fetch_file
 
         questions = list(dict.fromkeys(q.question for q in read_qa(fetch_file(ing.qa_uri, work))))

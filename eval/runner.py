@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from eval.retrieval import split_calibration
-from llmops.documents import QAExample
+from llmops.index.tuning import split_calibration
+from llmops.corpus.documents import QAExample
 from llmops.errors import ContextLengthError, EvalDataError
-from llmops.rag import RagAnswer, RagChain
+from llmops.rag.chain import RagAnswer, RagChain
 
 __all__ = ["SampleRecord", "read_samples", "run_chain", "select_questions", "write_samples"]
 

@@ -20,16 +20,16 @@ from eval.gates import GateVerdict, evaluate_gates
 from eval.metrics import compute_metrics
 from eval.metrics.base import EvalSample, MetricValue
 from eval.runner import SampleRecord, run_chain, select_questions
-from llmops.artifact import git_sha, library_versions, utc_now
+from llmops.index.artifact import git_sha, library_versions, utc_now
 from llmops.config import PipelineConfig
-from llmops.documents import QAExample
+from llmops.corpus.documents import QAExample
 from llmops.errors import EvalDataError
-from llmops.llm_runtime import open_client
-from llmops.rag import RagChain
-from llmops.retriever import Retriever
-from llmops.stage_inputs import config_record, stage_code
+from llmops.llm.runtime import open_client
+from llmops.rag.chain import RagChain
+from llmops.index.retriever import Retriever
+from llmops.provenance.stage_inputs import config_record, stage_code
 from llmops.storage import atomic_write_json, digest_of, fetch_file, join_uri, publish_directory, staging_dir
-from llmops.tiny_llm import random_weights_info
+from llmops.llm.tiny_llm import random_weights_info
 
 __all__ = [
     "EvalRun",

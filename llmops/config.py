@@ -42,7 +42,7 @@ class _Strict(BaseModel):
 
 
 # Marks a field that names a file, folder or model: cache keys take the content it names, not the name
-# (llmops/stage_inputs.py). Corpus source paths are not marked: ingest, which is never cached, fingerprints them.
+# (llmops/provenance/stage_inputs.py). Corpus source paths are not marked: ingest, which is never cached, fingerprints them.
 _CONTENT = {"content": True}
 
 

@@ -79,7 +79,7 @@ class FinetuneError(LLMOpsError):
     """LoRA fine-tuning cannot run as configured (training data, base model, rank, quantization, hardware)."""
 
 
-# Serving (the RAG API maps each of these to one HTTP status in serving/app.py).
+# Requests (the RAG API maps each of these to one HTTP status in serving/errors.py).
 
 
 class InvalidRequestError(LLMOpsError):
@@ -118,7 +118,7 @@ class NotReadyError(LLMOpsError):
     """The server has no release loaded yet (or the alias points at nothing)."""
 
 
-# Generation (llmops/generation.py, llmops/vllm_server.py). A backend that cannot be reached raises
+# Generation (llmops/llm/client.py, llmops/llm/vllm_server.py). A backend that cannot be reached raises
 # BackendUnavailableError; an unknown model name ModelNotFoundError; a prompt over the context ContextLengthError.
 
 

@@ -203,7 +203,7 @@ def app_from_env() -> FastAPI:
 
 
 def _registry_manager(config: PipelineConfig, backend_url: str | None, metrics: ServingMetrics) -> ReleaseManager:
-    from llmops.registry import ReleaseRegistry
+    from llmops.release.registry import ReleaseRegistry
 
     def on_swap(new, old) -> None:
         metrics.set_release(new.release, old.release if old else None)

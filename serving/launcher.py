@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 from llmops.config import PipelineConfig
 from llmops.errors import ConfigError
-from llmops.registry import Release, ReleaseRegistry
+from llmops.release.registry import Release, ReleaseRegistry
 from serving.supervisor import BackendSupervisor, failure_reader
 
 __all__ = ["lora_args", "release_lora_modules", "serve", "vllm_server_for"]
@@ -74,7 +74,7 @@ def _alias_lora_modules(config: PipelineConfig) -> dict[str, str]:
 def vllm_server_for(config: PipelineConfig, release: Release | None, workdir: Path):
     """The vLLM server for a release: its adapter preloaded, runtime adapter loading on, room for two adapters in
     one batch (the old and the new release during a swap)."""
-    from llmops.vllm_server import VLLMServer
+    from llmops.llm.vllm_server import VLLMServer
 
     llm = config.llm
     extra = tuple(llm.vllm_args)
@@ -93,7 +93,7 @@ def vllm_server_for(config: PipelineConfig, release: Release | None, workdir: Pa
 def release_lora_modules(config: PipelineConfig, release: Release | None) -> dict[str, str]:
     """`--lora-modules` for a release: {served adapter name: local adapter folder}; empty without an adapter.
     The adapter is checked against the release first (`verify_release_adapter`): vLLM loads what it is given."""
-    from llmops.release_artifacts import artifact_roots, verify_release_adapter
+    from llmops.release.artifacts import artifact_roots, verify_release_adapter
     from serving.release import served_adapter_name
 
     if release is None or release.adapter_uri is None:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmops.retriever import SearchHit
+from llmops.index.retriever import SearchHit
 
 __all__ = [
     "ChatCompletionChunk",

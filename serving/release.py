@@ -4,7 +4,7 @@
   with a count of the requests using it.
 - `ReleaseHolder`: the reference to the current state. A request takes the state once, at its start, and keeps it
   to the end (a stream included), so a swap never changes a request half-way. The swap is one assignment.
-- `ReleaseLoader`: builds a state from a registry `Release`: checks it (`llmops.release_artifacts.verify_release`:
+- `ReleaseLoader`: builds a state from a registry `Release`: checks it (`llmops.release.artifacts.verify_release`:
   paths inside the artifact and registry roots, index and adapter manifests as the release pinned them, every file
   as its manifest lists it), loads the index, registers the adapter with vLLM (`/v1/load_lora_adapter`, under a
   name derived from the adapter version) and opens a client for it.
@@ -28,12 +28,12 @@ from pydantic import ValidationError
 
 from llmops.config import PipelineConfig, PromptConfig, RetrievalConfig, SamplingConfig
 from llmops.errors import BackendUnavailableError, GenerationError, NotReadyError, RegistryError
-from llmops.llm_runtime import adapter_model_name
-from llmops.prompt import PromptBuilder
-from llmops.rag import RagChain, client_template_overhead
-from llmops.registry import Release, ReleaseRegistry
-from llmops.release_artifacts import artifact_roots, ensure_within, verify_release
-from llmops.retriever import Retriever
+from llmops.llm.runtime import adapter_model_name
+from llmops.rag.prompt import PromptBuilder
+from llmops.rag.chain import RagChain, client_template_overhead
+from llmops.release.registry import Release, ReleaseRegistry
+from llmops.release.artifacts import artifact_roots, ensure_within, verify_release
+from llmops.index.retriever import Retriever
 
 __all__ = [
     "ReleaseHolder",
@@ -192,7 +192,7 @@ class ReleaseLoader:
         return ReleaseState(release=release, chain=chain, adapter_name=adapter_name, reregister=reregister)
 
     def _client(self, adapter_dir: Path | None, adapter_name: str | None):
-        from llmops.generation import make_client
+        from llmops.llm.runtime import make_client
 
         if self.remote_backend:
             return make_client(self.llm, base_url=self.backend_url, served_model_name=adapter_name)
@@ -208,7 +208,7 @@ class ReleaseLoader:
 
     async def register_adapter(self, name: str, path: str) -> None:
         """Make vLLM serve the adapter at `path` as `name` (already served under that name: fine)."""
-        from llmops.vllm_server import load_lora_adapter
+        from llmops.llm.vllm_server import load_lora_adapter
 
         try:
             await asyncio.to_thread(load_lora_adapter, self.backend_url, name, path, api_key=self._api_key)
@@ -218,7 +218,7 @@ class ReleaseLoader:
                 raise
 
     async def unregister_adapter(self, name: str) -> None:
-        from llmops.vllm_server import unload_lora_adapter
+        from llmops.llm.vllm_server import unload_lora_adapter
 
         try:
             await asyncio.to_thread(unload_lora_adapter, self.backend_url, name, api_key=self._api_key)

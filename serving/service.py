@@ -18,8 +18,8 @@ from llmops.errors import (
     InvalidRequestError,
     ModelNotFoundError,
 )
-from llmops.generation import StreamDelta
-from llmops.rag import RagStream
+from llmops.llm.client import StreamDelta
+from llmops.rag.chain import RagStream
 from serving.errors import error_info
 from serving.metrics import ServingMetrics
 from serving.protocol import (

@@ -121,7 +121,7 @@ class BackendSupervisor:
 
     def _wait_ready(self) -> str | None:
         from llmops.errors import BackendUnavailableError
-        from llmops.vllm_server import list_models
+        from llmops.llm.vllm_server import list_models
 
         deadline = time.monotonic() + self.serving.vllm_ready_timeout_s
         while not self._stopping.is_set():

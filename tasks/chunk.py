@@ -6,7 +6,7 @@ import typing
 
 from flytekit import task
 
-from llmops.indexing import read_chunk_table, run_chunking
+from llmops.index.build import read_chunk_table, run_chunking
 from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config
 from tasks.decks import chunk_deck, publish
 

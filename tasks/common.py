@@ -2,7 +2,7 @@
 
 Tasks are thin wrappers: they decode inputs, call one plain function from `llmops`, publish a Deck and return URIs.
 Intermediate outputs are URIs into the artifact store named by content digests, and every cached task also takes
-its `stage_key` (llmops/stage_inputs.py: the content of the config fields, files, code and libraries it reads), so
+its `stage_key` (llmops/provenance/stage_inputs.py: the content of the config fields, files, code and libraries it reads), so
 Flyte's cache key is the content of what the task reads and cached results never point at Flyte's scratch folders
 (see docs/caching.md).
 """
@@ -16,7 +16,7 @@ from kubernetes.client import V1PodSpec, V1Toleration
 from datetime import timedelta
 
 from llmops.config import PipelineConfig
-from llmops.stage_inputs import KEY_SCHEMA, stage_config
+from llmops.provenance.stage_inputs import KEY_SCHEMA, stage_config
 
 __all__ = [
     "CPU_RESOURCES",
@@ -50,7 +50,7 @@ def _name_the_gpu_image_flag() -> None:
     from flytekit.configuration import ImageConfig
 
     find_image = ImageConfig.find_image
-    if getattr(find_image, "_names_gpu_flag", False):
+    if getattr(find_image, "llmops_names_gpu_flag", False):
         return
 
     def find(self, name):
@@ -63,7 +63,7 @@ def _name_the_gpu_image_flag() -> None:
             )
         return found
 
-    find._names_gpu_flag = True
+    find.llmops_names_gpu_flag = True
     ImageConfig.find_image = find
 
 

@@ -1,7 +1,7 @@
 """First task of every workflow: validate the YAML config once, before any work starts, and key the cached stages.
 
 Never cached: it reads the config file and what the config names (training data, local models, code, library
-versions) on every run, so that each cached stage's key (`llmops/stage_inputs.py`) is the content of what it reads.
+versions) on every run, so that each cached stage's key (`llmops/provenance/stage_inputs.py`) is the content of what it reads.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import typing
 from flytekit import task
 from flytekit.types.file import FlyteFile
 
-from llmops.cluster import cluster_config_problems
+from tasks.cluster import cluster_config_problems
 from llmops.config import PipelineConfig, load_config
 from llmops.errors import ConfigError
-from llmops.stage_inputs import stage_keys
+from llmops.provenance.stage_inputs import stage_keys
 from tasks.common import JUDGE_API_KEY, LLM_API_KEY, MODEL_SECRETS, TIMEOUTS, run_id
 
 ResolvedConfig = typing.NamedTuple("ResolvedConfig", [("config_json", str), ("stage_keys", dict[str, str])])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from llmops.artifact import IndexManifest
-from llmops.report import bar_chart_svg, fragment, histogram_svg, kv_table, publish_deck, section, status_badge, table
+from llmops.index.artifact import IndexManifest
+from llmops.htmlkit import bar_chart_svg, fragment, histogram_svg, kv_table, publish_deck, section, status_badge, table
 
 __all__ = ["chunk_deck", "index_deck", "ingest_deck", "publish", "run_summary_deck", "shards_section"]
 

@@ -11,8 +11,8 @@ import functools
 
 from flytekit import dynamic, map_task, task
 
-from llmops.indexing import embed_shard as embed_shard_fn
-from llmops.indexing import plan_shards as plan_shards_fn
+from llmops.index.build import embed_shard as embed_shard_fn
+from llmops.index.build import plan_shards as plan_shards_fn
 from tasks.common import (
     CPU_RESOURCES,
     TIMEOUTS,

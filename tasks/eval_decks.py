@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 from eval.gates import GateVerdict
 from eval.runner import SampleRecord
-from llmops.report import Html, bar_chart_svg, fragment, kv_table, section, status_badge, table
+from llmops.htmlkit import Html, bar_chart_svg, fragment, kv_table, section, status_badge, table
 
 __all__ = ["evaluation_deck", "gates_deck"]
 

@@ -1,6 +1,6 @@
 """Fine-tune task: RAG-aware LoRA SFT on a GPU node; publishes a verified, versioned PEFT adapter artifact.
 
-The logic lives in `llmops.finetune`; this wrapper adds the GPU request, caching and the Deck (hyperparameters,
+The logic lives in `llmops.finetune.lora`; this wrapper adds the GPU request, caching and the Deck (hyperparameters,
 training data, train/validation loss curve).
 """
 
@@ -11,9 +11,9 @@ import typing
 from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
-from llmops.finetune import AdapterManifest
-from llmops.finetune import finetune as finetune_fn
-from llmops.report import Html, fragment, kv_table, line_chart_svg, section, table
+from llmops.finetune.lora import AdapterManifest
+from llmops.finetune.lora import finetune as finetune_fn
+from llmops.htmlkit import Html, fragment, kv_table, line_chart_svg, section, table
 from tasks.common import (
     GPU_RESOURCES,
     TIMEOUTS,

@@ -9,8 +9,8 @@ import typing
 from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 
-from llmops.artifact import materialize, read_manifest
-from llmops.indexing import build_index as build_index_fn
+from llmops.index.artifact import materialize, read_manifest
+from llmops.index.build import build_index as build_index_fn
 from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config, execution_id, run_id
 from tasks.decks import index_deck, publish
 

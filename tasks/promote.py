@@ -7,8 +7,8 @@ from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 
 from eval.stage import load_report
-from llmops.promotion import PromotionResult, promote_candidate
-from llmops.report import Html, fragment, kv_table, section, status_badge, table
+from llmops.release.promotion import PromotionResult, promote_candidate
+from llmops.htmlkit import Html, fragment, kv_table, section, status_badge, table
 from tasks.common import CPU_RESOURCES, TIMEOUTS, decode_config, execution_id
 from tasks.decks import publish
 

@@ -11,9 +11,9 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from eval.retrieval import retrieval_report
-from llmops.documents import read_qa
-from llmops.indexing import read_chunk_table, write_report
-from llmops.retriever import Retriever
+from llmops.corpus.documents import read_qa
+from llmops.index.build import read_chunk_table, write_report
+from llmops.index.retriever import Retriever
 from llmops.storage import fetch_file
 from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config
 from tasks.decks import publish, run_summary_deck

@@ -28,7 +28,7 @@ def shared_file(relative: str) -> Path:
 @pytest.fixture(scope="session")
 def minilm_embedder():
     from llmops.config import EmbeddingConfig
-    from llmops.embedding import Embedder
+    from llmops.index.embedding import Embedder
 
     embedder = Embedder(EmbeddingConfig(model=MINILM))
     embedder.model  # load once per session

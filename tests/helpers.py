@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from llmops.config import PipelineConfig, parse_config
-from llmops.indexing import build_index, embed_shard, plan_shards, run_chunking, run_ingest
+from llmops.index.build import build_index, embed_shard, plan_shards, run_chunking, run_ingest
 from tests.conftest import MINILM
 
 

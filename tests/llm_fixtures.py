@@ -3,7 +3,7 @@
 Imported by `tests/conftest.py`, so every test module can use them. Everything is built on this machine; nothing is
 downloaded.
 
-- `tiny_llm_dir`: `llmops.tiny_llm.build_tiny_llm`, the quickstart's random model (its greedy answers are visible
+- `tiny_llm_dir`: `llmops.llm.tiny_llm.build_tiny_llm`, the quickstart's random model (its greedy answers are visible
   noise that depends on the prompt, but tends to settle into repeating a few tokens).
 - `varied_llm_dir`: the same model with its weight matrices scaled x5, so greedy output depends on the prompt from
   the first token on (the order, stop-string and backend-equality tests need different answers to different
@@ -45,7 +45,7 @@ EOS_PROMPT = [{"role": "user", "content": "What is Etna?"}]
 def find_vllm_python() -> str | None:
     """An interpreter with vLLM: $LLMOPS_VLLM_PYTHON, this checkout's .venv-vllm (README), this one, or None."""
     from llmops.errors import VLLMServerError
-    from llmops.vllm_server import resolve_vllm_python
+    from llmops.llm.vllm_server import resolve_vllm_python
 
     local = REPO_ROOT / ".venv-vllm" / "bin" / "python"
     if "LLMOPS_VLLM_PYTHON" not in os.environ and local.exists():
@@ -104,7 +104,7 @@ def make_lora_adapter(base_dir: Path, out_dir: Path, *, rank: int = 8, seed: int
 
 @pytest.fixture(scope="session")
 def tiny_llm_dir(tmp_path_factory) -> Path:
-    from llmops.tiny_llm import build_tiny_llm
+    from llmops.llm.tiny_llm import build_tiny_llm
 
     return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm") / "model", seed=0)
 
@@ -135,7 +135,7 @@ def vllm_python() -> str:
 def vllm_server(vllm_python, varied_llm_dir, tiny_lora_dir, tmp_path_factory):
     """`varied_llm_dir` served as `tiny`, LoRA on with `tiny_lora_dir` preloaded as `tiny-lora`, runtime adapter
     loading allowed, fp32 (as the transformers backend on CPU, so greedy outputs can be compared)."""
-    from llmops.vllm_server import VLLMServer
+    from llmops.llm.vllm_server import VLLMServer
 
     server = VLLMServer(
         varied_llm_dir,

@@ -16,7 +16,7 @@ from flytekit import task
 from flytekit.core.context_manager import FlyteContextManager
 from flytekit.core.data_persistence import FileAccessProvider
 
-from llmops.report import (
+from llmops.htmlkit import (
     Html,
     bar_chart_svg,
     fragment,

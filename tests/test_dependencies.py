@@ -16,7 +16,7 @@ import pytest
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import Requirement
 
-from llmops.code_version import OWN_PACKAGES, ROOT, code_closure
+from llmops.provenance.code_version import OWN_PACKAGES, ROOT, code_closure
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 INSTALLED_EXTRAS = ("cpu", "dev")  # what README's install command asks for

@@ -25,7 +25,7 @@ __all__ = ["BertScoreMetric", "resolve_bertscore_model"]
 
 def resolve_bertscore_model(model: str) -> Path:
     """The local folder of the scoring model; raises EmbeddingError naming `metrics.bertscore.model` if absent."""
-    from llmops.embedding import resolve_model_path
+    from llmops.provenance.model_paths import resolve_model_path
 
     try:
         return resolve_model_path(model)

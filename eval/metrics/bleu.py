@@ -19,7 +19,7 @@ from collections import defaultdict
 from typing import Sequence
 
 from eval.metrics.base import EvalSample, Metric, MetricValue, SampleFailure, SampleScore, SampleSkip, summarize
-from eval.metrics.text import bleu_tokenizer
+from eval.metrics.tokenizers import bleu_tokenizer
 
 __all__ = ["BleuMetric", "corpus_bleu"]
 

@@ -113,7 +113,7 @@ def _local_embeddings_class():
             self._cache: dict[str, list[float]] = {}
 
         def prime(self, texts: Sequence[str]) -> None:
-            from llmops.embedding import get_embedder
+            from llmops.index.embedding import get_embedder
 
             todo = sorted({t for t in texts if t not in self._cache})
             if not todo:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from eval.metrics.base import EvalSample, Metric, MetricValue, SampleFailure, SampleScore, SampleSkip, summarize
-from eval.metrics.text import RougeTokenizer
+from eval.metrics.tokenizers import RougeTokenizer
 
 __all__ = ["RougeMetric"]
 

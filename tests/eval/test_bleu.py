@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from eval.metrics import text
+from eval.metrics import tokenizers
 from eval.metrics.base import EvalSample
 from eval.metrics.bleu import BleuMetric
 
@@ -40,7 +40,7 @@ def test_english_matches_hand_worked_example():
 
 
 def test_japanese_is_tokenized_with_mecab_and_matches_hand_count():
-    tokenizer, note = text.bleu_tokenizer("ja")
+    tokenizer, note = tokenizers.bleu_tokenizer("ja")
     if tokenizer != "ja-mecab":
         pytest.skip(f"MeCab for sacrebleu is not installed here ({note})")
     from sacrebleu.tokenizers.tokenizer_ja_mecab import TokenizerJaMecab
@@ -106,15 +106,15 @@ def test_empty_answer_scores_zero():
 
 def test_unavailable_tokenizer_falls_back_to_char_with_a_note(monkeypatch):
     monkeypatch.setitem(text._BLEU_TOKENIZERS, "xx", ("no-such-tokenizer", "char"))
-    text.bleu_tokenizer.cache_clear()
+    tokenizers.bleu_tokenizer.cache_clear()
     try:
-        name, note = text.bleu_tokenizer("xx")
+        name, note = tokenizers.bleu_tokenizer("xx")
         assert name == "char" and "no-such-tokenizer" in note
         value = BleuMetric().compute([sample("x", "東京です", ["東京です"], lang="xx")])["bleu"]
         assert value.value == pytest.approx(1.0)
         assert "BLEU tokenizer 'char' used" in value.reason
     finally:
-        text.bleu_tokenizer.cache_clear()
+        tokenizers.bleu_tokenizer.cache_clear()
 
 
 def test_answers_shorter_than_four_tokens_give_corpus_bleu_zero():

@@ -281,12 +281,12 @@ def vllm_judge(tmp_path_factory):
     import json
     import urllib.request
 
-    from llmops.tiny_llm import build_tiny_llm
+    from llmops.llm.tiny_llm import build_tiny_llm
 
     tmp = tmp_path_factory.mktemp("vllm-judge")
     model = build_tiny_llm(tmp / "tiny-llm", seed=0)
     try:
-        from llmops.vllm_server import VLLMServer
+        from llmops.llm.vllm_server import VLLMServer
     except ImportError:  # the shared launcher is not there: start the server directly
         server = _minimal_vllm(model, tmp / "server")
     else:

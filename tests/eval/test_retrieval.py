@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from eval.retrieval import evaluate_retrieval, retrieval_report, split_calibration
-from llmops.documents import QAExample
-from llmops.retriever import Retriever
+from eval.retrieval import evaluate_retrieval, retrieval_report
+from llmops.corpus.documents import QAExample
+from llmops.index.retriever import Retriever
+from llmops.index.tuning import split_calibration
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
 
@@ -37,17 +38,21 @@ def test_hits_by_gold_document_and_by_answer_string(retriever):
 
 
 def test_metric_values_match_hand_computation():
-    from eval.retrieval import _aggregate, _Judge, _score_rows
     import numpy as np
 
-    class Stub:  # chunk store with doc ids: positions 0..3
-        _chunks = {"doc_id": ["a", "a", "b", "c"], "text": ["x", "y", "answer here", "z"]}
+    from llmops.index.relevance import RelevanceJudge, aggregate_scores, score_questions
 
-    judge = _Judge(Stub())
+    class Stub:  # chunk store with doc ids: positions 0..3
+        columns = {"doc_id": ["a", "a", "b", "c"], "text": ["x", "y", "answer here", "z"]}
+
+        def chunk_column(self, name):
+            return self.columns[name]
+
+    judge = RelevanceJudge(Stub())
     examples = [QAExample("1", "q", (), gold_doc_id="a"), QAExample("2", "q", ("ANSWER",))]
     ids = np.array([[3, 1, 0, -1], [0, 3, 1, 2]])
-    rows = _score_rows(judge, examples, ids, (1, 3))
-    m = _aggregate(rows, (1, 3))
+    rows = score_questions(judge, examples, ids, (1, 3))
+    m = aggregate_scores(rows, (1, 3))
     # q1: first relevant at rank 2; q2: at rank 4 (case-folded answer match)
     assert m["recall@1"] == 0 and m["recall@3"] == 0.5
     assert m["mrr@10"] == pytest.approx((1 / 2 + 1 / 4) / 2)

@@ -4,7 +4,7 @@ import pytest
 
 from eval.metrics.base import EvalSample
 from eval.metrics.rouge import RougeMetric
-from eval.metrics.text import rouge_tokens
+from eval.metrics.tokenizers import rouge_tokens
 
 
 def sample(qid, answer, references, lang="en"):

@@ -3,10 +3,10 @@ import time
 
 import pytest
 
-from llmops.chunking import chunk_documents, max_chunk_tokens
-from llmops.documents import Document, content_id
+from llmops.corpus.chunking import chunk_documents, max_chunk_tokens
+from llmops.corpus.documents import Document, content_id
 from llmops.errors import ChunkingError
-from llmops.text import split_sentences
+from llmops.corpus.sentences import split_sentences
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from llmops.cli import app
+from cli.main import app
 from tests.conftest import REPO_ROOT, write_corpus
 from tests.helpers import CORPUS, build, make_config
 
@@ -65,8 +65,8 @@ def test_eval_retrieval_bad_eval_set_names_the_line(index_dir, tmp_path):
 
 
 def test_registry_commands_promote_show_diff_rollback(built, tmp_path):
-    from llmops.registry import ReleaseRegistry
-    from llmops.release_artifacts import pin_artifacts
+    from llmops.release.registry import ReleaseRegistry
+    from llmops.release.artifacts import pin_artifacts
     from tests.llmops.test_registry import release_fields
 
     cfg, out = built

@@ -1,6 +1,6 @@
 import numpy as np
 
-from llmops.embed_cache import EmbeddingCache
+from llmops.index.embed_cache import EmbeddingCache
 
 
 def test_round_trip_across_instances_and_namespaces(tmp_path):

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from llmops.config import FinetuneConfig, parse_config
-from llmops.embedding import model_digest
+from llmops.index.embedding import model_digest
 from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError, ConfigError, FinetuneError
-from llmops.finetune import (
+from llmops.finetune.lora import (
     ADAPTER_MANIFEST,
     _hyperparameters,
     adapter_version,
@@ -29,10 +29,10 @@ from llmops.finetune import (
     training_precision,
     verify_adapter,
 )
-from llmops.prompt import PromptBuilder
-from llmops.qa import load_qa_file
-from llmops.retriever import Retriever
-from llmops.tiny_llm import build_tiny_llm
+from llmops.rag.prompt import PromptBuilder
+from llmops.corpus.qa import load_qa_file
+from llmops.index.retriever import Retriever
+from llmops.llm.tiny_llm import build_tiny_llm
 from tests.conftest import REPO_ROOT, write_corpus
 from tests.helpers import CORPUS, build, make_config
 

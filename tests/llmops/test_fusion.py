@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from llmops.fusion import fuse
+from llmops.index.fusion import fuse
 
 
 def _arr(*xs, dtype=np.int64):

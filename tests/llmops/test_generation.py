@@ -15,15 +15,10 @@ from transformers import AutoTokenizer
 
 from llmops.config import LLMConfig, SamplingConfig
 from llmops.errors import BackendUnavailableError, ConfigError, GenerationError, ModelNotFoundError
-from llmops.generation import (
-    GenerationClient,
-    OpenAICompatibleClient,
-    TransformersClient,
-    _clean_decode,
-    _DeltaStreamer,
-    _StopFilter,
-    make_client,
-)
+from llmops.llm.client import GenerationClient
+from llmops.llm.openai_client import OpenAICompatibleClient
+from llmops.llm.runtime import make_client
+from llmops.llm.transformers_client import TransformersClient, _clean_decode, _DeltaStreamer, _StopFilter
 from tests.llm_fixtures import EOS_PROMPT, extra_eos_id
 
 QUESTIONS = [

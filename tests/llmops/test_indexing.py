@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmops.artifact import read_manifest, verify_artifact
-from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError
-from llmops.retriever import Retriever
+from llmops.index.artifact import read_manifest, verify_artifact
+from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError, InvalidRequestError
+from llmops.index.retriever import Retriever
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
 
@@ -77,7 +77,7 @@ def test_stats_count_this_runs_work_when_only_the_index_changes(built):
 
 
 def test_shard_files_from_before_run_ids_count_as_reused(tmp_path):
-    from llmops.indexing import embedding_stats
+    from llmops.index.build import embedding_stats
 
     np.savez(tmp_path / "old.npz", vectors=np.zeros((3, 4), np.float32), computed=3, seconds=1.5)
     assert embedding_stats([str(tmp_path / "old.npz")], tmp_path / "scratch", "any") == {
@@ -93,7 +93,7 @@ def test_changed_document_changes_version_and_reembeds_only_its_chunks(tmp_path,
         update={"sources": (cfg.corpus.sources[0].model_copy(update={"path": str(corpus)}),)})})
     changed, _, _ = build(cfg2)
     assert changed.version != out.version and not changed.reused
-    tea_chunks = sum(1 for c in Retriever.load(changed.artifact_uri)._chunks["source"] if c.endswith("tea.txt"))
+    tea_chunks = sum(1 for c in Retriever.load(changed.artifact_uri).chunk_column("source") if c.endswith("tea.txt"))
     stats = changed.embedding_stats
     assert 0 < stats["computed"] <= tea_chunks
     assert stats["cached"] == stats["vectors"] - stats["computed"] and stats["reused"] == 0  # shards are new
@@ -137,7 +137,7 @@ def test_shards_give_the_same_index_as_one_shard(tmp_path, built):
     })
     single, _, _ = build(one_shard)
     many, one = Retriever.load(out.artifact_uri), Retriever.load(single.artifact_uri)
-    assert many._chunks["chunk_id"] == one._chunks["chunk_id"]
+    assert many.chunk_column("chunk_id") == one.chunk_column("chunk_id")
     a = many._index.reconstruct_n(0, many.size)
     b = one._index.reconstruct_n(0, one.size)
     assert np.allclose(a, b, atol=1e-5)
@@ -154,7 +154,7 @@ def test_retriever_answers_each_mode_with_sources(built):
         assert hits[0].rank == 1 and "Shinkansen" in hits[0].text
     ja = r.search("日本最高峰の山", 1, "hybrid")[0]
     assert ja.source.endswith("fuji_ja.md")
-    with pytest.raises(ValueError, match="allowed: dense, lexical, hybrid"):
+    with pytest.raises(InvalidRequestError, match="allowed: dense, lexical, hybrid"):
         r.search("x", 1, "fuzzy")
 
 

@@ -15,9 +15,9 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from llmops.config import CorpusConfig
-from llmops.documents import content_id
+from llmops.corpus.documents import content_id
 from llmops.errors import IngestError
-from llmops.ingest import IngestResult, ingest_corpus
+from llmops.corpus.ingest import IngestResult, ingest_corpus
 from tests.conftest import REPO_ROOT, shared_file
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def test_html_main_text_and_title(tmp_path):
 
 
 def test_html_falls_back_to_plain_text_when_trafilatura_finds_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr("llmops.ingest.formats.trafilatura.extract", lambda *a, **k: None)
+    monkeypatch.setattr("llmops.corpus.ingest.formats.trafilatura.extract", lambda *a, **k: None)
     html = (
         "<html><head><title>Table page</title><style>td {}</style></head><body>"
         "<table><tr><td>port</td><td>8443</td></tr></table><p>second   block</p><script>x()</script></body></html>"

@@ -6,7 +6,7 @@ import pytest
 
 from llmops.config import LexicalConfig
 from llmops.errors import ArtifactNotFoundError, ConfigError, IndexBuildError
-from llmops.lexical import LexicalIndex, titled, tokenize
+from llmops.index.lexical import LexicalIndex, titled, tokenize
 
 JA_DOCS = [
     "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルである。日本の最高峰として知られる。",

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from llmops.errors import RegistryError
-from llmops.registry import ReleaseRegistry, diff_releases
+from llmops.release.registry import ReleaseRegistry, diff_releases
 
 
 def release_fields(index_version: str = "idx1", passed: bool = True, rouge: float = 0.4, **extra) -> dict:
@@ -139,7 +139,7 @@ def test_a_crash_mid_promotion_leaves_the_previous_production_intact(tmp_path, m
             raise OSError("killed before the rename")
         return real_replace(src, dst)
 
-    monkeypatch.setattr("llmops.registry.os.replace", crash_on_pointer)
+    monkeypatch.setattr("llmops.release.registry.os.replace", crash_on_pointer)
     with pytest.raises(OSError):
         registry.promote(r2.release, "production")
     monkeypatch.undo()
@@ -192,7 +192,7 @@ def test_diff_names_what_changed():
 
 
 def _release(fields: dict):
-    from llmops.registry import Release
+    from llmops.release.registry import Release
 
     return Release(release="r-" + "1" * 16, created_at="2026-11-22T00:00:00Z", **fields)
 

@@ -15,7 +15,7 @@ from flytekit import task
 from flytekit.core.context_manager import FlyteContextManager
 from flytekit.core.data_persistence import FileAccessProvider
 
-from llmops.report import (
+from llmops.htmlkit import (
     MAX_CELL_CHARS,
     MAX_TITLE_CHARS,
     Html,
@@ -249,7 +249,7 @@ def test_publish_deck_inside_a_task(tmp_path: Path, caplog: pytest.LogCaptureFix
     sandbox = FileAccessProvider(local_sandbox_dir=str(tmp_path), raw_output_prefix=str(tmp_path / "raw"))
     with FlyteContextManager.with_context(FlyteContextManager.current_context().with_file_access(sandbox)):
         assert publishing_task() == ["report"]
-        with caplog.at_level(logging.WARNING, logger="llmops.report"):
+        with caplog.at_level(logging.WARNING, logger="llmops.htmlkit"):
             assert "report" not in publishing_task_without_decks()
     assert "enable_deck=False" in caplog.text
     assert len(list(tmp_path.rglob("deck.html"))) == 1

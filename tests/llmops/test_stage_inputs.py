@@ -8,12 +8,12 @@ import subprocess
 
 import pytest
 
-from llmops.cluster import cluster_config_problems
-from llmops.code_version import code_closure
+from tasks.cluster import cluster_config_problems
+from llmops.provenance.code_version import code_closure
 from llmops.config import PipelineConfig, parse_config
-from llmops.content_digest import file_digest, ref_digest, tree_digest_cached
+from llmops.provenance.content_digest import file_digest, ref_digest, tree_digest_cached
 from llmops.errors import ConfigError
-from llmops.stage_inputs import STAGES, UndeclaredConfigRead, config_record, stage_config, stage_key, stage_keys
+from llmops.provenance.stage_inputs import STAGES, UndeclaredConfigRead, config_record, stage_config, stage_key, stage_keys
 from llmops.storage import tree_digest
 from tests.conftest import MINILM, REPO_ROOT
 
@@ -41,7 +41,7 @@ def test_a_stage_cannot_read_a_field_its_key_does_not_cover(tmp_path, digest_cac
     view = stage_config(_config(tmp_path), "finetune")
     assert view.finetune.lora.r == 4 and view.llm.max_lora_rank == 8  # declared
     for read in (lambda: view.serving.port, lambda: view.chunking, lambda: bool(view.gates), lambda: view.eval.ks):
-        with pytest.raises(UndeclaredConfigRead, match="llmops/stage_inputs.py"):
+        with pytest.raises(UndeclaredConfigRead, match="llmops/provenance/stage_inputs.py"):
             x = read()
             x.anything  # a section read as a whole fails on first use
     assert view.eval.qa_path is None  # a declared sub-field of a section that is otherwise undeclared
@@ -121,11 +121,11 @@ def test_every_field_that_names_a_file_or_model_is_keyed_by_content():
 
 
 def test_code_closure_follows_imports_and_leaves_decks_out():
-    finetune = code_closure(("llmops.finetune",))
-    assert "llmops/finetune.py" in finetune.files and "llmops/prompt.py" in finetune.files
+    finetune = code_closure(("llmops.finetune.lora",))
+    assert "llmops/finetune/lora.py" in finetune.files and "llmops/rag/prompt.py" in finetune.files
     assert not any(f.startswith("tasks/") for f in finetune.files)  # Decks and task wrappers
     assert {"peft", "trl", "transformers"} <= set(finetune.libraries)
-    assert "peft" not in code_closure(("llmops.indexing",)).libraries
+    assert "peft" not in code_closure(("llmops.index.build",)).libraries
 
 
 def test_cluster_runs_need_an_object_store_and_the_secret_env_names(tmp_path):
@@ -141,7 +141,7 @@ def test_cluster_runs_need_an_object_store_and_the_secret_env_names(tmp_path):
 
 
 def test_git_sha_says_when_the_tree_was_dirty(tmp_path, monkeypatch):
-    import llmops.artifact as artifact
+    import llmops.index.artifact as artifact
 
     monkeypatch.delenv("LLMOPS_GIT_SHA", raising=False)
     repo = tmp_path / "repo"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmops.embedding import model_digest
-from llmops.tiny_llm import MARKER, build_tiny_llm, main, random_weights_info
+from llmops.index.embedding import model_digest
+from llmops.llm.tiny_llm import MARKER, build_tiny_llm, main, random_weights_info
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "tiny-llm"
@@ -92,7 +92,7 @@ def test_answers_are_visible_text_through_the_transformers_backend(tiny, model):
     """Greedy answers of the random model are text a reader can see, not the prompt's final newline repeated (what
     tied random embeddings gave: every quickstart answer was '' once stripped)."""
     from llmops.config import SamplingConfig
-    from llmops.generation import TransformersClient
+    from llmops.llm.transformers_client import TransformersClient
 
     path = tiny if model == "built" else EXAMPLE
     client = TransformersClient(path, device="cpu", dtype="float32")
@@ -136,7 +136,7 @@ def test_committed_example_is_the_documented_build(tmp_path):
         if (rebuilt / name).read_bytes() != (EXAMPLE / name).read_bytes():
             pytest.fail(
                 f"examples/tiny-llm/{name} differs from a fresh build: run "
-                "`python -m llmops.tiny_llm examples/tiny-llm --text-dir examples/quickstart/corpus`"
+                "`python -m llmops.llm.tiny_llm examples/tiny-llm --text-dir examples/quickstart/corpus`"
             )
 
 
@@ -145,8 +145,9 @@ def test_example_answers_visible_text_through_a_vllm_cpu_server(vllm_python, tmp
     """The quickstart model served by vLLM's CPU build (its detokenizer releases no unfinished characters): the same
     non-empty greedy answers as the transformers backend."""
     from llmops.config import SamplingConfig
-    from llmops.generation import OpenAICompatibleClient, TransformersClient
-    from llmops.vllm_server import VLLMServer
+    from llmops.llm.openai_client import OpenAICompatibleClient
+    from llmops.llm.transformers_client import TransformersClient
+    from llmops.llm.vllm_server import VLLMServer
     from tests.llm_fixtures import CPU_VLLM_ARGS
 
     questions = ["Which tool manages the cluster?", "バックアップはいつ取得されますか？", "How long are logs kept?"]

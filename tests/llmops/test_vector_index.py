@@ -3,7 +3,7 @@ import pytest
 
 from llmops.config import IndexConfig
 from llmops.errors import IndexBuildError
-from llmops.vector_index import build_vector_index, choose_index_type
+from llmops.index.vector_index import build_vector_index, choose_index_type
 
 
 def _unit(n, d=32, seed=0):

@@ -21,8 +21,10 @@ from llmops.errors import (
     ModelNotFoundError,
     VLLMServerError,
 )
-from llmops.generation import OpenAICompatibleClient, TransformersClient, make_client
-from llmops.vllm_server import VLLMServer, list_models, load_lora_adapter, resolve_vllm_python
+from llmops.llm.openai_client import OpenAICompatibleClient
+from llmops.llm.runtime import make_client
+from llmops.llm.transformers_client import TransformersClient
+from llmops.llm.vllm_server import VLLMServer, list_models, load_lora_adapter, resolve_vllm_python
 from tests.llm_fixtures import CPU_VLLM_ARGS, EOS_PROMPT, make_lora_adapter
 
 QUESTIONS = [

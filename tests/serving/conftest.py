@@ -19,8 +19,8 @@ import pytest
 from fastapi import FastAPI
 
 from llmops.config import PipelineConfig
-from llmops.registry import Release, ReleaseRegistry
-from llmops.release_artifacts import pin_artifacts
+from llmops.release.registry import Release, ReleaseRegistry
+from llmops.release.artifacts import pin_artifacts
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
 
@@ -74,8 +74,8 @@ def release_for(registry: ReleaseRegistry, cfg: PipelineConfig, index_uri: str, 
 
 def seal_adapter(directory: Path, version: str, base_model: str) -> Path:
     """Give a test adapter (`make_lora_adapter`) the manifest the finetune task writes: version and file digests."""
-    from llmops.artifact import file_entries
-    from llmops.finetune import ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest
+    from llmops.index.artifact import file_entries
+    from llmops.finetune.lora import ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest
 
     manifest = AdapterManifest(
         schema_version=ADAPTER_SCHEMA_VERSION, version=version, created_at="2026-01-01T00:00:00+00:00",
@@ -88,7 +88,7 @@ def seal_adapter(directory: Path, version: str, base_model: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llm(tmp_path_factory) -> Path:
-    from llmops.tiny_llm import build_tiny_llm
+    from llmops.llm.tiny_llm import build_tiny_llm
 
     return build_tiny_llm(tmp_path_factory.mktemp("serving-llm") / "tiny", seed=0)
 

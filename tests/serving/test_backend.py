@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from llmops.cli import app as cli
+from cli.main import app as cli
 from serving.app import create_app
 from serving.release import served_adapter_name
 from tests.llm_fixtures import make_lora_adapter

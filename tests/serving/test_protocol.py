@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from llmops.retriever import SearchHit
+from llmops.index.retriever import SearchHit
 from serving.protocol import ChatCompletionRequest, SearchRequest, Source
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llmops.artifact import MANIFEST_NAME
-from llmops.cli import app as cli
+from llmops.index.artifact import MANIFEST_NAME
+from cli.main import app as cli
 from llmops.errors import ArtifactIntegrityError, RegistryError
-from llmops.finetune import ADAPTER_MANIFEST
+from llmops.finetune.lora import ADAPTER_MANIFEST
 from serving.release import ReleaseLoader, ReleaseManager
 from tests.llm_fixtures import make_lora_adapter
 from tests.serving.conftest import release_for, seal_adapter
@@ -130,7 +130,7 @@ def test_an_adapter_manifest_rewritten_with_its_files_is_refused(world, store):
     weights = bytearray((adapter / "adapter_model.safetensors").read_bytes())
     weights[-1] ^= 0x01
     rewrite_manifest_entry(adapter, ADAPTER_MANIFEST, "adapter_model.safetensors", bytes(weights))
-    from llmops.finetune import verify_adapter
+    from llmops.finetune.lora import verify_adapter
 
     verify_adapter(adapter)  # consistent on its own: only the release's pin tells
     result = promote_cli(world, store, release.release, "rewritten")
@@ -190,7 +190,7 @@ def test_a_release_without_pins_is_refused_until_repinned(world, store):
 
 
 def test_promotion_pins_the_manifests_it_verified(world, store):
-    from llmops.promotion import promote_candidate
+    from llmops.release.promotion import promote_candidate
 
     adapter = copy_of(store["adapter"], "integrity-promoted")
     report = {"index_version": world.release_a.index_version, "metrics": {},

@@ -14,7 +14,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from llmops.vllm_server import VLLMServer
+from llmops.llm.vllm_server import VLLMServer
 from serving.app import create_app
 from serving.supervisor import BackendSupervisor, failure_reader
 from tests.serving.conftest import free_port

@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from llmops.vllm_server import list_models
+from llmops.llm.vllm_server import list_models
 from serving.launcher import vllm_server_for
 from serving.release import served_adapter_name
 from tests.helpers import CORPUS

@@ -17,7 +17,7 @@ from flytekit.core.context_manager import FlyteContextManager
 from flytekit.core.data_persistence import FileAccessProvider
 
 from llmops.config import parse_config
-from llmops.stage_inputs import stage_keys
+from llmops.provenance.stage_inputs import stage_keys
 from tests.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS

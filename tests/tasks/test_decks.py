@@ -3,7 +3,7 @@
 import html
 import re
 
-from llmops.artifact import IndexManifest
+from llmops.index.artifact import IndexManifest
 from tasks.decks import index_deck, run_summary_deck
 
 

@@ -16,8 +16,8 @@ import pytest
 from eval.gates import evaluate_gates
 from eval.metrics.base import MetricValue
 from llmops.config import GatesConfig
-from llmops.promotion import promote_candidate
-from llmops.registry import ReleaseRegistry
+from llmops.release.promotion import promote_candidate
+from llmops.release.registry import ReleaseRegistry
 from tasks.eval_decks import evaluation_deck, gates_deck
 from tasks.promote import release_card
 from tests.chromium import dom_text, find_chromium

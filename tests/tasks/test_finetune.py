@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from llmops.artifact import FileEntry
-from llmops.finetune import ADAPTER_SCHEMA_VERSION, AdapterManifest
-from llmops.report import page
+from llmops.index.artifact import FileEntry
+from llmops.finetune.lora import ADAPTER_SCHEMA_VERSION, AdapterManifest
+from llmops.htmlkit import page
 from tasks.finetune import finetune_deck
 from tests.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
 

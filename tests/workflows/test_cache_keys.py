@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.registry import ReleaseRegistry
+from llmops.release.registry import ReleaseRegistry
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS
 from tests.workflows.test_pipeline_e2e import EVAL, TRAIN, _jsonl
@@ -58,7 +58,7 @@ class Ran:
 def workspace(tmp_path_factory):
     """Inputs the test may change: corpus, QA and training files, a copy of the LLM, of the embedding model and
     of the repository's code (stage code digests are read from it)."""
-    from llmops.embedding import resolve_model_path
+    from llmops.provenance.model_paths import resolve_model_path
 
     tmp = tmp_path_factory.mktemp("matrix")
     shutil.copytree(REPO_ROOT / "examples" / "tiny-llm", tmp / "llm")
@@ -90,7 +90,7 @@ def pipeline(workspace, monkeypatch, tmp_path_factory):
     from flytekit.core import local_cache
     from flytekit.types.file import FlyteFile
 
-    import llmops.code_version as code_version
+    import llmops.provenance.code_version as code_version
     from workflows.pipeline import llmops_pipeline
 
     tmp, _ = workspace
@@ -205,14 +205,14 @@ def test_each_change_reruns_exactly_the_tasks_that_read_it(workspace, pipeline, 
     assert rel.adapter_version is None
 
     # Code: the fine-tune stage's module; a Deck in tasks/; a library version.
-    _edit_code(tmp, "llmops/finetune.py", "# a change to the fine-tune stage")
+    _edit_code(tmp, "llmops/finetune/lora.py", "# a change to the fine-tune stage")
     rel = check("the code of the fine-tune stage", cfg, TUNED)
 
     _edit_code(tmp, "tasks/decks.py", "DECK_NOTE = 'a new Deck string'")
     _edit_code(tmp, "tasks/eval_decks.py", "DECK_NOTE = 'a new Deck string'")
     check("a Deck string", cfg, set())
 
-    import llmops.code_version as code_version
+    import llmops.provenance.code_version as code_version
 
     real = code_version._version
     monkeypatch.setattr(code_version, "_version", lambda d: "0.0.0-test" if d == "peft" else real(d))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.artifact import verify_artifact
-from llmops.retriever import Retriever
+from llmops.index.artifact import verify_artifact
+from llmops.index.retriever import Retriever
 from tests.chromium import dom_text, find_chromium
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS

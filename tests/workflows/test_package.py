@@ -109,7 +109,7 @@ CACHED_TASKS = (
 
 
 def test_cached_tasks_are_keyed_by_their_stage_key_not_the_whole_config(package):
-    from llmops.stage_inputs import KEY_SCHEMA
+    from llmops.provenance.stage_inputs import KEY_SCHEMA
 
     for name in CACHED_TASKS:
         meta = package[name].template.metadata

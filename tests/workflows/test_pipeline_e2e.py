@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops.registry import ReleaseRegistry
+from llmops.release.registry import ReleaseRegistry
 from tests.chromium import dom_text, find_chromium
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS

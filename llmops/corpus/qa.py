@@ -1,0 +1,61 @@
+"""Evaluation sets: SQuAD-format JSON or JSONL (`question`, `answers`, optional `id`, `gold_doc_id`,
+`reference_contexts`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llmops.corpus.documents import QAExample, content_id
+from llmops.errors import EvalDataError
+from llmops.corpus.lang import detect_lang
+
+__all__ = ["load_qa_file"]
+
+
+def load_qa_file(path: str | Path) -> list[QAExample]:
+    """Load a QA set. SQuAD files link each question to its paragraph's document id (same ids as ingest)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalDataError(f"eval set {path} does not exist")
+    if path.suffix == ".json":
+        from llmops.config import CorpusConfig, SquadSource
+        from llmops.corpus.ingest import ingest_corpus
+
+        return ingest_corpus(CorpusConfig(sources=(SquadSource(kind="squad", path=str(path)),))).qa
+    return _load_jsonl(path)
+
+
+def _load_jsonl(path: Path) -> list[QAExample]:
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise EvalDataError(f"{path} line {n}: not valid JSON ({e.msg})") from None
+            question, answers = rec.get("question"), rec.get("answers", [])
+            if not isinstance(question, str) or not question.strip():
+                raise EvalDataError(f"{path} line {n}: `question` must be a non-empty string")
+            if isinstance(answers, str):
+                answers = [answers]
+            if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+                raise EvalDataError(f"{path} line {n}: `answers` must be a list of strings")
+            references = rec.get("reference_contexts", [])
+            if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+                raise EvalDataError(f"{path} line {n}: `reference_contexts` must be a list of strings")
+            out.append(
+                QAExample(
+                    qid=str(rec.get("id") or content_id(f"{path.name}:{n}:{question}")),
+                    question=question,
+                    answers=tuple(answers),
+                    gold_doc_id=rec.get("gold_doc_id"),
+                    lang=detect_lang(question),
+                    reference_contexts=tuple(references),
+                )
+            )
+    if not out:
+        raise EvalDataError(f"eval set {path} holds no questions")
+    return out

