@@ -91,6 +91,12 @@ def _version(dist: str) -> str | None:
 
 @lru_cache(maxsize=None)
 def code_closure(modules: tuple[str, ...]) -> CodeClosure:
+    missing = [m for m in modules if _module_file(m) is None]
+    if missing:  # a moved entry module would otherwise key a stage on no code at all
+        raise ModuleNotFoundError(
+            f"entry modules {missing} are not files under {ROOT}: update the stage's `modules` in "
+            "llmops/provenance/stage_inputs.py to where the code now lives"
+        )
     files: dict[str, str] = {}
     third_party: set[str] = set()
     pending = list(modules)
