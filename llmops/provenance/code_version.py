@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = ["CodeClosure", "code_closure", "code_version"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository root: this file is llmops/provenance/code_version.py
 # The repository's own top-level packages; every other non-stdlib import is a third-party library.
 OWN_PACKAGES = ("llmops", "eval", "serving", "tasks", "workflows")
 
