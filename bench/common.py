@@ -161,7 +161,9 @@ def build(cfg, show_progress: bool = True, timings: dict | None = None):
     """ingest -> chunk -> shards -> embed -> index in this process, through the same plain functions the Flyte
     tasks call, as one run (its own run id, so `embedding_stats` counts only this build's embedding work).
     Returns (BuildOutput, IngestOutput, ChunkOutput); `timings` receives seconds per stage."""
-    from llmops.index.build import build_index, embed_shard, plan_shards, run_chunking, run_ingest
+    from llmops.corpus.stages import run_chunking, run_ingest
+    from llmops.index.build import build_index, embed_shard, plan_shards
+    from llmops.index.embedding import get_embedder
 
     timings = {} if timings is None else timings
     run_id = f"bench-{uuid.uuid4().hex}"
@@ -172,7 +174,9 @@ def build(cfg, show_progress: bool = True, timings: dict | None = None):
         return result
 
     ing = stage("ingest", lambda: run_ingest(cfg))
-    ch = stage("chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint))
+    ch = stage(
+        "chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint, get_embedder(cfg.embedding))
+    )
     shards = stage("plan_shards", lambda: plan_shards(cfg, ch.chunks_uri))
     vectors = stage(
         "embed", lambda: [embed_shard(cfg, s, ch.model_digest, show_progress=show_progress, run_id=run_id) for s in shards]

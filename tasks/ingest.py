@@ -7,7 +7,7 @@ import typing
 
 from flytekit import task
 
-from llmops.index.build import run_ingest
+from llmops.corpus.stages import run_ingest
 from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, decode_config
 from tasks.decks import ingest_deck, publish
 

@@ -12,9 +12,10 @@ from flytekit.types.file import FlyteFile
 
 from eval.retrieval import retrieval_report
 from llmops.corpus.documents import read_qa
-from llmops.index.build import read_chunk_table, write_report
+from llmops.corpus.stages import read_chunk_table
 from llmops.index.retriever import Retriever
 from llmops.storage import fetch_file
+from llmops.workspace import write_report
 from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config
 from tasks.decks import publish, run_summary_deck
 

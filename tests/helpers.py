@@ -7,7 +7,9 @@ import uuid
 from pathlib import Path
 
 from llmops.config import PipelineConfig, parse_config
-from llmops.index.build import build_index, embed_shard, plan_shards, run_chunking, run_ingest
+from llmops.corpus.stages import run_chunking, run_ingest
+from llmops.index.build import build_index, embed_shard, plan_shards
+from llmops.index.embedding import get_embedder
 from tests.conftest import MINILM
 
 
@@ -28,7 +30,7 @@ def build(cfg: PipelineConfig, run_id: str | None = None):
     Returns (BuildOutput, IngestOutput, ChunkOutput)."""
     run_id = run_id or uuid.uuid4().hex
     ing = run_ingest(cfg)
-    ch = run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint)
+    ch = run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint, get_embedder(cfg.embedding))
     shards = plan_shards(cfg, ch.chunks_uri)
     vectors = [embed_shard(cfg, s, ch.model_digest, show_progress=False, run_id=run_id) for s in shards]
     out = build_index(
