@@ -330,6 +330,8 @@ def index_version(cfg: PipelineConfig, chunks_uri: str, model_digest: str, facto
             "retrieval": cfg.retrieval.model_dump(),
             # an auto-tuned fusion weight depends on the questions it was tuned on
             "qa": Path(qa_uri).stem if (qa_uri and fusion.dense_weight == "auto") else None,
+            # ... and on the share of them it was tuned on (the manifest records it; eval leaves those questions out)
+            "calibration_fraction": cfg.eval.calibration_fraction if (qa_uri and fusion.dense_weight == "auto") else None,
             "code": stage_code("index").fingerprint,
         }
     )
