@@ -43,7 +43,7 @@ def verify(index: str) -> None:
         m = verify_artifact(materialize(index))
     except LLMOpsError as e:
         _fail(e)
-    out.print(f"[green]ok[/] index {m.version}: {m.counts['chunks']} chunks, {len(m.files)} files verified")
+    out.print(f"[green]ok[/] index {m.version}: {m.counts.chunks} chunks, {len(m.files)} files verified")
 
 
 @app.command()
