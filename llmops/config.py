@@ -29,7 +29,7 @@ __all__ = [
     "LexicalConfig",
     "PipelineConfig",
     "RetrievalConfig",
-    "RetrievalEvalConfig",
+    "EvalConfig",
     "SquadSource",
     "ServingConfig",
     "load_config",
@@ -422,7 +422,10 @@ class GatesConfig(_Strict):
     rules: tuple[GateConfig, ...] = ()
 
 
-class RetrievalEvalConfig(_Strict):
+class EvalConfig(_Strict):
+    """The `eval:` section: the eval set, retrieval metrics (ks, max_questions), the calibration split fusion tuning
+    uses, and the answer metrics of the RAG evaluation (max_samples, metrics)."""
+
     qa_path: str | None = Field(
         default=None,
         description="extra SQuAD JSON or JSONL (question, answers) eval set; squad sources add theirs",
@@ -518,7 +521,7 @@ class PipelineConfig(_Strict):
     index: IndexConfig = IndexConfig()
     lexical: LexicalConfig = LexicalConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
-    eval: RetrievalEvalConfig = RetrievalEvalConfig()
+    eval: EvalConfig = EvalConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     llm: LLMConfig | None = Field(default=None, description="required by llmops_pipeline and serving")
     sampling: SamplingConfig = SamplingConfig()

@@ -15,7 +15,7 @@ from pathlib import Path
 from llmops.config import PipelineConfig
 from llmops.storage import atomic_write_json, digest_of, join_uri, put_file
 
-__all__ = ["scratch_dir", "work_uri", "write_report"]
+__all__ = ["scratch_dir", "work_uri", "store_report"]
 
 
 def work_uri(cfg: PipelineConfig, *parts: str) -> str:
@@ -33,9 +33,9 @@ def scratch_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write_report(cfg: PipelineConfig, kind: str, version: str, report: dict) -> str:
-    """Store a JSON report under reports/<kind>/ (atomically); returns its URI."""
+def store_report(artifacts_root: str, kind: str, version: str, report: dict) -> str:
+    """Store a JSON report under reports/<kind>/, named by `version` and its content (atomically); returns its URI."""
     with scratch_dir() as scratch:
         name = f"{version}-{digest_of(report, 8)}.json"
         atomic_write_json(scratch / name, report)
-        return put_file(scratch / name, join_uri(cfg.artifacts.root, "reports", kind, name))
+        return put_file(scratch / name, join_uri(artifacts_root, "reports", kind, name))

@@ -22,7 +22,15 @@ import pyarrow.parquet as pq
 from llmops.index.artifact import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
+    ChunkingSection,
+    CorpusSection,
+    EmbeddingSection,
+    FusionSection,
+    IndexCounts,
+    IndexLineage,
     IndexManifest,
+    RetrievalSection,
+    VectorIndexSection,
     file_entries,
     git_sha,
     library_versions,
@@ -216,6 +224,8 @@ def index_version(cfg: PipelineConfig, chunks_uri: str, model_digest: str, facto
             "retrieval": cfg.retrieval.model_dump(),
             # an auto-tuned fusion weight depends on the questions it was tuned on
             "qa": Path(qa_uri).stem if (qa_uri and fusion.dense_weight == "auto") else None,
+            # ... and on the share of them it was tuned on (the manifest records it; eval leaves those questions out)
+            "calibration_fraction": cfg.eval.calibration_fraction if (qa_uri and fusion.dense_weight == "auto") else None,
             "code": stage_code("index").fingerprint,
         }
     )
@@ -267,7 +277,7 @@ def build_index(
                 flyte_execution_id=flyte_execution_id,
                 scratch=scratch,
             )
-            atomic_write_json(stage / MANIFEST_NAME, manifest.model_dump())
+            atomic_write_json(stage / MANIFEST_NAME, manifest.model_dump(mode="json"))
             publish_directory(stage, artifact_uri)
         finally:
             shutil.rmtree(stage, ignore_errors=True)  # gone already when published
@@ -295,7 +305,7 @@ def _write_artifact(
     built = build_vector_index(vectors, factory, cfg.index)
     write_vector_index(built.index, stage / "vectors.faiss")
     shutil.copyfile(chunks_path, stage / "chunks.parquet")
-    lexical_meta = None
+    lexical = None
     if cfg.lexical.enabled:
         from llmops.index.lexical import LexicalIndex
 
@@ -303,48 +313,59 @@ def _write_artifact(
         # BM25 sees each chunk headed by its document's title; the stored chunk text stays as it is.
         texts, titles = table.column("text").to_pylist(), table.column("title").to_pylist()
         LexicalIndex.build(texts, cfg.lexical, titles=titles).save(stage / "lexical")
-        lexical_meta = cfg.lexical.model_dump()
+        lexical = cfg.lexical
     atomic_write_json(stage / "config.json", config_record(cfg))
     atomic_write_json(stage / "ingest_report.json", ingest_report)
 
     fusion = cfg.retrieval.fusion
-    fusion_meta = fusion.model_dump() | {"chosen_by": "config"}
-    counts = {
-        "documents": ingest_report.get("documents"),
-        "chunks": int(len(vectors)),
-        "vectors": int(built.index.ntotal),
-        "skipped": len(ingest_report.get("skipped", [])),
-        "duplicates": len(ingest_report.get("duplicates", [])),
-    }
     manifest = IndexManifest(
         schema_version=SCHEMA_VERSION,
         version=version,
         created_at=utc_now(),
-        corpus={"fingerprint": corpus_fingerprint, "sources": [s.path for s in cfg.corpus.sources]},
-        chunking={"max_tokens": max_tokens, "overlap_tokens": cfg.chunking.overlap_tokens, "tokenizer": "embedding"},
-        embedding={
-            "model": cfg.embedding.model,
-            "revision": cfg.embedding.revision,
-            "model_digest": model_digest,
-            "profile": embedder.profile.name,
-            "query_prefix": embedder.profile.query_prefix,
-            "passage_prefix": embedder.profile.passage_prefix,
-            "dimension": int(vectors.shape[1]),
-            "normalized": True,
-        },
-        index={"type": factory, "metric": "inner_product", "params": built.params, "built_on": built.built_on},
-        lexical=lexical_meta,
-        retrieval={"mode": cfg.retrieval.mode, "k": cfg.retrieval.k, "fusion": fusion_meta},
-        counts=counts,
+        corpus=CorpusSection(fingerprint=corpus_fingerprint, sources=[s.path for s in cfg.corpus.sources]),
+        chunking=ChunkingSection(max_tokens=max_tokens, overlap_tokens=cfg.chunking.overlap_tokens,
+                                 tokenizer="embedding"),
+        embedding=EmbeddingSection(
+            model=cfg.embedding.model,
+            revision=cfg.embedding.revision,
+            model_digest=model_digest,
+            profile=embedder.profile.name,
+            query_prefix=embedder.profile.query_prefix,
+            passage_prefix=embedder.profile.passage_prefix,
+            dimension=int(vectors.shape[1]),
+            normalized=True,
+        ),
+        index=VectorIndexSection(type=factory, metric="inner_product", params=built.params, built_on=built.built_on),
+        lexical=lexical,
+        retrieval=RetrievalSection(
+            mode=cfg.retrieval.mode,
+            k=cfg.retrieval.k,
+            # "auto" is resolved below by _tune_fusion; 0.5 stands in until then
+            fusion=FusionSection(
+                method=fusion.method,
+                dense_weight=0.5 if fusion.dense_weight == "auto" else fusion.dense_weight,
+                rrf_k=fusion.rrf_k,
+                candidates=fusion.candidates,
+                weight_from="config",
+                chosen_by="config",
+            ),
+        ),
+        counts=IndexCounts(
+            documents=ingest_report.get("documents"),
+            chunks=int(len(vectors)),
+            vectors=int(built.index.ntotal),
+            skipped=len(ingest_report.get("skipped", [])),
+            duplicates=len(ingest_report.get("duplicates", [])),
+        ),
         files=file_entries(stage),
         libraries=library_versions(),
-        lineage={
-            "git_sha": git_sha(),
-            "code_version": stage_code("index").digest,
-            "config_digest": digest_of(config_record(cfg)),
-            "flyte_execution_id": flyte_execution_id,
-            "qa": qa_uri,
-        },
+        lineage=IndexLineage(
+            git_sha=git_sha(),
+            code_version=stage_code("index").digest,
+            config_digest=digest_of(config_record(cfg)),
+            flyte_execution_id=flyte_execution_id,
+            qa=qa_uri,
+        ),
     )
     if fusion.dense_weight == "auto":
         manifest = _tune_fusion(cfg, stage, manifest, qa_uri, scratch, embedder)
@@ -356,15 +377,22 @@ def _tune_fusion(cfg, stage: Path, manifest: IndexManifest, qa_uri, scratch: Pat
     from llmops.index.retriever import Retriever
     from llmops.index.tuning import split_calibration, tune_dense_weight
 
-    fusion = dict(manifest.retrieval["fusion"])
+    fusion = manifest.retrieval.fusion
+    fraction = cfg.eval.calibration_fraction
     calibration = []
     if qa_uri and manifest.lexical is not None:
-        calibration, _ = split_calibration(read_qa(fetch_file(qa_uri, scratch)), cfg.eval.calibration_fraction)
+        calibration, _ = split_calibration(read_qa(fetch_file(qa_uri, scratch)), fraction)
     if calibration:
-        provisional = manifest.model_copy(update={"retrieval": {**manifest.retrieval, "fusion": {**fusion, "dense_weight": 0.5}}})
-        weight, curve = tune_dense_weight(Retriever(stage, provisional, embedder), calibration)
-        fusion.update(dense_weight=weight, chosen_by=f"tuned on {len(calibration)} calibration questions (MRR@10)",
-                      tuning_curve={str(w): round(s, 4) for w, s in curve.items()})
+        weight, curve = tune_dense_weight(Retriever(stage, manifest, embedder), calibration)
+        fusion = fusion.model_copy(update=dict(
+            dense_weight=weight,
+            weight_from="tuned",
+            calibration_fraction=fraction,
+            calibration_questions=len(calibration),
+            chosen_by=f"tuned on {len(calibration)} calibration questions (MRR@10)",
+            tuning_curve={str(w): round(s, 4) for w, s in curve.items()},
+        ))
     else:
-        fusion.update(dense_weight=0.5, chosen_by="default: no eval set to tune on")
-    return manifest.model_copy(update={"retrieval": {**manifest.retrieval, "fusion": fusion}})
+        fusion = fusion.model_copy(update=dict(dense_weight=0.5, weight_from="default",
+                                               chosen_by="default: no eval set to tune on"))
+    return manifest.model_copy(update={"retrieval": manifest.retrieval.model_copy(update={"fusion": fusion})})

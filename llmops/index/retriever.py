@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from llmops.index.artifact import IndexManifest, materialize, verify_artifact
-from llmops.config import EmbeddingConfig, LexicalConfig
+from llmops.config import EmbeddingConfig
 from llmops.index.embedding import Embedder, EmbeddingProfile, get_embedder
 from llmops.errors import ArtifactIntegrityError, InvalidRequestError
 from llmops.index.fusion import fuse
@@ -50,28 +50,28 @@ class Retriever:
         self.size = table.num_rows
         emb = manifest.embedding
         self.embedder = embedder or get_embedder(
-            EmbeddingConfig(model=emb["model"], revision=emb.get("revision")),
-            profile=EmbeddingProfile(emb["profile"], emb["query_prefix"], emb["passage_prefix"]),
+            EmbeddingConfig(model=emb.model, revision=emb.revision),
+            profile=EmbeddingProfile(emb.profile, emb.query_prefix, emb.passage_prefix),
         )
-        if self.embedder.digest != emb["model_digest"]:
+        if self.embedder.digest != emb.model_digest:
             raise ArtifactIntegrityError(
                 f"embedding model at {self.embedder.path} has digest {self.embedder.digest[:12]}, but index "
-                f"{manifest.version} was built with {emb['model_digest'][:12]}: queries would be embedded into a "
+                f"{manifest.version} was built with {emb.model_digest[:12]}: queries would be embedded into a "
                 f"different space. Use the model the index was built with, or rebuild the index."
             )
-        self._index = load_vector_index(directory / "vectors.faiss", manifest.index["params"])
+        self._index = load_vector_index(directory / "vectors.faiss", manifest.index.params)
         self._lexical = None
         if manifest.lexical is not None:
             from llmops.index.lexical import LexicalIndex
 
-            self._lexical = LexicalIndex.load(directory / "lexical", LexicalConfig(**manifest.lexical))
-        fusion = manifest.retrieval["fusion"]
-        self.default_mode: Mode = manifest.retrieval["mode"]
-        self.default_k: int = manifest.retrieval["k"]
-        self.fusion_method: str = fusion["method"]
-        self.dense_weight: float = fusion["dense_weight"]
-        self.rrf_k: int = fusion["rrf_k"]
-        self.candidates: int = fusion["candidates"]
+            self._lexical = LexicalIndex.load(directory / "lexical", manifest.lexical)
+        fusion = manifest.retrieval.fusion
+        self.default_mode: Mode = manifest.retrieval.mode
+        self.default_k: int = manifest.retrieval.k
+        self.fusion_method: str = fusion.method
+        self.dense_weight: float = fusion.dense_weight
+        self.rrf_k: int = fusion.rrf_k
+        self.candidates: int = fusion.candidates
 
     @classmethod
     def load(cls, uri: str | Path, embedder: Embedder | None = None) -> "Retriever":

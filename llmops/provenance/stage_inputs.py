@@ -63,7 +63,7 @@ STAGES: dict[str, Stage] = {
     ),
     "retrieval_eval": Stage(
         (*_OUT, *_RETRIEVER, "eval.ks", "eval.calibration_fraction", "eval.max_questions"),
-        ("eval.retrieval", "llmops.workspace"),
+        ("eval.retrieval",),
     ),
     # eval.qa_path: training questions that are also eval questions are refused (no leak into the eval set).
     "finetune": Stage((*_OUT, *_RETRIEVER, *_GENERATION, "finetune", "eval.qa_path"), ("llmops.finetune.lora",)),

@@ -29,11 +29,11 @@ def test_manifest_records_lineage_and_every_file(built):
     top_level = {name for name in m.files if "/" not in name}
     assert top_level == {"vectors.faiss", "chunks.parquet", "config.json", "ingest_report.json"}
     assert any(name.startswith("lexical/") for name in m.files)
-    assert m.corpus["fingerprint"] == ing.corpus_fingerprint
-    assert m.embedding["dimension"] == 384 and len(m.embedding["model_digest"]) == 64
-    assert m.index["type"] == "Flat" and m.counts["chunks"] == m.counts["vectors"] > len(CORPUS)
+    assert m.corpus.fingerprint == ing.corpus_fingerprint
+    assert m.embedding.dimension == 384 and len(m.embedding.model_digest) == 64
+    assert m.index.type == "Flat" and m.counts.chunks == m.counts.vectors > len(CORPUS)
     assert {"faiss-cpu", "sentence-transformers", "transformers", "flytekit"} <= set(m.libraries)
-    assert m.lineage["git_sha"] and m.lineage["code_version"]
+    assert m.lineage.git_sha and m.lineage.code_version
     assert json.loads((out_dir(out) / "config.json").read_text())["embedding"]["model"] == cfg.embedding.model
 
 
@@ -55,7 +55,7 @@ def test_same_inputs_same_version_and_reuse(built):
 
 
 def out_chunks(out) -> int:
-    return read_manifest(out.artifact_uri).counts["chunks"]
+    return read_manifest(out.artifact_uri).counts.chunks
 
 
 def test_stats_count_this_runs_work_when_only_the_index_changes(built):
