@@ -164,7 +164,9 @@ class ReleaseLoader:
                 f"llm.model {self.llm.model!r}: a different base model needs a restart with that model"
             )
         verified = await asyncio.to_thread(verify_release, release, self.roots, self.config.serving.adapter_cache_dir)
-        retriever = await asyncio.to_thread(Retriever, verified.index_dir, verified.index)
+        retriever = await asyncio.to_thread(
+            Retriever, verified.index_dir, verified.index, query_cache_size=self.config.serving.query_cache_size
+        )
         adapter_dir = verified.adapter_dir
         adapter_name = None
         reregister = None
