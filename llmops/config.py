@@ -512,6 +512,11 @@ class ServingConfig(_Strict):
     backend_check_timeout_s: float = Field(
         default=2.0, gt=0, description="/readyz: how long to wait for the backend's /v1/models"
     )
+    query_cache_size: int = Field(
+        default=1024, ge=0,
+        description="query embeddings of the last this many distinct questions kept per served release (an LRU), so "
+        "a repeated question skips the embedding model; exact text only, results unchanged. 0 disables",
+    )
 
 
 class PipelineConfig(_Strict):

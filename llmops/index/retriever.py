@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from llmops.index.artifact import IndexManifest, materialize, verify_artifact
 from llmops.config import EmbeddingConfig
-from llmops.index.embedding import Embedder, EmbeddingProfile, get_embedder
+from llmops.index.embedding import Embedder, EmbeddingProfile, QueryEmbeddingCache, get_embedder
 from llmops.errors import ArtifactIntegrityError, InvalidRequestError
 from llmops.index.fusion import fuse
 from llmops.index.vector_index import load_vector_index
@@ -42,7 +42,11 @@ class SearchHit:
 
 
 class Retriever:
-    def __init__(self, directory: Path, manifest: IndexManifest, embedder: Embedder | None = None):
+    """`query_cache_size` > 0 keeps that many query embeddings (serving: repeated questions skip the model)."""
+
+    def __init__(
+        self, directory: Path, manifest: IndexManifest, embedder: Embedder | None = None, *, query_cache_size: int = 0
+    ):
         self.directory = directory
         self.manifest = manifest
         table = pq.read_table(directory / "chunks.parquet")
@@ -59,6 +63,7 @@ class Retriever:
                 f"{manifest.version} was built with {emb.model_digest[:12]}: queries would be embedded into a "
                 f"different space. Use the model the index was built with, or rebuild the index."
             )
+        self.query_vectors = QueryEmbeddingCache(self.embedder, query_cache_size)
         self._index = load_vector_index(directory / "vectors.faiss", manifest.index.params)
         self._lexical = None
         if manifest.lexical is not None:
@@ -74,9 +79,9 @@ class Retriever:
         self.candidates: int = fusion.candidates
 
     @classmethod
-    def load(cls, uri: str | Path, embedder: Embedder | None = None) -> "Retriever":
+    def load(cls, uri: str | Path, embedder: Embedder | None = None, *, query_cache_size: int = 0) -> "Retriever":
         directory = materialize(str(uri))
-        return cls(directory, verify_artifact(directory), embedder)
+        return cls(directory, verify_artifact(directory), embedder, query_cache_size=query_cache_size)
 
     @property
     def version(self) -> str:
@@ -113,7 +118,7 @@ class Retriever:
         return self.fuse_candidates(d_ids, d_scores, l_ids, l_scores, k, self.dense_weight)
 
     def dense(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        vectors = self.embedder.embed_queries(list(queries))
+        vectors = self.query_vectors.embed_queries(list(queries))
         scores, ids = self._index.search(vectors, min(k, self.size))
         if ids.shape[1] < k:  # pad to k so every mode returns the same shape
             pad = k - ids.shape[1]

@@ -158,6 +158,23 @@ def test_retriever_answers_each_mode_with_sources(built):
         r.search("x", 1, "fuzzy")
 
 
+def test_query_embedding_cache_gives_the_same_results_and_counts_hits(built):
+    _, out, _, _ = built
+    plain = Retriever.load(out.artifact_uri)
+    cached = Retriever.load(out.artifact_uri, query_cache_size=2)
+    questions = ["high-speed railway in Japan", "日本最高峰の山", "green tea", "high-speed railway in Japan"]
+    for q in questions + questions[::-1]:
+        for mode in ("dense", "hybrid"):
+            assert cached.search(q, 3, mode) == plain.search(q, 3, mode), (q, mode)
+    cache = cached.query_vectors
+    # 16 lookups; 2 slots: only back-to-back repeats of a question hit
+    assert (cache.hits, cache.misses) == (10, 6)
+    assert len(cache._vectors) == 2
+    batch = ["green tea", "volcano", "green tea"]
+    np.testing.assert_array_equal(cached.dense(batch, 2)[0], plain.dense(batch, 2)[0])
+    assert Retriever.load(out.artifact_uri).query_vectors.size == 0  # off unless asked for (eval, builds)
+
+
 def test_bm25_indexes_document_titles_but_hits_carry_the_chunk_text(tmp_path):
     mountain = "The mountain rises 5,895 metres above sea level in Tanzania."
     corpus = write_corpus(tmp_path / "corpus", {"Mount_Kilimanjaro.txt": mountain})
