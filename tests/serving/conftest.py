@@ -79,8 +79,11 @@ def seal_adapter(directory: Path, version: str, base_model: str) -> Path:
     from llmops.finetune.manifest import ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest
 
     lora = json.loads((directory / "adapter_config.json").read_text())
-    counts = dict.fromkeys(("questions", "records", "skipped_no_answer", "skipped_too_long", "contexts_kept",
-                            "contexts_dropped_for_length", "answer_in_contexts", "max_tokens", "train", "validation"), 0)
+    counts = dict.fromkeys(
+        ("questions", "records", "skipped_no_answer", "skipped_too_long", "contexts_kept",
+         "contexts_dropped_for_length", "answer_in_contexts", "max_tokens", "train", "validation"),
+        0,
+    )
     manifest = AdapterManifest(
         schema_version=ADAPTER_SCHEMA_VERSION, version=version, created_at="2026-01-01T00:00:00+00:00",
         base_model={"model": base_model, "digest": "test"},
