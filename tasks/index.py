@@ -9,6 +9,7 @@ import typing
 from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 
+from llmops.corpus.ingest.report import read_ingest_report
 from llmops.index.artifact import materialize, read_manifest
 from llmops.index.build import build_index as build_index_fn
 from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config, execution_id, run_id
@@ -46,7 +47,7 @@ def build_index(
         model_digest=model_digest,
         max_tokens=max_tokens,
         corpus_fingerprint=corpus_fingerprint,
-        ingest_report=json.loads(ingest_report_json),
+        ingest_report=read_ingest_report(ingest_report_json, "build_index input ingest_report_json"),
         qa_uri=qa_uri,
         flyte_execution_id=execution_id(),
         run_id=run_id(),

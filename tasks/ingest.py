@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import typing
 
 from flytekit import task
 
+from llmops.corpus.ingest.report import read_ingest_report
 from llmops.corpus.stages import run_ingest
 from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, decode_config
 from tasks.decks import ingest_deck, publish
@@ -27,5 +27,6 @@ IngestOutputs = typing.NamedTuple(
 )
 def ingest(config_json: str) -> IngestOutputs:
     out = run_ingest(decode_config(config_json))
-    publish("Ingest", ingest_deck(out.report, out.seconds))
-    return IngestOutputs(out.documents_uri, out.qa_uri, out.corpus_fingerprint, json.dumps(out.report))
+    report = read_ingest_report(out.report, "run_ingest")
+    publish("Ingest", ingest_deck(report, out.seconds))
+    return IngestOutputs(out.documents_uri, out.qa_uri, out.corpus_fingerprint, report.model_dump_json())

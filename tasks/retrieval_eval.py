@@ -13,6 +13,7 @@ from flytekit.types.file import FlyteFile
 from eval.retrieval import evaluate_retrieval_modes, store_retrieval_eval_report
 from eval.schemas import RetrievalEvalReport
 from llmops.corpus.documents import read_qa
+from llmops.corpus.ingest.report import read_ingest_report
 from llmops.corpus.stages import read_chunk_table
 from llmops.index.retriever import Retriever
 from llmops.storage import fetch_file
@@ -47,8 +48,9 @@ def evaluate_retrieval(
         report = evaluate_retrieval_modes(retriever, examples, cfg.eval.ks, cfg.eval.max_questions)
     uri = store_retrieval_eval_report(cfg.artifacts.root, report)
     n_tokens = read_chunk_table(chunks_uri).column("n_tokens").to_pylist()
+    ingest_report = read_ingest_report(ingest_report_json, "evaluate_retrieval input ingest_report_json")
     publish(
         "Run summary",
-        run_summary_deck(retriever.manifest, json.loads(ingest_report_json), json.loads(index_stats_json), n_tokens, report),
+        run_summary_deck(retriever.manifest, ingest_report, json.loads(index_stats_json), n_tokens, report),
     )
     return FlyteFile(uri, remote_path=False)

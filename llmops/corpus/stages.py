@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from llmops.config import PipelineConfig
 from llmops.corpus.documents import read_documents, write_chunks, write_documents, write_qa
+from llmops.corpus.ingest.report import IngestReport
 from llmops.errors import IndexBuildError
 from llmops.provenance.stage_inputs import stage_code
 from llmops.storage import digest_of, fetch_file, put_file, uri_exists
@@ -33,7 +34,10 @@ class IngestOutput:
     documents_uri: str
     qa_uri: str | None  # None when no source or eval.qa_path provides questions
     corpus_fingerprint: str
-    report: dict  # IngestReport.to_dict() without timings
+    # The IngestReport's JSON object, as the ingest task hands it on (`read_ingest_report` reads it back). JSON rather
+    # than the model because in-process builds (tests/helpers.py, bench/common.py) pass it through json.dumps to
+    # mimic the task boundary.
+    report: dict
     seconds: float
 
 
@@ -57,10 +61,10 @@ def run_ingest(cfg: PipelineConfig) -> IngestOutput:
             if not uri_exists(qa_uri):
                 write_qa(qa, scratch / "qa.jsonl")
                 put_file(scratch / "qa.jsonl", qa_uri)
-    report = result.report.to_dict() | {"qa_examples": len(qa), "eval_set": cfg.eval.qa_path}
-    # Timings stay out of the report: it is an input of cached tasks, and must be equal for equal corpora.
-    seconds = report.pop("seconds")
-    return IngestOutput(documents_uri, qa_uri, fingerprint, report, seconds)
+    report = IngestReport.model_validate(
+        result.report.model_dump() | {"qa_examples": len(qa), "eval_set": cfg.eval.qa_path}
+    )
+    return IngestOutput(documents_uri, qa_uri, fingerprint, report.model_dump(mode="json"), result.seconds)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from llmops.exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "lora": ("AdapterManifest", "FinetuneOutput", "finetune", "read_adapter_manifest", "train_lora",
-                 "verify_adapter"),
+        "lora": ("FinetuneOutput", "finetune", "train_lora"),
+        "manifest": ("AdapterManifest", "read_adapter_manifest", "verify_adapter"),
     },
 )

@@ -9,7 +9,7 @@ real models' templates).
 Plain functions, in the order `finetune` calls them:
 
     load_training_examples -> build_sft_dataset (build_sft_records, split_records) -> adapter_version
-    -> train_lora -> publish the adapter artifact (adapter files + adapter_manifest.json)
+    -> train_lora -> publish the adapter artifact (adapter files + adapter_manifest.json, `llmops.finetune.manifest`)
 
 The adapter artifact is content-addressed like an index: its version is a digest of the base model's files, the
 training data, the hyperparameters and the code version, so a rerun with the same inputs reuses the verified
@@ -24,26 +24,28 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ConfigDict
-
-from llmops.index.artifact import (
-    FileEntry,
-    file_problems,
-    git_sha,
-    library_versions,
-    load_manifest,
-    materialize,
-    unlisted_files,
-    utc_now,
-)
+from llmops.index.artifact import FileEntry, git_sha, library_versions, materialize, utc_now
 from llmops.config import FinetuneConfig, LLMConfig, PipelineConfig
 from llmops.corpus.documents import QAExample
 from llmops.index.embedding import model_digest
-from llmops.errors import ArtifactIntegrityError, FinetuneError
+from llmops.errors import FinetuneError
+from llmops.finetune.manifest import (
+    ADAPTER_MANIFEST,
+    ADAPTER_SCHEMA_VERSION,
+    AdapterLineage,
+    AdapterManifest,
+    BaseModelSection,
+    LoraSection,
+    RetrievalSettings,
+    TrainingDataSection,
+    TrainingHyperparameters,
+    TrainingSection,
+    verify_adapter,
+)
 from llmops.rag.prompt import PromptBuilder, chat_template_overhead, prompt_budget
 from llmops.corpus.qa import load_qa_file
 from llmops.index.retriever import Retriever
@@ -63,9 +65,6 @@ from llmops.storage import (
 )
 
 __all__ = [
-    "ADAPTER_MANIFEST",
-    "ADAPTER_SCHEMA_VERSION",
-    "AdapterManifest",
     "FinetuneOutput",
     "SFTDataset",
     "TrainResult",
@@ -74,62 +73,12 @@ __all__ = [
     "build_sft_records",
     "finetune",
     "load_training_examples",
-    "read_adapter_manifest",
     "resolve_base_model",
     "split_records",
     "train_lora",
-    "verify_adapter",
 ]
 
-ADAPTER_MANIFEST = "adapter_manifest.json"
-ADAPTER_SCHEMA_VERSION = 1
 _TRAINING_LIBRARIES = ("peft", "trl", "accelerate", "bitsandbytes", "datasets")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Manifest
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class AdapterManifest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: int
-    kind: str = "lora_adapter"
-    version: str
-    created_at: str
-    base_model: dict  # model (as configured), revision, digest
-    data: dict  # train_path, digest, uri, counts and construction stats
-    index_version: str  # the index the training contexts were retrieved from
-    hyperparameters: dict  # the finetune section (less data paths) + precision, retrieval k/mode, prompt budget
-    lora: dict  # r, alpha, dropout, target_modules, max_lora_rank it was checked against
-    training: dict  # loss curves, final losses, steps, epochs, seconds, device, loss masking
-    files: dict[str, FileEntry]
-    libraries: dict[str, str]
-    lineage: dict  # git_sha, code_version, flyte execution id
-
-
-def read_adapter_manifest(directory: str | Path, sha256: str | None = None) -> AdapterManifest:
-    return load_manifest(Path(directory), ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest,
-                         "adapter artifact", "train one with the finetune task", sha256=sha256)
-
-
-def verify_adapter(directory: str | Path, manifest_sha256: str | None = None) -> AdapterManifest:
-    """Check every file the manifest lists (size and sha256), and that the adapter files themselves are there;
-    with `manifest_sha256` (a release's pin), also that the manifest itself is the one released."""
-    directory = Path(directory)
-    manifest = read_adapter_manifest(directory, manifest_sha256)
-    problems = file_problems(directory, manifest.files) + unlisted_files(directory, manifest.files, ADAPTER_MANIFEST)
-    for required in ("adapter_config.json", "adapter_model.safetensors"):
-        if required not in manifest.files:
-            problems.append(f"{required}: not listed in the manifest")
-    if problems:
-        raise ArtifactIntegrityError(
-            f"adapter artifact {directory} (version {manifest.version}) failed verification:\n"
-            + "\n".join(f"  - {p}" for p in problems)
-            + "\nRetrain it; never edit an artifact in place."
-        )
-    return manifest
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -374,23 +323,28 @@ class TrainResult:
     device: str
     precision: str  # fp32 | bf16 | 4bit-nf4+bf16 ...
     loss_on: str = "assistant (completion) tokens only"
-    extra: dict = field(default_factory=dict)
+    planned_steps: int | None = None  # the schedule's estimate (`_schedule`), and its logging and evaluation steps
+    log_every: int | None = None
+    eval_every: int | None = None
 
-    def to_dict(self) -> dict:
-        return {
-            "train_loss": [[s, v] for s, v in self.train_loss],
-            "validation_loss": [[s, v] for s, v in self.validation_loss],
-            "final_train_loss": self.train_loss[-1][1] if self.train_loss else None,
-            "initial_validation_loss": self.validation_loss[0][1] if self.validation_loss else None,
-            "final_validation_loss": self.validation_loss[-1][1] if self.validation_loss else None,
-            "steps": self.steps,
-            "epochs": self.epochs,
-            "seconds": round(self.seconds, 3),
-            "device": self.device,
-            "precision": self.precision,
-            "loss_on": self.loss_on,
-            **self.extra,
-        }
+    def section(self) -> TrainingSection:
+        """The manifest's `training` section."""
+        return TrainingSection(
+            train_loss=self.train_loss,
+            validation_loss=self.validation_loss,
+            final_train_loss=self.train_loss[-1][1] if self.train_loss else None,
+            initial_validation_loss=self.validation_loss[0][1] if self.validation_loss else None,
+            final_validation_loss=self.validation_loss[-1][1] if self.validation_loss else None,
+            steps=self.steps,
+            epochs=self.epochs,
+            seconds=round(self.seconds, 3),
+            device=self.device,
+            precision=self.precision,
+            loss_on=self.loss_on,
+            planned_steps=self.planned_steps,
+            log_every=self.log_every,
+            eval_every=self.eval_every,
+        )
 
 
 def _device(requested: str) -> str:
@@ -555,7 +509,9 @@ def train_lora(
             seconds=seconds,
             device=device if device == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})",
             precision=precision,
-            extra={"planned_steps": total, "log_every": log_every, "eval_every": eval_every},
+            planned_steps=total,
+            log_every=log_every,
+            eval_every=eval_every,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -596,23 +552,25 @@ def _require_llm(cfg: PipelineConfig) -> LLMConfig:
     return cfg.llm
 
 
-def _hyperparameters(cfg: PipelineConfig, precision: str, max_prompt_tokens: int) -> dict:
-    return {
-        **cfg.finetune.model_dump(mode="json", exclude={"enabled", "train_path"}),
-        "precision": precision,
-        "retrieval": {"k": cfg.retrieval.k, "mode": cfg.retrieval.mode},
-        "max_prompt_tokens": max_prompt_tokens,
-    }
+def _hyperparameters(cfg: PipelineConfig, precision: str, max_prompt_tokens: int) -> TrainingHyperparameters:
+    return TrainingHyperparameters(
+        **cfg.finetune.model_dump(exclude={"enabled", "train_path"}),
+        precision=precision,
+        retrieval=RetrievalSettings(k=cfg.retrieval.k, mode=cfg.retrieval.mode),
+        max_prompt_tokens=max_prompt_tokens,
+    )
 
 
-def adapter_version(base_digest: str, data_digest: str, hyperparameters: dict, code: str | None = None) -> str:
+def adapter_version(
+    base_digest: str, data_digest: str, hyperparameters: TrainingHyperparameters, code: str | None = None
+) -> str:
     """Digest of everything that determines the adapter: base model files, training data, hyperparameters, code."""
     return digest_of(
         {
             "schema": ADAPTER_SCHEMA_VERSION,
             "base_model": base_digest,
             "data": data_digest,
-            "hyperparameters": hyperparameters,
+            "hyperparameters": hyperparameters.model_dump(mode="json"),
             "code": code if code is not None else stage_code("finetune").fingerprint,
         }
     )
@@ -658,15 +616,17 @@ def finetune(
             schema_version=ADAPTER_SCHEMA_VERSION,
             version=version,
             created_at=utc_now(),
-            base_model={"model": llm.model, "revision": llm.revision, "digest": base_digest},
-            data={"train_path": ft.train_path, "digest": dataset.digest, "uri": dataset.uri, **dataset.stats},
+            base_model=BaseModelSection(model=llm.model, revision=llm.revision, digest=base_digest),
+            data=TrainingDataSection(train_path=ft.train_path, digest=dataset.digest, uri=dataset.uri,
+                                     **dataset.stats),
             index_version=retriever.version,
             hyperparameters=hyperparameters,
-            lora={**ft.lora.model_dump(mode="json"), "max_lora_rank": llm.max_lora_rank},
-            training=result.to_dict(),
+            lora=LoraSection(**ft.lora.model_dump(), max_lora_rank=llm.max_lora_rank),
+            training=result.section(),
             files=files,
             libraries=_libraries(),
-            lineage={"git_sha": git_sha(), "code_version": stage_code("finetune").digest, "execution_id": execution_id},
+            lineage=AdapterLineage(git_sha=git_sha(), code_version=stage_code("finetune").digest,
+                                   execution_id=execution_id),
         )
         atomic_write_json(stage / ADAPTER_MANIFEST, manifest.model_dump(mode="json"))
         publish_directory(stage, artifact_uri, commit_file=ADAPTER_MANIFEST)

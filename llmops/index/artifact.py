@@ -29,6 +29,7 @@ from llmops.storage import file_checksums, is_remote, local_path, sha256_file
 __all__ = [
     "MANIFEST_NAME",
     "SCHEMA_VERSION",
+    "ArtifactModel",
     "ChunkingSection",
     "CorpusSection",
     "EmbeddingSection",
@@ -68,27 +69,29 @@ _LIBRARIES = (
 )
 
 
-class _Model(BaseModel):
+class ArtifactModel(BaseModel):
+    """Base of the artifact manifests' sections: unknown fields are refused and a read manifest cannot be changed."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FileEntry(_Model):
+class FileEntry(ArtifactModel):
     sha256: str
     bytes: int
 
 
-class CorpusSection(_Model):
+class CorpusSection(ArtifactModel):
     fingerprint: str
     sources: list[str] = []
 
 
-class ChunkingSection(_Model):
+class ChunkingSection(ArtifactModel):
     max_tokens: int
     overlap_tokens: int
     tokenizer: str  # "embedding": chunks are measured in the embedding model's tokens
 
 
-class EmbeddingSection(_Model):
+class EmbeddingSection(ArtifactModel):
     model: str
     revision: str | None = None
     model_digest: str
@@ -99,7 +102,7 @@ class EmbeddingSection(_Model):
     normalized: bool = True
 
 
-class VectorIndexSection(_Model):
+class VectorIndexSection(ArtifactModel):
     type: str  # FAISS factory string
     metric: str
     params: dict  # search-time parameters (nprobe, efSearch) the index was built with
@@ -109,7 +112,7 @@ class VectorIndexSection(_Model):
 FusionChoice = Literal["config", "tuned", "default"]
 
 
-class FusionSection(_Model):
+class FusionSection(ArtifactModel):
     """How hybrid search fuses dense and lexical hits, with the dense weight resolved (never "auto")."""
 
     method: Literal["convex", "rrf"]
@@ -129,13 +132,13 @@ class FusionSection(_Model):
         return self.weight_from == "tuned"
 
 
-class RetrievalSection(_Model):
+class RetrievalSection(ArtifactModel):
     mode: Literal["dense", "lexical", "hybrid"]
     k: int
     fusion: FusionSection
 
 
-class IndexCounts(_Model):
+class IndexCounts(ArtifactModel):
     documents: int | None = None
     chunks: int
     vectors: int
@@ -143,7 +146,7 @@ class IndexCounts(_Model):
     duplicates: int = 0
 
 
-class IndexLineage(_Model):
+class IndexLineage(ArtifactModel):
     git_sha: str | None = None
     code_version: str | None = None
     config_digest: str | None = None
@@ -151,7 +154,7 @@ class IndexLineage(_Model):
     qa: str | None = None  # the eval set's URI (fusion was tuned on its calibration split)
 
 
-class IndexManifest(_Model):
+class IndexManifest(ArtifactModel):
     schema_version: int
     kind: Literal["index"] = "index"
     version: str

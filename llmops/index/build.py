@@ -40,6 +40,7 @@ from llmops.index.artifact import (
 )
 from llmops.config import PipelineConfig
 from llmops.corpus.documents import read_qa
+from llmops.corpus.ingest.report import IngestReport, read_ingest_report
 from llmops.index.embed_cache import EmbeddingCache
 from llmops.index.embedding import get_embedder
 from llmops.errors import IndexBuildError
@@ -238,13 +239,15 @@ def build_index(
     model_digest: str,
     max_tokens: int,
     corpus_fingerprint: str,
-    ingest_report: dict,
+    ingest_report: IngestReport | dict,
     qa_uri: str | None = None,
     flyte_execution_id: str | None = None,
     run_id: str | None = None,
 ) -> BuildOutput:
     """Build (or reuse) the index version for these chunks and shard vectors. `run_id` names the run, as given to
-    `embed_shard` (default: this process), so the stats tell this run's embedding work from reused shards."""
+    `embed_shard` (default: this process), so the stats tell this run's embedding work from reused shards.
+    `ingest_report`: the ingest stage's report, or its JSON object as it crosses a task boundary."""
+    ingest_report = read_ingest_report(ingest_report, "build_index(ingest_report=...)")
     with scratch_dir() as scratch:
         chunks_path = fetch_file(chunks_uri, scratch)
         n_chunks = pq.read_metadata(chunks_path).num_rows
@@ -295,7 +298,7 @@ def _write_artifact(
     model_digest: str,
     max_tokens: int,
     corpus_fingerprint: str,
-    ingest_report: dict,
+    ingest_report: IngestReport,
     qa_uri: str | None,
     flyte_execution_id: str | None,
     scratch: Path,
@@ -315,7 +318,7 @@ def _write_artifact(
         LexicalIndex.build(texts, cfg.lexical, titles=titles).save(stage / "lexical")
         lexical = cfg.lexical
     atomic_write_json(stage / "config.json", config_record(cfg))
-    atomic_write_json(stage / "ingest_report.json", ingest_report)
+    atomic_write_json(stage / "ingest_report.json", ingest_report.model_dump(mode="json"))
 
     fusion = cfg.retrieval.fusion
     manifest = IndexManifest(
@@ -351,11 +354,11 @@ def _write_artifact(
             ),
         ),
         counts=IndexCounts(
-            documents=ingest_report.get("documents"),
+            documents=ingest_report.documents,
             chunks=int(len(vectors)),
             vectors=int(built.index.ntotal),
-            skipped=len(ingest_report.get("skipped", [])),
-            duplicates=len(ingest_report.get("duplicates", [])),
+            skipped=len(ingest_report.skipped),
+            duplicates=len(ingest_report.duplicates),
         ),
         files=file_entries(stage),
         libraries=library_versions(),

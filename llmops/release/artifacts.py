@@ -20,6 +20,7 @@ from typing import Sequence
 from llmops.index.artifact import MANIFEST_NAME, IndexManifest, materialize, verify_artifact
 from llmops.config import PipelineConfig
 from llmops.errors import ArtifactIntegrityError, RegistryError
+from llmops.finetune.manifest import ADAPTER_MANIFEST, AdapterManifest, verify_adapter
 from llmops.release.registry import Release
 from llmops.storage import canonical_uri, is_remote, local_path, sha256_file, uri_within
 
@@ -42,7 +43,7 @@ class VerifiedRelease:
     index_dir: Path
     index: IndexManifest
     adapter_dir: Path | None = None
-    adapter: object | None = None  # llmops.finetune.lora.AdapterManifest
+    adapter: AdapterManifest | None = None
 
 
 def artifact_roots(config: PipelineConfig) -> tuple[str, ...]:
@@ -79,8 +80,6 @@ def pin_artifacts(index_uri: str, adapter_uri: str | None, cache_dir: str | None
     pins: dict[str, str | None] = {"index_manifest_sha256": _pinned_digest(index_dir, MANIFEST_NAME, verify_artifact)}
     pins["adapter_manifest_sha256"] = None
     if adapter_uri is not None:
-        from llmops.finetune.lora import ADAPTER_MANIFEST, verify_adapter
-
         pins["adapter_manifest_sha256"] = _pinned_digest(materialize(adapter_uri, cache_dir), ADAPTER_MANIFEST,
                                                          verify_adapter)
     return pins
@@ -115,13 +114,13 @@ def verify_release_index(release: Release, roots: Sequence[str]) -> tuple[Path, 
     return index_dir, index
 
 
-def verify_release_adapter(release: Release, roots: Sequence[str], cache_dir: str | None = None):
+def verify_release_adapter(
+    release: Release, roots: Sequence[str], cache_dir: str | None = None
+) -> tuple[Path, AdapterManifest] | tuple[None, None]:
     """The release's adapter folder and manifest, checked against the release; (None, None) without an adapter.
     (`llmops serve` checks the adapter it hands vLLM at start-up with this.)"""
     if release.adapter_uri is None:
         return None, None
-    from llmops.finetune.lora import verify_adapter
-
     what = f"release {release.release}"
     adapter_uri = ensure_within(release.adapter_uri, roots, f"{what}: adapter_uri")
     _check_pinned(release)

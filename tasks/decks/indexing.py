@@ -6,22 +6,22 @@ from __future__ import annotations
 from typing import Sequence
 
 from eval.schemas import RetrievalEvalReport
+from llmops.corpus.ingest.report import IngestReport
 from llmops.index.artifact import IndexManifest
 from llmops.htmlkit import bar_chart_svg, fragment, histogram_svg, kv_table, section, status_badge, table
 
 __all__ = ["chunk_deck", "index_deck", "ingest_deck", "run_summary_deck", "shards_section"]
 
 
-def _ingest_sections(report: dict, seconds: float | None = None) -> list[str]:
-    skipped = report.get("skipped", [])
-    duplicates = report.get("duplicates", [])
+def _ingest_sections(report: IngestReport, seconds: float | None = None) -> list[str]:
+    skipped, duplicates = report.skipped, report.duplicates
     summary = kv_table(
         {
-            "sources": ", ".join(report.get("sources", [])),
-            "files seen": report.get("files_seen"),
-            "documents": report.get("documents"),
-            "eval questions": report.get("qa_examples"),
-            "extra eval set": report.get("eval_set") or "none",
+            "sources": ", ".join(report.sources),
+            "files seen": report.files_seen,
+            "documents": report.documents,
+            "eval questions": report.qa_examples,
+            "extra eval set": report.eval_set or "none",
             "exact duplicates removed": len(duplicates),
             "skipped": len(skipped),
             **({"seconds": round(seconds, 3)} if seconds is not None else {}),
@@ -32,7 +32,7 @@ def _ingest_sections(report: dict, seconds: float | None = None) -> list[str]:
         parts.append(
             section(
                 f"Skipped inputs ({len(skipped)})",
-                table(["source", "reason"], [[s["source"], s["reason"]] for s in skipped]),
+                table(["source", "reason"], [[s.source, s.reason] for s in skipped]),
                 note="These inputs were not indexed. Fix or remove them; the rest of the corpus was processed.",
             )
         )
@@ -46,7 +46,7 @@ def _ingest_sections(report: dict, seconds: float | None = None) -> list[str]:
     return parts
 
 
-def ingest_deck(report: dict, seconds: float) -> str:
+def ingest_deck(report: IngestReport, seconds: float) -> str:
     return fragment(*_ingest_sections(report, seconds))
 
 
@@ -160,7 +160,11 @@ def _timings_section(stats: dict) -> str:
 
 
 def run_summary_deck(
-    manifest: IndexManifest, ingest_report: dict, stats: dict, n_tokens: Sequence[int], report: RetrievalEvalReport
+    manifest: IndexManifest,
+    ingest_report: IngestReport,
+    stats: dict,
+    n_tokens: Sequence[int],
+    report: RetrievalEvalReport,
 ) -> str:
     return fragment(
         _metrics_section(report),

@@ -57,6 +57,50 @@ def test_eval_retrieval_writes_json(index_dir, tmp_path):
     assert report["questions"] == 1
 
 
+QUESTIONS = [
+    ("Which railway opened in 1964?", "Shinkansen"),
+    ("Which volcano in Sicily is one of the most active?", "Etna"),
+    ("What is matcha?", "powder"),
+    ("Which plant are green tea leaves from?", "Camellia sinensis"),
+    ("What rises through the vents of a volcano?", "Magma"),
+    ("Between which cities did the first Shinkansen line run?", "Tokyo"),
+    ("Where does matcha come from?", "Japan"),
+    ("What is a volcano?", "rupture"),
+    ("富士山の標高は？", "3776メートル"),
+    ("富士山はいつ世界文化遺産に登録された？", "2013年"),
+    ("握り寿司はいつ広まった？", "江戸時代"),
+    ("寿司は何と魚介類を組み合わせる？", "酢飯"),
+]
+
+
+def test_eval_retrieval_excludes_the_calibration_fraction_recorded_in_the_manifest(tmp_path):
+    from llmops.corpus.qa import load_qa_file
+    from llmops.index.artifact import read_manifest
+    from llmops.index.tuning import split_calibration
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": q, "answers": [a]}, ensure_ascii=False) + "\n"
+                          for q, a in QUESTIONS), encoding="utf-8")
+    fraction, default_fraction = 0.6, 0.3
+    examples = load_qa_file(qa)
+    calibration, held_out = split_calibration(examples, fraction)
+    assert len(calibration) != len(split_calibration(examples, default_fraction)[0])  # the fractions are told apart
+    cfg = make_config(tmp_path, write_corpus(tmp_path / "corpus", CORPUS),
+                      retrieval={"fusion": {"dense_weight": "auto"}},
+                      eval={"qa_path": str(qa), "calibration_fraction": fraction})
+    out, _, _ = build(cfg)
+    fusion = read_manifest(out.artifact_uri).retrieval.fusion
+    assert fusion.tuned and fusion.calibration_fraction == fraction and fusion.calibration_questions == len(calibration)
+
+    report_path = tmp_path / "report.json"
+    res = runner.invoke(app, ["eval-retrieval", "--index", out.artifact_uri, "--qa", str(qa),
+                              "--out", str(report_path)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(report_path.read_text())
+    assert report["excluded_calibration_questions"] == len(calibration)
+    assert report["questions"] == len(held_out)
+
+
 def test_eval_retrieval_bad_eval_set_names_the_line(index_dir, tmp_path):
     qa = tmp_path / "qa.jsonl"
     qa.write_text('{"question": "ok", "answers": ["a"]}\n{"question": 3}\n')

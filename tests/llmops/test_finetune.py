@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -17,16 +18,20 @@ from llmops.config import FinetuneConfig, parse_config
 from llmops.index.embedding import model_digest
 from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError, ConfigError, FinetuneError
 from llmops.finetune.lora import (
-    ADAPTER_MANIFEST,
     _hyperparameters,
     adapter_version,
     build_sft_records,
     finetune,
     load_training_examples,
-    read_adapter_manifest,
     split_records,
     train_lora,
     training_precision,
+)
+from llmops.finetune.manifest import (
+    ADAPTER_MANIFEST,
+    ADAPTER_SCHEMA_VERSION,
+    AdapterManifest,
+    read_adapter_manifest,
     verify_adapter,
 )
 from llmops.rag.prompt import PromptBuilder
@@ -87,16 +92,16 @@ def setup(tmp_path_factory):
 
 def test_loss_decreases(setup):
     training = setup["out"].manifest.training
-    train = [v for _, v in training["train_loss"]]
-    validation = training["validation_loss"]
-    assert training["steps"] == 20 and len(train) == 20  # logged every step for a 20-step run
+    train = [v for _, v in training.train_loss]
+    validation = training.validation_loss
+    assert training.steps == 20 and len(train) == 20  # logged every step for a 20-step run
     assert validation[0][0] == 0  # measured before training: the base model's loss
     assert validation[-1][0] == 20
     # Per-step training loss on batches of 2 is noisy at this learning rate (single steps spike by +0.5); the
     # held-out loss, measured on the same examples each time, carries the margin.
     assert sum(train[-5:]) / 5 < sum(train[:5]) / 5
     assert validation[-1][1] < validation[0][1] - 0.2
-    assert training["device"] == "cpu" and training["precision"] == "fp32"
+    assert training.device == "cpu" and training.precision == "fp32"
 
 
 def test_adapter_artifact_and_manifest(setup):
@@ -108,12 +113,14 @@ def test_adapter_artifact_and_manifest(setup):
     }
     manifest = verify_adapter(directory)
     assert manifest == read_adapter_manifest(directory) == out.manifest
-    assert manifest.base_model == {"model": cfg.llm.model, "revision": None, "digest": model_digest(setup["model"])}
-    assert manifest.lora["r"] == 8 and manifest.lora["max_lora_rank"] == 8
+    assert manifest.base_model.model_dump() == {
+        "model": cfg.llm.model, "revision": None, "digest": model_digest(setup["model"])
+    }
+    assert manifest.lora.r == 8 and manifest.lora.max_lora_rank == 8
     assert manifest.index_version == setup["retriever"].version
     assert {"peft", "trl", "transformers", "torch"} <= set(manifest.libraries)
-    assert manifest.lineage["execution_id"] == "test:local:ft" and manifest.lineage["code_version"]
-    assert manifest.hyperparameters["learning_rate"] == 2e-2 and manifest.hyperparameters["precision"] == "fp32"
+    assert manifest.lineage.execution_id == "test:local:ft" and manifest.lineage.code_version
+    assert manifest.hyperparameters.learning_rate == 2e-2 and manifest.hyperparameters.precision == "fp32"
     adapter_config = json.loads((directory / "adapter_config.json").read_text())
     assert adapter_config["r"] == 8 and sorted(adapter_config["target_modules"]) == sorted(ALL_LINEAR)
     assert adapter_config["base_model_name_or_path"] == cfg.llm.model
@@ -121,11 +128,11 @@ def test_adapter_artifact_and_manifest(setup):
 
 def test_training_data_is_the_rag_prompt_plus_the_gold_answer(setup):
     manifest, cfg, retriever = setup["out"].manifest, setup["cfg"], setup["retriever"]
-    data_file = Path(manifest.data["uri"])
-    assert hashlib.sha256(data_file.read_bytes()).hexdigest() == manifest.data["digest"]
+    data_file = Path(manifest.data.uri)
+    assert hashlib.sha256(data_file.read_bytes()).hexdigest() == manifest.data.digest
     records = [json.loads(line) for line in data_file.read_text(encoding="utf-8").splitlines()]
-    assert len(records) == len(QA) and manifest.data["records"] == len(QA)
-    assert sum(r["split"] == "validation" for r in records) == manifest.data["validation"] == 2
+    assert len(records) == len(QA) and manifest.data.records == len(QA)
+    assert sum(r["split"] == "validation" for r in records) == manifest.data.validation == 2
     answers = dict(QA)
     builder = PromptBuilder(cfg.prompt)
     for r in records:
@@ -136,7 +143,7 @@ def test_training_data_is_the_rag_prompt_plus_the_gold_answer(setup):
         assert assistant == {"role": "assistant", "content": answers[question]}
         assert r["sources"] == [h.source for h in hits] and "<context id=\"1\"" in user["content"]
     # The toy corpus holds every answer; retrieval with k=2 finds most of them.
-    assert manifest.data["answer_in_contexts"] >= 6
+    assert manifest.data.answer_in_contexts >= 6
 
 
 def test_adapter_reloads_and_generates(setup):
@@ -161,14 +168,14 @@ def test_adapter_reloads_and_generates(setup):
 def test_same_inputs_reuse_the_verified_version(setup):
     again = finetune(setup["cfg"], setup["index"], retriever=setup["retriever"])
     assert again.reused and again.version == setup["out"].version and again.adapter_uri == setup["out"].adapter_uri
-    assert again.manifest.training["seconds"] == setup["out"].manifest.training["seconds"]  # not retrained
+    assert again.manifest.training.seconds == setup["out"].manifest.training.seconds  # not retrained
 
 
 def test_version_follows_every_input(setup):
     cfg, manifest = setup["cfg"], setup["out"].manifest
-    budget = manifest.hyperparameters["max_prompt_tokens"]
+    budget = manifest.hyperparameters.max_prompt_tokens
     hp = _hyperparameters(cfg, "fp32", budget)
-    base, data = manifest.base_model["digest"], manifest.data["digest"]
+    base, data = manifest.base_model.digest, manifest.data.digest
     assert adapter_version(base, data, hp) == manifest.version
     slower = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"learning_rate": 1e-3})})
     faster = _hyperparameters(slower, "fp32", budget)
@@ -201,6 +208,38 @@ def test_a_damaged_adapter_is_refused_not_reused(setup, tmp_path):
         read_adapter_manifest(copy)
     with pytest.raises(ArtifactNotFoundError):
         read_adapter_manifest(tmp_path / "nothing")
+
+
+def test_the_manifest_round_trips_through_its_schema(setup):
+    manifest = setup["out"].manifest
+    text = (Path(setup["out"].adapter_uri) / ADAPTER_MANIFEST).read_text(encoding="utf-8")
+    assert AdapterManifest.model_validate_json(text) == manifest
+    assert AdapterManifest.model_validate_json(manifest.model_dump_json()) == manifest
+    assert json.loads(text) == manifest.model_dump(mode="json")  # what is written is what the schema writes
+
+
+@pytest.mark.parametrize(
+    "edit, refusal",
+    [
+        (lambda m: m["training"].update(steps="many"), "does not match the adapter artifact manifest schema"),
+        (lambda m: m["lora"].update(rank_boost=2), "does not match the adapter artifact manifest schema"),
+        (lambda m: m["data"].pop("digest"), "does not match the adapter artifact manifest schema"),
+        (lambda m: m.update(schema_version=ADAPTER_SCHEMA_VERSION + 1),
+         f"has schema_version {ADAPTER_SCHEMA_VERSION + 1}; this llmops reads {ADAPTER_SCHEMA_VERSION}. "
+         "Train one with the finetune task with this version of llmops"),
+        (lambda m: m["files"]["adapter_model.safetensors"].update(sha256="0" * 64),
+         "adapter_model.safetensors: sha256 mismatch"),
+    ],
+    ids=["wrong type", "unknown field", "missing field", "other schema version", "file digest edited"],
+)
+def test_a_tampered_manifest_is_refused(setup, tmp_path, edit, refusal):
+    copy = tmp_path / "adapter"
+    shutil.copytree(setup["out"].adapter_uri, copy)
+    manifest = json.loads((copy / ADAPTER_MANIFEST).read_text(encoding="utf-8"))
+    edit(manifest)
+    (copy / ADAPTER_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ArtifactIntegrityError, match=re.escape(refusal)):
+        verify_adapter(copy)
 
 
 def test_rank_above_max_lora_rank_is_refused(setup):

@@ -1,12 +1,14 @@
 """The indexing stages end to end, in-process: artifacts, versions, verification, caching, sharding."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from llmops.corpus.ingest.report import IngestReport, read_ingest_report
 from llmops.index.artifact import read_manifest, verify_artifact
 from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError, InvalidRequestError
 from llmops.index.retriever import Retriever
@@ -121,6 +123,31 @@ def test_corrupted_truncated_and_incomplete_artifacts_are_refused(tmp_path, buil
         read_manifest(copy)
     with pytest.raises(ArtifactNotFoundError):
         read_manifest(tmp_path / "missing")
+
+
+def test_an_index_manifest_of_schema_1_is_refused_with_the_fix(tmp_path, built):
+    _, out, _, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out.artifact_uri, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    # schema 1: untyped sections; its fusion section did not say whether the weight was tuned, or on which fraction
+    fusion = manifest["retrieval"]["fusion"]
+    for field in ("weight_from", "calibration_fraction", "calibration_questions"):
+        fusion.pop(field)
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 1}))
+    refusal = (f"{copy / 'manifest.json'} has schema_version 1; this llmops reads 2. "
+               "Build one with index_corpus with this version of llmops")
+    for read in (read_manifest, verify_artifact, Retriever.load):
+        with pytest.raises(ArtifactIntegrityError, match=re.escape(refusal)):
+            read(str(copy))
+
+
+def test_the_artifacts_ingest_report_is_the_ingest_stages(built):
+    _, out, ing, _ = built
+    stored = (Path(out.artifact_uri) / "ingest_report.json").read_text(encoding="utf-8")
+    report = read_ingest_report(stored, "ingest_report.json")
+    assert report == read_ingest_report(ing.report, "run_ingest") == IngestReport.model_validate_json(stored)
+    assert report.documents == read_manifest(out.artifact_uri).counts.documents == len(CORPUS)
 
 
 def test_no_staging_leftovers(built):

@@ -18,6 +18,7 @@ from llmops.config import CorpusConfig
 from llmops.corpus.documents import content_id
 from llmops.errors import IngestError
 from llmops.corpus.ingest import IngestResult, ingest_corpus
+from llmops.corpus.ingest.report import INGEST_REPORT_SCHEMA_VERSION, read_ingest_report
 from tests.conftest import REPO_ROOT, shared_file
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -438,7 +439,32 @@ def test_duplicates_across_sources_keep_the_first(tmp_path):
     assert [d.text for d in res.documents] == ["Same text", "Different text", "Third"]
     assert res.report.duplicates == [(f"{jsonl}#line=1", f"{root}/a.txt")]
     assert res.report.sources == [str(root), str(jsonl)]
-    assert json.loads(json.dumps(res.report.to_dict()))["duplicates"] == [[f"{jsonl}#line=1", f"{root}/a.txt"]]
+    assert json.loads(res.report.model_dump_json())["duplicates"] == [[f"{jsonl}#line=1", f"{root}/a.txt"]]
+
+
+def test_the_report_round_trips_through_its_schema(tmp_path):
+    root = write(tmp_path / "dir", {"a.txt": "Same text", "b.md": "Same text", "c.txt": ""})
+    report = ingest(directory(root)).report
+    assert report.skipped and report.duplicates  # every section has something in it
+    as_json = report.model_dump_json()
+    assert read_ingest_report(as_json, "test") == report == read_ingest_report(json.loads(as_json), "test")
+    assert json.loads(as_json)["schema_version"] == INGEST_REPORT_SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    "edit, refusal",
+    [
+        (lambda r: r.pop("schema_version"), "has schema_version None; this llmops reads 1. Re-run the ingest task"),
+        (lambda r: r.update(documents="many"), "does not match its schema"),
+        (lambda r: r.update(seconds=1.5), "does not match its schema"),  # timings stay out: it is a cache input
+    ],
+    ids=["unversioned", "wrong type", "unknown field"],
+)
+def test_a_foreign_report_is_refused_with_its_origin(tmp_path, edit, refusal):
+    report = json.loads(ingest(directory(write(tmp_path, {"a.txt": "Some text"}))).report.model_dump_json())
+    edit(report)
+    with pytest.raises(IngestError, match=r"^task input x: the ingest report .*" + re.escape(refusal)):
+        read_ingest_report(json.dumps(report), "task input x")
 
 
 def test_ids_and_order_are_stable_across_runs(tmp_path):

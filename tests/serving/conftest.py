@@ -75,11 +75,28 @@ def release_for(registry: ReleaseRegistry, cfg: PipelineConfig, index_uri: str, 
 def seal_adapter(directory: Path, version: str, base_model: str) -> Path:
     """Give a test adapter (`make_lora_adapter`) the manifest the finetune task writes: version and file digests."""
     from llmops.index.artifact import file_entries
-    from llmops.finetune.lora import ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest
+    from llmops.config import FinetuneConfig
+    from llmops.finetune.manifest import ADAPTER_MANIFEST, ADAPTER_SCHEMA_VERSION, AdapterManifest
 
+    lora = json.loads((directory / "adapter_config.json").read_text())
+    counts = dict.fromkeys(
+        ("questions", "records", "skipped_no_answer", "skipped_too_long", "contexts_kept",
+         "contexts_dropped_for_length", "answer_in_contexts", "max_tokens", "train", "validation"),
+        0,
+    )
     manifest = AdapterManifest(
         schema_version=ADAPTER_SCHEMA_VERSION, version=version, created_at="2026-01-01T00:00:00+00:00",
-        base_model={"model": base_model}, data={}, index_version="test", hyperparameters={}, lora={}, training={},
+        base_model={"model": base_model, "digest": "test"},
+        data={"train_path": None, "digest": "test", "uri": "test", "mean_tokens": 0.0, "index_version": "test",
+              **counts},
+        index_version="test",
+        hyperparameters={**FinetuneConfig().model_dump(exclude={"enabled", "train_path"}), "precision": "fp32",
+                         "retrieval": {"k": 1, "mode": "dense"}, "max_prompt_tokens": 0},
+        lora={"r": lora["r"], "alpha": lora["lora_alpha"], "target_modules": lora["target_modules"],
+              "max_lora_rank": lora["r"]},
+        training={"train_loss": [], "validation_loss": [], "final_train_loss": None, "initial_validation_loss": None,
+                  "final_validation_loss": None, "steps": 0, "epochs": 0.0, "seconds": 0.0, "device": "cpu",
+                  "precision": "fp32", "loss_on": "none: a test adapter"},
         files=file_entries(directory), libraries={}, lineage={},
     )
     (directory / ADAPTER_MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from llmops.index.artifact import MANIFEST_NAME
 from cli.main import app as cli
 from llmops.errors import ArtifactIntegrityError, RegistryError
-from llmops.finetune.lora import ADAPTER_MANIFEST
+from llmops.finetune.manifest import ADAPTER_MANIFEST
 from serving.release import ReleaseLoader, ReleaseManager
 from tests.llm_fixtures import make_lora_adapter
 from tests.serving.conftest import release_for, seal_adapter
@@ -131,7 +131,7 @@ def test_an_adapter_manifest_rewritten_with_its_files_is_refused(world, store):
     weights = bytearray((adapter / "adapter_model.safetensors").read_bytes())
     weights[-1] ^= 0x01
     rewrite_manifest_entry(adapter, ADAPTER_MANIFEST, "adapter_model.safetensors", bytes(weights))
-    from llmops.finetune.lora import verify_adapter
+    from llmops.finetune.manifest import verify_adapter
 
     verify_adapter(adapter)  # consistent on its own: only the release's pin tells
     result = promote_cli(world, store, release.release, "rewritten")

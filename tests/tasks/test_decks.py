@@ -3,6 +3,7 @@
 import html
 import re
 
+from llmops.corpus.ingest.report import IngestReport
 from llmops.index.artifact import IndexManifest
 from eval.schemas import RetrievalEvalReport
 from tasks.decks import index_deck, run_summary_deck
@@ -20,6 +21,9 @@ def manifest() -> IndexManifest:
     )
 
 
+INGEST = IngestReport(sources=["corpus/"], files_seen=3, documents=2, duplicates=[], skipped=[], qa_examples=0)
+
+
 def rows(deck: str) -> dict[str, str]:
     """The key/value rows of a deck, as text."""
     cells = re.findall(r'<th scope="row">(.*?)</th><td[^>]*>(.*?)</td>', deck, re.S)
@@ -31,5 +35,5 @@ def test_index_deck_separates_this_runs_embedding_from_reused_shards():
              "embed_seconds": 0.25, "reused_existing_version": False, "index_seconds": 1.0}
     got = rows(index_deck(manifest(), stats))
     assert got["vectors: embedded in this run / from the embedding cache / reused shard files"] == "2 / 6 / 4"
-    summary = rows(run_summary_deck(manifest(), {}, stats, [10, 20], RetrievalEvalReport(index_version="v1", status="no eval set")))
+    summary = rows(run_summary_deck(manifest(), INGEST, stats, [10, 20], RetrievalEvalReport(index_version="v1", status="no eval set")))
     assert summary["embedding (model time in this run)"] == "0.25"

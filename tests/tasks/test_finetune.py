@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmops.index.artifact import FileEntry
-from llmops.finetune.lora import ADAPTER_SCHEMA_VERSION, AdapterManifest
+from llmops.finetune.manifest import ADAPTER_SCHEMA_VERSION, AdapterManifest
 from llmops.htmlkit import page
 from tasks.decks import finetune_deck
 from tests.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
@@ -32,8 +32,10 @@ def manifest() -> AdapterManifest:
         },
         index_version="i" * 16,
         hyperparameters={
-            "learning_rate": 2e-4, "epochs": 1.0, "max_steps": 20, "batch_size": 4, "precision": "bf16",
-            "lora": {"r": 8}, "retrieval": {"k": 5, "mode": "hybrid"}, "max_prompt_tokens": 3840,
+            "validation_fraction": 0.1, "learning_rate": 2e-4, "epochs": 1.0, "max_steps": 20, "batch_size": 4,
+            "gradient_accumulation_steps": 1, "max_length": 1024, "packing": False, "quantization": "none", "seed": 0,
+            "precision": "bf16", "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+            "retrieval": {"k": 5, "mode": "hybrid"}, "max_prompt_tokens": 3840,
         },
         lora={"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"], "max_lora_rank": 16},
         training={

@@ -188,11 +188,17 @@ def test_each_change_reruns_exactly_the_tasks_that_read_it(workspace, pipeline, 
     rel = check("retrieval.k", cfg, AFTER_INDEX)
     assert _index_manifest(rel.index_uri)["retrieval"]["k"] == 2
 
+    # The share of the eval set the fusion weight is tuned on: the index is re-tuned and its version (which covers
+    # the share) changes, so everything after it re-runs; the evaluations read the share from the index's manifest.
+    cfg = {**cfg, "eval": {**base["eval"], "calibration_fraction": 0.2}}
+    rel = check("eval.calibration_fraction", cfg, AFTER_INDEX)
+    assert _index_manifest(rel.index_uri)["retrieval"]["fusion"]["calibration_fraction"] == 0.2
+
     cfg = {**cfg, "finetune": {**base["finetune"], "learning_rate": 5e-4}}
     rel = check("finetune.learning_rate", cfg, TUNED)
     assert _manifest(rel.adapter_uri)["hyperparameters"]["learning_rate"] == 5e-4
 
-    cfg = {**cfg, "eval": {**base["eval"], "max_samples": 2}}
+    cfg = {**cfg, "eval": {**cfg["eval"], "max_samples": 2}}
     rel = check("eval.max_samples", cfg, EVALS)
     assert json.loads(Path(rel.eval_report_uri).read_text())["questions"] == 2
 

@@ -11,6 +11,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "corpus": ("ingest_corpus",),
-        "report": ("IngestReport", "IngestResult", "SkippedItem"),
+        "report": ("IngestReport", "IngestResult", "SkippedItem", "read_ingest_report"),
     },
 )

@@ -21,7 +21,7 @@ class Collector:
         self._kept: dict[str, str] = {}  # doc_id -> source of the copy kept
 
     def skip(self, source: str, reason: str) -> None:
-        self.skipped.append(SkippedItem(source, reason))
+        self.skipped.append(SkippedItem(source=source, reason=reason))
 
     def add_document(
         self, text: str, source: str, title: str = "", metadata: dict[str, str] | None = None

@@ -42,14 +42,14 @@ def ingest_corpus(cfg: CorpusConfig) -> IngestResult:
         duplicates=out.duplicates,
         skipped=out.skipped,
         qa_examples=len(out.qa),
-        seconds=round(time.perf_counter() - start, 3),
     )
+    seconds = round(time.perf_counter() - start, 3)
     log.info(
         "ingested %d documents and %d QA examples from %d files (%d duplicates dropped, %d items skipped) in %.1fs",
         report.documents, report.qa_examples, report.files_seen, len(report.duplicates), len(report.skipped),
-        report.seconds,
+        seconds,
     )  # fmt: skip
-    return IngestResult(documents=out.documents, qa=out.qa, report=report)
+    return IngestResult(documents=out.documents, qa=out.qa, report=report, seconds=seconds)
 
 
 def _check_exists(i: int, src: DirectorySource | JsonlSource | SquadSource | HFDatasetSource) -> None:
