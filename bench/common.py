@@ -158,40 +158,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title:
 
 
 def build(cfg, show_progress: bool = True, timings: dict | None = None):
-    """ingest -> chunk -> shards -> embed -> index in this process, through the same plain functions the Flyte
-    tasks call, as one run (its own run id, so `embedding_stats` counts only this build's embedding work).
-    Returns (BuildOutput, IngestOutput, ChunkOutput); `timings` receives seconds per stage."""
-    from llmops.index.build import build_index, embed_shard, plan_shards, run_chunking, run_ingest
+    """The in-process build (`llmops.index.build.build_locally`) as one run of its own (so `embedding_stats` counts
+    only this build's embedding work). Returns (BuildOutput, IngestOutput, ChunkOutput); `timings` receives seconds
+    per stage."""
+    from llmops.index.build import build_locally
 
-    timings = {} if timings is None else timings
-    run_id = f"bench-{uuid.uuid4().hex}"
-
-    def stage(name, fn):
-        seconds, result = timed(fn)
-        timings[name] = seconds
-        return result
-
-    ing = stage("ingest", lambda: run_ingest(cfg))
-    ch = stage("chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint))
-    shards = stage("plan_shards", lambda: plan_shards(cfg, ch.chunks_uri))
-    vectors = stage(
-        "embed", lambda: [embed_shard(cfg, s, ch.model_digest, show_progress=show_progress, run_id=run_id) for s in shards]
-    )
-    out = stage(
-        "index",
-        lambda: build_index(
-            cfg,
-            chunks_uri=ch.chunks_uri,
-            vector_uris=vectors,
-            model_digest=ch.model_digest,
-            max_tokens=ch.max_tokens,
-            corpus_fingerprint=ing.corpus_fingerprint,
-            ingest_report=json.loads(json.dumps(ing.report)),  # as it crosses the Flyte task boundary
-            qa_uri=ing.qa_uri,
-            run_id=run_id,
-        ),
-    )
-    return out, ing, ch
+    return build_locally(cfg, run_id=f"bench-{uuid.uuid4().hex}", show_progress=show_progress, timings=timings)
 
 
 def vllm_python() -> str | None:

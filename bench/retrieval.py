@@ -16,7 +16,6 @@ and scored on the held-out questions, so choosing among them never looks at the 
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import shutil
 import tempfile
@@ -197,20 +196,21 @@ def variant_retriever(built: Built, variant: Variant):
     from llmops.index.lexical import LexicalIndex
     from llmops.index.vector_index import build_vector_index
 
-    r = copy.copy(built.retriever)
+    lexical_index = vector_index = None
+    if variant.lexical is not None:
+        # what build_index would write for this lexical config
+        cfg = LexicalConfig(**{**built.retriever.manifest.lexical, **variant.lexical})
+        titles = None if variant.text_only else built.chunks["title"]
+        lexical_index = LexicalIndex.build(built.chunks["text"], cfg, titles=titles)
+    if variant.dense_titles:
+        vectors = embed_cached(built.retriever.embedder, titled_texts(built.chunks), built.cache_root)
+        vector_index = build_vector_index(vectors, "Flat", IndexConfig()).index
+    r = built.retriever.with_indexes(vector_index=vector_index, lexical_index=lexical_index)
     r.fusion_method = variant.method
     if variant.candidates:
         r.candidates = variant.candidates
     if variant.normalization != "minmax":
         r.fuse_candidates = lambda *a, **kw: fuse_normalized(variant.normalization, *a, **kw)
-    if variant.lexical is not None:
-        # what build_index would write for this lexical config
-        cfg = LexicalConfig(**{**r.manifest.lexical, **variant.lexical})
-        titles = None if variant.text_only else built.chunks["title"]
-        r._lexical = LexicalIndex.build(built.chunks["text"], cfg, titles=titles)
-    if variant.dense_titles:
-        vectors = embed_cached(r.embedder, titled_texts(built.chunks), built.cache_root)
-        r._index = build_vector_index(vectors, "Flat", IndexConfig()).index
     return r
 
 

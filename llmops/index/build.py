@@ -9,6 +9,7 @@ these functions one to one.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -52,6 +53,7 @@ from llmops.index.vector_index import build_vector_index, choose_index_type, wri
 
 __all__ = [
     "BuildOutput",
+    "build_locally",
     "ChunkOutput",
     "IngestOutput",
     "build_index",
@@ -498,3 +500,46 @@ def write_report(cfg: PipelineConfig, kind: str, version: str, report: dict) -> 
         return put_file(scratch / name, join_uri(cfg.artifacts.root, "reports", kind, name))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def build_locally(
+    cfg: PipelineConfig,
+    run_id: str | None = None,
+    show_progress: bool = False,
+    timings: dict | None = None,
+) -> tuple[BuildOutput, IngestOutput, ChunkOutput]:
+    """ingest -> chunk -> plan shards -> embed -> index in this process, without Flyte: the same stage functions
+    the Flyte tasks call, as one run (a fresh `run_id` unless given, so `embedding_stats` counts only this build's
+    embedding work). `timings`, when given, receives seconds per stage. Returns (BuildOutput, IngestOutput,
+    ChunkOutput)."""
+    run_id = run_id or f"local-{uuid.uuid4().hex}"
+    timings = {} if timings is None else timings
+
+    def stage(name, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = time.perf_counter() - t0
+        return result
+
+    ing = stage("ingest", lambda: run_ingest(cfg))
+    ch = stage("chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint))
+    shards = stage("plan_shards", lambda: plan_shards(cfg, ch.chunks_uri))
+    vectors = stage(
+        "embed",
+        lambda: [embed_shard(cfg, s, ch.model_digest, show_progress=show_progress, run_id=run_id) for s in shards],
+    )
+    out = stage(
+        "index",
+        lambda: build_index(
+            cfg,
+            chunks_uri=ch.chunks_uri,
+            vector_uris=vectors,
+            model_digest=ch.model_digest,
+            max_tokens=ch.max_tokens,
+            corpus_fingerprint=ing.corpus_fingerprint,
+            ingest_report=json.loads(json.dumps(ing.report)),  # as it crosses the Flyte task boundary
+            qa_uri=ing.qa_uri,
+            run_id=run_id,
+        ),
+    )
+    return out, ing, ch

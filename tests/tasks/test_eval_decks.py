@@ -20,7 +20,7 @@ from llmops.release.promotion import promote_candidate
 from llmops.release.registry import ReleaseRegistry
 from tasks.eval_decks import evaluation_deck, gates_deck
 from tasks.promote import release_card
-from tests.chromium import dom_text, find_chromium
+from scripts.chromium import dom_text, find_chromium
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
 
