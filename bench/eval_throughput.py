@@ -38,7 +38,6 @@ min, max and standard deviation.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import inspect
@@ -54,10 +53,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from bench.common import (
-    DEFAULT_DATA_DIR,
     MODEL,
     REPO_ROOT,
     TINY_LLM,
+    bench_parser,
     build,
     machine,
     peak_rss_mib,
@@ -66,8 +65,10 @@ from bench.common import (
     squad_or_quickstart,
     summarize,
     timed,
+    tiny_llm_config,
     vllm_python,
     vllm_version,
+    with_sections,
     write_result,
 )
 
@@ -104,38 +105,15 @@ def clocked(section: str, fn: Callable[[], object]) -> tuple[float, object]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def make_config(args, source: dict, qa_path: str | None, root: Path, llm: dict | None = None):
-    from llmops.config import parse_config
-
-    data = {
-        "corpus": {"sources": [source]},
-        "embedding": {"model": MODEL},
-        "retrieval": {"k": args.k},
-        "eval": {
+def make_config(args, source: dict, qa_path: str | None, root: Path):
+    return tiny_llm_config(
+        source, qa_path, root, k=args.k, max_tokens=args.max_tokens,
+        llm={"backend": "transformers", "max_concurrency": args.batch_size, "vllm_args": list(CPU_VLLM_ARGS)},
+        eval={
             "max_samples": args.questions,
             "metrics": {"bertscore": {"model": MODEL, "num_layers": BERTSCORE_LAYER}, "ragas": {"enabled": True}},
         },
-        "artifacts": {"root": str(root)},
-        "llm": {
-            "model": str(TINY_LLM),
-            "backend": "transformers",
-            "max_model_len": 2048,
-            "max_lora_rank": 8,
-            "dtype": "float32",
-            "device": "cpu",
-            "max_concurrency": args.batch_size,
-            "vllm_args": list(CPU_VLLM_ARGS),
-            **(llm or {}),
-        },
-        "sampling": {"temperature": 0.0, "max_tokens": args.max_tokens, "seed": 0},
-    }
-    if qa_path:
-        data["eval"]["qa_path"] = qa_path
-    return parse_config(data).resolved()
-
-
-def with_llm(cfg, **update):
-    return cfg.model_copy(update={"llm": cfg.llm.model_copy(update=update)})
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -570,7 +548,7 @@ def measure_vllm(cfg, retriever, examples, gold, messages, transformers_answers:
     progress(f"vLLM: starting the server ({python})")
     start_s, _ = timed(server.start_and_wait)
     try:
-        cfg_v = with_llm(cfg, backend="vllm", base_url=server.base_url)
+        cfg_v = with_sections(cfg, llm={"backend": "vllm", "base_url": server.base_url})
         stage = measure_stage("vLLM", cfg_v, retriever, examples, gold, repeats, OpenAICompatibleClient)
         client = make_client(cfg_v.llm)
         progress(f"vLLM: generation alone, warm-up ({len(messages)} prompts)")
@@ -610,9 +588,7 @@ def measure_vllm(cfg, retriever, examples, gold, messages, transformers_answers:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with squad/")
+    parser = bench_parser(__doc__, None)
     parser.add_argument("--paragraphs", type=int, default=300, help="SQuAD paragraphs in the corpus")
     parser.add_argument("--questions", type=int, default=48, help="eval.max_samples: questions answered per run")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up")
@@ -623,7 +599,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="96 paragraphs, 16 questions, 2 repeats, 64 BERTScore pairs (a smoke run)")
     parser.add_argument("--vllm", action="store_true", help="also run the stage through a vLLM CPU server")
-    parser.add_argument("--name", default=None, help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     if args.quick:
         args.paragraphs, args.questions, args.repeats, args.bertscore_pairs = 96, 16, 2, 64
@@ -645,8 +620,9 @@ def main() -> None:
         build_seconds: dict = {}
         out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
 
-        from eval.runner import select_questions
-        from llmops.corpus.documents import read_documents, read_qa
+        from llmops.index.tuning import select_questions
+        from llmops.corpus.documents import read_documents
+        from llmops.corpus.qa import read_qa
         from llmops.llm.runtime import make_client
         from llmops.llm.transformers_client import TransformersClient
         from llmops.index.retriever import Retriever

@@ -80,14 +80,14 @@ def eval_retrieval(
 ) -> None:
     """Recall@1/5/10, MRR@10 and nDCG@10 for each retrieval mode, written as JSON."""
     from eval.retrieval import retrieval_report
-    from llmops.corpus.qa import load_qa_file
+    from llmops.corpus.qa import read_qa
     from llmops.index.retriever import Retriever
     from llmops.storage import atomic_write_json
 
     try:
         retriever = Retriever.load(index)
         report = retrieval_report(
-            retriever, load_qa_file(qa), calibration_fraction=calibration_fraction, max_questions=max_questions
+            retriever, read_qa(qa), calibration_fraction=calibration_fraction, max_questions=max_questions
         )
     except LLMOpsError as e:
         _fail(e)

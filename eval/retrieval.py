@@ -8,7 +8,6 @@ metric for which greater is better.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -23,7 +22,7 @@ from llmops.index.relevance import (
     score_questions,
 )
 from llmops.index.retriever import Retriever
-from llmops.index.tuning import split_calibration
+from llmops.index.tuning import select_questions
 
 __all__ = [
     "PRIMARY_METRIC",
@@ -94,11 +93,9 @@ def retrieval_report(
     """
     fusion = retriever.manifest.retrieval["fusion"]
     tuned = str(fusion.get("chosen_by", "")).startswith("tuned")
-    scored = list(examples)
-    if tuned and calibration_fraction is not None:
-        _, scored = split_calibration(scored, calibration_fraction)
-    if max_questions is not None and len(scored) > max_questions:
-        scored = sorted(scored, key=lambda ex: hashlib.sha256(ex.qid.encode()).hexdigest())[:max_questions]
+    scored = select_questions(
+        examples, calibration_fraction=calibration_fraction if tuned else None, max_samples=max_questions
+    )
     modes = ["dense"] if retriever.manifest.lexical is None else ["dense", "lexical", "hybrid"]
     results = {mode: evaluate_retrieval(retriever, scored, mode, ks) for mode in modes}
     return {

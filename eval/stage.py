@@ -19,8 +19,9 @@ from typing import Mapping, Sequence
 from eval.gates import GateVerdict, evaluate_gates
 from eval.metrics import compute_metrics
 from eval.metrics.base import EvalSample, MetricValue
-from eval.runner import SampleRecord, run_chain, select_questions
+from eval.runner import SampleRecord, run_chain
 from llmops.index.artifact import git_sha, library_versions, utc_now
+from llmops.index.tuning import select_questions
 from llmops.config import PipelineConfig
 from llmops.corpus.documents import QAExample
 from llmops.errors import EvalDataError

@@ -11,7 +11,7 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from eval.retrieval import retrieval_report
-from llmops.corpus.documents import read_qa
+from llmops.corpus.qa import read_qa
 from llmops.index.build import read_chunk_table, write_report
 from llmops.index.retriever import Retriever
 from llmops.storage import fetch_file

@@ -37,15 +37,16 @@ from llmops.index.artifact import (
     library_versions,
     load_manifest,
     materialize,
+    raise_if_unverified,
     unlisted_files,
     utc_now,
 )
 from llmops.config import FinetuneConfig, LLMConfig, PipelineConfig
 from llmops.corpus.documents import QAExample
 from llmops.index.embedding import model_digest
-from llmops.errors import ArtifactIntegrityError, FinetuneError
+from llmops.errors import FinetuneError
 from llmops.rag.prompt import PromptBuilder, chat_template_overhead, prompt_budget
-from llmops.corpus.qa import load_qa_file
+from llmops.corpus.qa import read_qa
 from llmops.index.retriever import Retriever
 from llmops.provenance.stage_inputs import config_record, stage_code
 from llmops.storage import (
@@ -123,12 +124,7 @@ def verify_adapter(directory: str | Path, manifest_sha256: str | None = None) ->
     for required in ("adapter_config.json", "adapter_model.safetensors"):
         if required not in manifest.files:
             problems.append(f"{required}: not listed in the manifest")
-    if problems:
-        raise ArtifactIntegrityError(
-            f"adapter artifact {directory} (version {manifest.version}) failed verification:\n"
-            + "\n".join(f"  - {p}" for p in problems)
-            + "\nRetrain it; never edit an artifact in place."
-        )
+    raise_if_unverified(directory, manifest, "adapter artifact", problems, "Retrain it")
     return manifest
 
 
@@ -200,9 +196,9 @@ def load_training_examples(cfg: PipelineConfig, scratch: Path | None = None) -> 
         else Path(ft.train_path)
     if not local.is_file():
         raise FinetuneError(f"finetune.train_path {ft.train_path}: no such file")
-    examples = load_qa_file(local)
+    examples = read_qa(local)
     if cfg.eval.qa_path and not is_remote(cfg.eval.qa_path) and Path(cfg.eval.qa_path).is_file():
-        held_out = {_normalize(q.question) for q in load_qa_file(cfg.eval.qa_path)}
+        held_out = {_normalize(q.question) for q in read_qa(cfg.eval.qa_path)}
         leaked = [e.question for e in examples if _normalize(e.question) in held_out]
         if leaked:
             shown = "; ".join(repr(q) for q in leaked[:3])
@@ -665,7 +661,7 @@ def finetune(
             lora={**ft.lora.model_dump(mode="json"), "max_lora_rank": llm.max_lora_rank},
             training=result.to_dict(),
             files=files,
-            libraries=_libraries(),
+            libraries=library_versions(*_TRAINING_LIBRARIES),
             lineage={"git_sha": git_sha(), "code_version": stage_code("finetune").digest, "execution_id": execution_id},
         )
         atomic_write_json(stage / ADAPTER_MANIFEST, manifest.model_dump(mode="json"))
@@ -675,13 +671,3 @@ def finetune(
     return FinetuneOutput(artifact_uri, version, False, manifest)
 
 
-def _libraries() -> dict[str, str]:
-    from importlib import metadata
-
-    out = library_versions()
-    for name in _TRAINING_LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out

@@ -34,7 +34,8 @@ from llmops.index.artifact import (
     verify_artifact,
 )
 from llmops.config import PipelineConfig
-from llmops.corpus.documents import read_documents, read_qa, write_chunks, write_documents, write_qa
+from llmops.corpus.documents import read_documents, write_chunks, write_documents
+from llmops.corpus.qa import read_qa, write_qa
 from llmops.index.embed_cache import EmbeddingCache
 from llmops.index.embedding import get_embedder
 from llmops.errors import IndexBuildError
@@ -100,12 +101,11 @@ class IngestOutput:
 
 def run_ingest(cfg: PipelineConfig) -> IngestOutput:
     from llmops.corpus.ingest import ingest_corpus
-    from llmops.corpus.qa import load_qa_file
 
     result = ingest_corpus(cfg.corpus)
     qa = list(result.qa)
     if cfg.eval.qa_path:
-        qa.extend(load_qa_file(cfg.eval.qa_path))
+        qa.extend(read_qa(cfg.eval.qa_path))
     fingerprint = digest_of([[d.doc_id, d.source, d.title, d.lang, d.metadata] for d in result.documents])
     scratch = _scratch()
     try:
