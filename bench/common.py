@@ -40,6 +40,33 @@ def bench_parser(doc: str, name: str | None, data_help: str = "folder with squad
     return parser
 
 
+def llm_bench_parser(doc: str) -> argparse.ArgumentParser:
+    """`bench_parser` with the options of the benchmarks that answer questions with the tiny LLM over a SQuAD
+    subset (eval_throughput, serving)."""
+    parser = bench_parser(doc, None)
+    parser.add_argument("--paragraphs", type=int, default=300, help="SQuAD paragraphs in the corpus")
+    parser.add_argument("--max-tokens", type=int, default=32, help="sampling.max_tokens")
+    parser.add_argument("--k", type=int, default=5, help="retrieval.k: contexts per prompt")
+    return parser
+
+
+def offline_env() -> None:
+    """Models from the local cache only, and no tokenizer thread pools fighting the benchmark for the cores."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_llm_bench_index(args, work: Path, make_config: Callable) -> tuple[str, object, object, object, dict]:
+    """The corpus of the LLM benchmarks (`squad_or_quickstart`), its config (`make_config(args, source, qa_path,
+    root)`) and its index built in-process: (dataset label, config, BuildOutput, IngestOutput, seconds per stage)."""
+    dataset, source, qa_path = squad_or_quickstart(args.data_dir, args.paragraphs, work)
+    cfg = make_config(args, source, qa_path, work / "artifacts")
+    progress(f"building the index in-process: {dataset}")
+    build_seconds: dict = {}
+    out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
+    return dataset, cfg, out, ing, build_seconds
+
+
 def config_data(source: dict, root: Path, **sections: dict) -> dict:
     """A pipeline config (as YAML would hold it) over one corpus source, with the benchmarks' embedding model and
     `root` as the artifacts root; each of `sections` is merged into its section."""
@@ -227,6 +254,16 @@ def vllm_python() -> str | None:
     """The interpreter with vLLM for benchmarks: $LLMOPS_VLLM_PYTHON, else the checkout's .venv-vllm (README)."""
     local = REPO_ROOT / ".venv-vllm" / "bin" / "python"
     return os.environ.get("LLMOPS_VLLM_PYTHON") or (str(local) if local.exists() else None)
+
+
+def require_vllm_python(what: str) -> str:
+    """`vllm_python()`, or exit with status 2 saying that `what` needs it and how to get one."""
+    python = vllm_python()
+    if python is None:
+        print(f"error: {what} needs a vLLM interpreter: set LLMOPS_VLLM_PYTHON or create .venv-vllm (README, "
+              "'Serving on a CPU')", file=sys.stderr)
+        sys.exit(2)
+    return python
 
 
 def vllm_version(python: str) -> str | None:

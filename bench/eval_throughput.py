@@ -41,11 +41,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import os
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -56,17 +54,17 @@ from bench.common import (
     MODEL,
     REPO_ROOT,
     TINY_LLM,
-    bench_parser,
-    build,
+    build_llm_bench_index,
+    llm_bench_parser,
     machine,
+    offline_env,
     peak_rss_mib,
     print_table,
     progress,
-    squad_or_quickstart,
+    require_vllm_python,
     summarize,
     timed,
     tiny_llm_config,
-    vllm_python,
     vllm_version,
     with_sections,
     write_result,
@@ -542,7 +540,7 @@ def measure_vllm(cfg, retriever, examples, gold, messages, transformers_answers:
     from llmops.llm.runtime import make_client
     from llmops.llm.vllm_server import VLLMServer
 
-    python = vllm_python()
+    python = require_vllm_python("--vllm")
     llm = cfg.llm.model_copy(update={"backend": "vllm"})
     server = VLLMServer.from_config(llm, workdir=work / "vllm", python=python)
     progress(f"vLLM: starting the server ({python})")
@@ -588,13 +586,10 @@ def measure_vllm(cfg, retriever, examples, gold, messages, transformers_answers:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, None)
-    parser.add_argument("--paragraphs", type=int, default=300, help="SQuAD paragraphs in the corpus")
+    parser = llm_bench_parser(__doc__)
     parser.add_argument("--questions", type=int, default=48, help="eval.max_samples: questions answered per run")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up")
     parser.add_argument("--batch-size", type=int, default=8, help="llm.max_concurrency (generation batch)")
-    parser.add_argument("--max-tokens", type=int, default=32, help="sampling.max_tokens")
-    parser.add_argument("--k", type=int, default=5, help="retrieval.k: contexts per prompt")
     parser.add_argument("--bertscore-pairs", type=int, default=256, help="real-text pairs for BERTScore pairs/s")
     parser.add_argument("--quick", action="store_true",
                         help="96 paragraphs, 16 questions, 2 repeats, 64 BERTScore pairs (a smoke run)")
@@ -603,22 +598,15 @@ def main() -> None:
     if args.quick:
         args.paragraphs, args.questions, args.repeats, args.bertscore_pairs = 96, 16, 2, 64
     args.name = args.name or ("eval_throughput_quick" if args.quick else "eval_throughput")
-    if args.vllm and vllm_python() is None:
-        print("error: --vllm needs a vLLM interpreter: set LLMOPS_VLLM_PYTHON or create .venv-vllm (README, "
-              "'Serving on a CPU')", file=sys.stderr)
-        sys.exit(2)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.vllm:
+        require_vllm_python("--vllm")
+    offline_env()
 
     described = machine(EVAL_LIBRARIES)
 
     work = Path(tempfile.mkdtemp(prefix="llmops-bench-eval-"))
     try:
-        dataset, source, qa_path = squad_or_quickstart(args.data_dir, args.paragraphs, work)
-        cfg = make_config(args, source, qa_path, work / "artifacts")
-        progress(f"building the index in-process: {dataset}")
-        build_seconds: dict = {}
-        out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
+        dataset, cfg, out, ing, build_seconds = build_llm_bench_index(args, work, make_config)
 
         from llmops.index.tuning import select_questions
         from llmops.corpus.documents import read_documents

@@ -69,17 +69,17 @@ from typing import Sequence
 from bench.common import (
     REPO_ROOT,
     TINY_LLM,
-    bench_parser,
-    build,
+    build_llm_bench_index,
+    llm_bench_parser,
     machine,
+    offline_env,
     percentile,
     print_table,
     progress,
-    squad_or_quickstart,
+    require_vllm_python,
     summarize,
     timed,
     tiny_llm_config,
-    vllm_python,
     vllm_version,
     with_sections,
     write_result,
@@ -627,13 +627,10 @@ def unloaded_retrieval(api_url: str, prepared: list[Prepared], n: int) -> dict:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, None)
-    parser.add_argument("--paragraphs", type=int, default=300, help="SQuAD paragraphs in the corpus")
+    parser = llm_bench_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per concurrency and path")
     parser.add_argument("--min-requests", type=int, default=16, help="requests per round: max(this, 2 x concurrency)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY), help="concurrent streams")
-    parser.add_argument("--max-tokens", type=int, default=32, help="sampling.max_tokens")
-    parser.add_argument("--k", type=int, default=5, help="retrieval.k: contexts per prompt")
     parser.add_argument("--quick", action="store_true", help="96 paragraphs, 1 round, at least 8 requests per round")
     parser.add_argument("--api-env", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment variable for the RAG API process (experiments, e.g. OMP_NUM_THREADS=1)")
@@ -645,13 +642,8 @@ def main() -> None:
     if args.quick:
         args.paragraphs, args.rounds, args.min_requests = 96, 1, 8
     args.name = args.name or ("serving_quick" if args.quick else "serving")
-    python = vllm_python()
-    if python is None:
-        print("error: this benchmark needs a vLLM interpreter: set LLMOPS_VLLM_PYTHON or create .venv-vllm (README, "
-              "'Serving on a CPU')", file=sys.stderr)
-        sys.exit(2)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    python = require_vllm_python("this benchmark")
+    offline_env()
     os.environ["LLMOPS_VLLM_PYTHON"] = python
 
     described = machine(SERVING_LIBRARIES)
@@ -660,11 +652,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="llmops-bench-serving-"))
     server = api = None
     try:
-        dataset, source, qa_path = squad_or_quickstart(args.data_dir, args.paragraphs, work)
-        cfg = make_config(args, source, qa_path, work / "artifacts")
-        progress(f"building the index in-process: {dataset}")
-        build_seconds: dict = {}
-        out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
+        dataset, cfg, out, ing, build_seconds = build_llm_bench_index(args, work, make_config)
         from llmops.corpus.qa import read_qa
         from llmops.storage import fetch_file
 

@@ -7,20 +7,13 @@ import typing
 from flytekit import task
 
 from llmops.index.build import read_chunk_table, run_chunking
-from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config
+from tasks.common import cpu_task_settings, decode_config
 from tasks.decks import chunk_deck, publish
 
 ChunkOutputs = typing.NamedTuple("ChunkOutputs", [("chunks_uri", str), ("model_digest", str), ("max_tokens", int)])
 
 
-@task(
-    requests=CPU_RESOURCES,
-    timeout=TIMEOUTS["cpu"],
-    secret_requests=MODEL_SECRETS,  # the embedding model's tokenizer
-    **cache_settings(),
-    enable_deck=True,
-    deck_fields=(),
-)
+@task(**cpu_task_settings())  # model secrets: the embedding model's tokenizer
 def chunk(config_json: str, stage_key: str, documents_uri: str, corpus_fingerprint: str) -> ChunkOutputs:
     out = run_chunking(decode_config(config_json, "chunk"), documents_uri, corpus_fingerprint)
     table = read_chunk_table(out.chunks_uri)
