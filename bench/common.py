@@ -218,6 +218,19 @@ def machine(libraries: Sequence[str] = ()) -> dict:
     }
 
 
+def result_header(benchmark: str, described: dict, args, leave_out: Sequence[str] = ()) -> dict:
+    """What every results file starts with: the benchmark, `machine()`'s description and the arguments (those in
+    `leave_out` aside)."""
+    return {"benchmark": benchmark, "machine": described,
+            "args": {k: str(v) for k, v in vars(args).items() if k not in leave_out}}
+
+
+def llm_result_header(benchmark: str, described: dict, args, dataset: str, build_seconds: dict) -> dict:
+    """`result_header` with what `build_llm_bench_index` built: the corpus, the tiny LLM and the build's seconds."""
+    return result_header(benchmark, described, args) | {
+        "dataset": dataset, "llm": str(TINY_LLM.relative_to(REPO_ROOT)), "index_build_seconds": build_seconds}
+
+
 def write_result(name: str, payload: dict) -> Path:
     """bench/results/<name>.json (the folder is created), with the load average at the end of the run."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

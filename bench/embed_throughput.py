@@ -37,6 +37,7 @@ from bench.common import (
     peak_rss_mib,
     print_table,
     progress,
+    result_header,
     summarize,
     write_result,
 )
@@ -215,9 +216,7 @@ def main() -> None:
     path = write_result(
         args.name,
         {
-            "benchmark": "embed_throughput",
-            "machine": described,
-            "args": {k: str(v) for k, v in vars(args).items() if k not in ("child", "shard")},
+            **result_header("embed_throughput", described, args, leave_out=("child", "shard")),
             "chunks": n,
             "corpus_chunks": len(texts),
             "mean_tokens": mean_tokens,

@@ -52,10 +52,9 @@ from typing import Callable, Iterator, Sequence
 
 from bench.common import (
     MODEL,
-    REPO_ROOT,
-    TINY_LLM,
     build_llm_bench_index,
     llm_bench_parser,
+    llm_result_header,
     machine,
     offline_env,
     peak_rss_mib,
@@ -676,12 +675,7 @@ def main() -> None:
     path = write_result(
         args.name,
         {
-            "benchmark": "eval_throughput",
-            "machine": described,
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "dataset": dataset,
-            "llm": str(TINY_LLM.relative_to(REPO_ROOT)),
-            "index_build_seconds": build_seconds,
+            **llm_result_header("eval_throughput", described, args, dataset, build_seconds),
             "transformers": transformers_stage,
             "blank_answers": blank,
             "metric_families_stand_in_answers": families,

@@ -48,6 +48,7 @@ from bench.common import (
     machine,
     print_table,
     progress,
+    result_header,
     summarize,
     timed,
     write_result,
@@ -219,7 +220,7 @@ def main() -> None:
     if args.work_dir:
         args.work_dir.mkdir(parents=True, exist_ok=False)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="llmops-bench-reindex-"))
-    result = {"benchmark": "reindex", "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+    result = {**result_header("reindex", machine(), args),
               "targets": {"rerun_ratio_max": TARGET_RERUN_RATIO, "recomputed_share_max": TARGET_RECOMPUTED_SHARE}}
     try:
         pyflyte = PyflyteRunner(work) if "pyflyte" in args.modes else None

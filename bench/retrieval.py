@@ -35,6 +35,7 @@ from bench.common import (
     make_config as common_config,
     print_table,
     progress,
+    result_header,
     write_result,
 )
 
@@ -393,7 +394,7 @@ def main() -> None:
     for dataset in args.datasets:
         data_file(args.data_dir, DATASETS[dataset][0])
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="llmops-bench-retrieval-"))
-    result = {"benchmark": "retrieval", "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+    result = {**result_header("retrieval", machine(), args),
               "targets": TARGETS, "datasets": {}}
     try:
         for dataset in args.datasets:

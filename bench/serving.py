@@ -68,9 +68,9 @@ from typing import Sequence
 
 from bench.common import (
     REPO_ROOT,
-    TINY_LLM,
     build_llm_bench_index,
     llm_bench_parser,
+    llm_result_header,
     machine,
     offline_env,
     percentile,
@@ -736,12 +736,7 @@ def main() -> None:
     path = write_result(
         args.name,
         {
-            "benchmark": "serving",
-            "machine": described,
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "dataset": dataset,
-            "llm": str(TINY_LLM.relative_to(REPO_ROOT)),
-            "index_build_seconds": build_seconds,
+            **llm_result_header("serving", described, args, dataset, build_seconds),
             "vllm": {"python": python, "server_args": server_args, "start_seconds": vllm_start_s,
                      "idle_cores_busy": vllm_idle_cores},
             "rag_api_env": api_env,
