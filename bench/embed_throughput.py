@@ -62,11 +62,13 @@ def write_shard(texts: list[str], path: Path) -> Path:
 
 def squad_chunks(squad: Path, work: Path, batch_size: int) -> tuple[list[str], list[int]]:
     """Texts and token counts of the SQuAD corpus chunked as the pipeline does (default chunking)."""
-    from llmops.index.build import read_chunk_table, run_chunking, run_ingest
+    from llmops.corpus.stages import read_chunk_table, run_chunking, run_ingest
+    from llmops.index.embedding import get_embedder
 
     cfg = make_config(squad, work / "setup", batch_size)
     ing = run_ingest(cfg)
-    table = read_chunk_table(run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint).chunks_uri)
+    chunked = run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint, get_embedder(cfg.embedding))
+    table = read_chunk_table(chunked.chunks_uri)
     return table.column("text").to_pylist(), table.column("n_tokens").to_pylist()
 
 

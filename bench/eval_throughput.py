@@ -626,8 +626,7 @@ def main() -> None:
         print_stage("transformers", transformers_stage)
 
         # The same held-out questions the stage answered, for the generation-alone comparison.
-        tuned = str(retriever.manifest.retrieval["fusion"].get("chosen_by", "")).startswith("tuned")
-        questions = select_questions(examples, calibration_fraction=cfg.eval.calibration_fraction if tuned else None,
+        questions = select_questions(examples, calibration_fraction=retriever.manifest.retrieval.fusion.calibration_fraction,
                                      max_samples=cfg.eval.max_samples)
         client = make_client(cfg.llm)
         messages = chain_prompts(cfg, retriever, client, [q.question for q in questions])
@@ -638,7 +637,7 @@ def main() -> None:
         blank = sum(not r.answer.strip() for r in run.samples)
         print(f"tiny-LLM answers that strip to nothing: {blank}/{len(run.samples)} (BERTScore scores those 0 "
               "without running its model)")
-        families = measure_metric_families(stand_in_samples(run.samples), cfg, retriever.manifest.embedding["model"],
+        families = measure_metric_families(stand_in_samples(run.samples), cfg, retriever.manifest.embedding.model,
                                            args.repeats)
         print_metric_families(families)
 

@@ -195,7 +195,7 @@ def variant_retriever(built: Built, variant: Variant):
     lexical_index = vector_index = None
     if variant.lexical is not None:
         # what build_index would write for this lexical config
-        cfg = LexicalConfig(**{**built.retriever.manifest.lexical, **variant.lexical})
+        cfg = LexicalConfig(**{**built.retriever.manifest.lexical.model_dump(), **variant.lexical})
         titles = None if variant.text_only else built.chunks["title"]
         lexical_index = LexicalIndex.build(built.chunks["text"], cfg, titles=titles)
     if variant.dense_titles:
@@ -211,7 +211,7 @@ def variant_retriever(built: Built, variant: Variant):
 
 
 def evaluate_variant(built: Built, variant: Variant) -> dict:
-    from eval.retrieval import evaluate_retrieval
+    from eval.retrieval import evaluate_mode
     from llmops.index.tuning import tune_dense_weight
 
     r = variant_retriever(built, variant)
@@ -225,12 +225,12 @@ def evaluate_variant(built: Built, variant: Variant) -> dict:
         "variant": variant.name,
         "dense_weight": weight,
         "calibration_mrr@10": calibration_mrr,
-        "hybrid": evaluate_retrieval(r, built.held_out, "hybrid").metrics,
+        "hybrid": evaluate_mode(r, built.held_out, "hybrid").metrics,
     }
     if variant.lexical is not None:
-        row["lexical"] = evaluate_retrieval(r, built.held_out, "lexical").metrics
+        row["lexical"] = evaluate_mode(r, built.held_out, "lexical").metrics
     if variant.dense_titles:
-        row["dense"] = evaluate_retrieval(r, built.held_out, "dense").metrics
+        row["dense"] = evaluate_mode(r, built.held_out, "dense").metrics
     return row
 
 
@@ -241,7 +241,7 @@ def evaluate_variant(built: Built, variant: Variant) -> dict:
 
 def build_and_report(cfg, label: str, work_dir: Path) -> Built:
     """Index through the stage functions and score every mode on the held-out questions."""
-    from eval.retrieval import retrieval_report
+    from eval.retrieval import evaluate_retrieval_modes
     from llmops.index.tuning import split_calibration
     from llmops.corpus.qa import read_qa
     from llmops.index.retriever import Retriever
@@ -255,9 +255,9 @@ def build_and_report(cfg, label: str, work_dir: Path) -> Built:
     retriever = Retriever.load(out.artifact_uri)
     retriever.embedder = QueryMemo(retriever.embedder)
     examples = read_qa(fetch_file(ing.qa_uri, work_dir))
-    report = retrieval_report(retriever, examples, cfg.eval.ks, cfg.eval.calibration_fraction)
+    report = evaluate_retrieval_modes(retriever, examples, cfg.eval.ks).model_dump(mode="json")
     calibration, held_out = split_calibration(examples, cfg.eval.calibration_fraction)
-    fusion = retriever.manifest.retrieval["fusion"]
+    fusion = retriever.manifest.retrieval.fusion
     summary = {
         "config": {
             "chunking.max_tokens": ch.max_tokens,
@@ -269,9 +269,9 @@ def build_and_report(cfg, label: str, work_dir: Path) -> Built:
         "build_seconds": round(seconds, 1),
         "embedding_stats": out.embedding_stats,
         "chunks": retriever.size,
-        "tuned_dense_weight": fusion["dense_weight"],
-        "tuning_curve": fusion.get("tuning_curve"),
-        "chosen_by": fusion.get("chosen_by"),
+        "tuned_dense_weight": fusion.dense_weight,
+        "tuning_curve": fusion.tuning_curve,
+        "chosen_by": fusion.chosen_by,
         "report": report,
     }
     chunks = pq.read_table(retriever.directory / "chunks.parquet", columns=["doc_id", "text", "title"]).to_pydict()
@@ -300,10 +300,10 @@ def check_targets(dataset: str, report: dict) -> list[dict]:
 def title_misses(built: Built) -> dict:
     """Hybrid misses at rank 5 whose question names the gold document's title while the gold text does not:
     what BM25 over the chunk text alone cannot match, and the title heading each chunk in the BM25 index is for."""
-    from eval.retrieval import evaluate_retrieval
+    from eval.retrieval import evaluate_mode
     from llmops.index.lexical import tokenize
 
-    rows = evaluate_retrieval(built.retriever, built.held_out, "hybrid").per_question
+    rows = evaluate_mode(built.retriever, built.held_out, "hybrid").per_question
     by_id = {ex.qid: ex for ex in built.held_out}
     title, text = {}, {}
     for doc_id, t, chunk in zip(built.chunks["doc_id"], built.chunks["title"], built.chunks["text"]):

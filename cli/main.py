@@ -43,7 +43,7 @@ def verify(index: str) -> None:
         m = verify_artifact(materialize(index))
     except LLMOpsError as e:
         _fail(e)
-    out.print(f"[green]ok[/] index {m.version}: {m.counts['chunks']} chunks, {len(m.files)} files verified")
+    out.print(f"[green]ok[/] index {m.version}: {m.counts.chunks} chunks, {len(m.files)} files verified")
 
 
 @app.command()
@@ -74,29 +74,25 @@ def eval_retrieval(
     qa: Path = typer.Option(..., help="SQuAD JSON or JSONL eval set"),
     out_path: Path = typer.Option(Path("retrieval_report.json"), "--out", help="where to write the JSON report"),
     max_questions: Optional[int] = typer.Option(None, min=1),
-    calibration_fraction: float = typer.Option(
-        0.3, help="share of questions excluded when the index's fusion weight was tuned on them"
-    ),
 ) -> None:
-    """Recall@1/5/10, MRR@10 and nDCG@10 for each retrieval mode, written as JSON."""
-    from eval.retrieval import retrieval_report
+    """Recall@1/5/10, MRR@10 and nDCG@10 for each retrieval mode, written as JSON. When the index's fusion weight
+    was tuned, the calibration questions it was tuned on (the fraction its manifest records) are left out."""
+    from eval.retrieval import evaluate_retrieval_modes
     from llmops.corpus.qa import read_qa
     from llmops.index.retriever import Retriever
     from llmops.storage import atomic_write_json
 
     try:
         retriever = Retriever.load(index)
-        report = retrieval_report(
-            retriever, read_qa(qa), calibration_fraction=calibration_fraction, max_questions=max_questions
-        )
+        report = evaluate_retrieval_modes(retriever, read_qa(qa), max_questions=max_questions)
     except LLMOpsError as e:
         _fail(e)
-    atomic_write_json(out_path, report)
-    t = Table("mode", *next(iter(report["modes"].values()))["metrics"].keys())
-    for mode, r in report["modes"].items():
-        t.add_row(mode, *(f"{v:.4f}" for v in r["metrics"].values()))
+    atomic_write_json(out_path, report.model_dump(mode="json"))
+    t = Table("mode", *next(iter(report.modes.values())).metrics.keys())
+    for mode, r in report.modes.items():
+        t.add_row(mode, *(f"{v:.4f}" for v in r.metrics.values()))
     out.print(t)
-    out.print(f"{report['questions']} questions; report written to {out_path}")
+    out.print(f"{report.questions} questions; report written to {out_path}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

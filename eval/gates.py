@@ -19,15 +19,17 @@ Every gate ends in one of three statuses, and only "passed" is a pass:
 The verdict passes when no gate failed and at least one gate passed. A verdict that checked nothing (no rules, or
 every rule skipped) FAILS and says so: "nothing was checked" is not an approval.
 
-Directions come from MetricValue.higher_is_better, else `directions`, else the known keys (`eval.metrics.DIRECTIONS`
-and `retrieval.*`); a bare float for an unknown key fails its gate asking for a direction.
+Directions come from MetricValue.higher_is_better, else `directions`, else the metric classes'
+(`eval.metrics.metric_direction`); a bare float for an unknown key fails its gate asking for a direction.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict
 
 from llmops.config import GateConfig, GatesConfig
 
@@ -38,8 +40,11 @@ _EPS = 1e-9
 GateStatus = Literal["passed", "failed", "skipped"]
 
 
-@dataclass(frozen=True)
-class GateResult:
+class GateResult(BaseModel):
+    """One gate's outcome; stored as it is in the gate decision (eval.schemas.GateDecision)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     metric: str
     value: float | None
     floor: float | None
@@ -62,13 +67,6 @@ class GateResult:
     def skipped(self) -> bool:
         return self.status == "skipped"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> "GateResult":
-        fields = {name: data[name] for name in cls.__dataclass_fields__ if name != "higher_is_better"}
-        return cls(**fields, higher_is_better=data.get("higher_is_better"))
 
 
 @dataclass(frozen=True)
@@ -108,23 +106,6 @@ class GateVerdict:
             parts.append(f"skipped: {skipped}")
         return ("passed: " if self.passed else "failed: ") + ", ".join(parts)
 
-    def to_dict(self) -> dict:
-        return {
-            "passed": self.passed,
-            "summary": self.summary(),
-            "counts": self.counts(),
-            "gates": [g.to_dict() for g in self.gates],
-            "baseline_source": self.baseline_source,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> "GateVerdict":
-        return cls(
-            passed=bool(data["passed"]),
-            gates=tuple(GateResult.from_dict(g) for g in data["gates"]),
-            baseline_source=data.get("baseline_source"),
-        )
-
 
 def _skip_reason(gate: GateResult) -> str:
     """"max_drop 0.05: skipped: no baseline" -> "no baseline" (the first skipped check's reason)."""
@@ -134,13 +115,9 @@ def _skip_reason(gate: GateResult) -> str:
 
 
 def _known_direction(metric: str) -> bool | None:
-    from eval.metrics import DIRECTIONS
+    from eval.metrics import metric_direction
 
-    if metric in DIRECTIONS:
-        return DIRECTIONS[metric]
-    if metric.startswith("retrieval."):  # recall@k, mrr@10, ndcg@10: all higher-is-better
-        return True
-    return None
+    return metric_direction(metric)
 
 
 def _as_float(value) -> float | None:
@@ -184,8 +161,9 @@ def _gate(
     base_value = _as_float(baseline.get(name)) if baseline is not None else None
 
     def result(value, status: GateStatus, reason: str, higher: bool | None) -> GateResult:
-        return GateResult(name, value, rule.floor, base_value, rule.max_drop, rule.max_relative_drop, status, reason,
-                          higher)
+        return GateResult(metric=name, value=value, floor=rule.floor, baseline=base_value, max_drop=rule.max_drop,
+                          max_relative_drop=rule.max_relative_drop, status=status, reason=reason,
+                          higher_is_better=higher)
 
     if name not in metrics:
         known = ", ".join(sorted(metrics)) or "none"

@@ -23,15 +23,19 @@ from llmops.index.relevance import (
 )
 from llmops.index.retriever import Retriever
 from llmops.index.tuning import select_questions
+from llmops.workspace import store_report
+from eval.metrics.base import RetrievalScores
+from eval.schemas import ModeScores, RetrievalEvalReport
 
 __all__ = [
     "PRIMARY_METRIC",
     "RetrievalEvaluation",
-    "evaluate_retrieval",
+    "evaluate_mode",
+    "evaluate_retrieval_modes",
+    "store_retrieval_eval_report",
 ]
 
-PRIMARY_METRIC = "recall@5"
-GREATER_IS_BETTER = True
+PRIMARY_METRIC = RetrievalScores.primary_metric
 
 
 @dataclass
@@ -43,18 +47,12 @@ class RetrievalEvaluation:
     per_question: list[dict] = field(default_factory=list)
     primary_metric: str = PRIMARY_METRIC
 
-    def to_dict(self) -> dict:
-        return {
-            "mode": self.mode,
-            "metrics": self.metrics,
-            "questions": self.questions,
-            "unjudgeable": self.unjudgeable,
-            "primary_metric": self.primary_metric,
-            "greater_is_better": GREATER_IS_BETTER,
-        }
+    def scores(self) -> ModeScores:
+        return ModeScores(mode=self.mode, metrics=self.metrics, questions=self.questions, unjudgeable=self.unjudgeable,
+                          primary_metric=self.primary_metric, greater_is_better=RetrievalScores.greater_is_better)
 
 
-def evaluate_retrieval(
+def evaluate_mode(
     retriever: Retriever,
     examples: Sequence[QAExample],
     mode: str | None = None,
@@ -79,35 +77,39 @@ def evaluate_retrieval(
     )
 
 
-def retrieval_report(
+def evaluate_retrieval_modes(
     retriever: Retriever,
     examples: Sequence[QAExample],
     ks: Sequence[int] = (1, 5, 10),
-    calibration_fraction: float | None = None,
     max_questions: int | None = None,
-) -> dict:
+) -> RetrievalEvalReport:
     """Metrics for every mode the index supports, on the held-out questions.
 
-    When the index's fusion weight was tuned, the calibration split it was tuned on is excluded, so hybrid numbers
-    are not flattered by the tuning. `max_questions` takes a deterministic sample (by question id).
+    When the index's fusion weight was tuned, the calibration split it was tuned on (the fraction its manifest
+    records) is excluded, so hybrid numbers are not flattered by the tuning. `max_questions` takes a deterministic
+    sample (by question id).
     """
-    fusion = retriever.manifest.retrieval["fusion"]
-    tuned = str(fusion.get("chosen_by", "")).startswith("tuned")
+    fusion = retriever.manifest.retrieval.fusion
     scored = select_questions(
-        examples, calibration_fraction=calibration_fraction if tuned else None, max_samples=max_questions
+        examples, calibration_fraction=fusion.calibration_fraction if fusion.tuned else None, max_samples=max_questions
     )
     modes = ["dense"] if retriever.manifest.lexical is None else ["dense", "lexical", "hybrid"]
-    results = {mode: evaluate_retrieval(retriever, scored, mode, ks) for mode in modes}
-    return {
-        "index_version": retriever.version,
-        "questions": len(scored),
-        "excluded_calibration_questions": len(examples) - len(scored) if tuned else 0,
-        "primary_metric": PRIMARY_METRIC,
-        "default_mode": retriever.default_mode,
-        "fusion": {"method": fusion["method"], "dense_weight": fusion["dense_weight"], "chosen_by": fusion.get("chosen_by")},
-        "modes": {mode: r.to_dict() for mode, r in results.items()},
-        "worst_questions": _worst(results[retriever.default_mode if retriever.default_mode in results else "dense"]),
-    }
+    results = {mode: evaluate_mode(retriever, scored, mode, ks) for mode in modes}
+    return RetrievalEvalReport(
+        index_version=retriever.version,
+        questions=len(scored),
+        excluded_calibration_questions=len(examples) - len(scored) if fusion.tuned else 0,
+        primary_metric=PRIMARY_METRIC,
+        default_mode=retriever.default_mode,
+        fusion=fusion,
+        modes={mode: r.scores() for mode, r in results.items()},
+        worst_questions=_worst(results[retriever.default_mode if retriever.default_mode in results else "dense"]),
+    )
+
+
+def store_retrieval_eval_report(artifacts_root: str, report: RetrievalEvalReport) -> str:
+    """Store the report under reports/retrieval/, named by index version and content; returns its URI."""
+    return store_report(artifacts_root, "retrieval", report.index_version, report.model_dump(mode="json"))
 
 
 def _worst(evaluation: RetrievalEvaluation, n: int = 20) -> list[dict]:

@@ -29,7 +29,7 @@ __all__ = [
     "LexicalConfig",
     "PipelineConfig",
     "RetrievalConfig",
-    "RetrievalEvalConfig",
+    "EvalConfig",
     "SquadSource",
     "ServingConfig",
     "load_config",
@@ -422,7 +422,10 @@ class GatesConfig(_Strict):
     rules: tuple[GateConfig, ...] = ()
 
 
-class RetrievalEvalConfig(_Strict):
+class EvalConfig(_Strict):
+    """The `eval:` section: the eval set, retrieval metrics (ks, max_questions), the calibration split fusion tuning
+    uses, and the answer metrics of the RAG evaluation (max_samples, metrics)."""
+
     qa_path: str | None = Field(
         default=None,
         description="extra SQuAD JSON or JSONL (question, answers) eval set; squad sources add theirs",
@@ -509,6 +512,11 @@ class ServingConfig(_Strict):
     backend_check_timeout_s: float = Field(
         default=2.0, gt=0, description="/readyz: how long to wait for the backend's /v1/models"
     )
+    query_cache_size: int = Field(
+        default=1024, ge=0,
+        description="query embeddings of the last this many distinct questions kept per served release (an LRU), so "
+        "a repeated question skips the embedding model; exact text only, results unchanged. 0 disables",
+    )
 
 
 class PipelineConfig(_Strict):
@@ -518,7 +526,7 @@ class PipelineConfig(_Strict):
     index: IndexConfig = IndexConfig()
     lexical: LexicalConfig = LexicalConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
-    eval: RetrievalEvalConfig = RetrievalEvalConfig()
+    eval: EvalConfig = EvalConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     llm: LLMConfig | None = Field(default=None, description="required by llmops_pipeline and serving")
     sampling: SamplingConfig = SamplingConfig()

@@ -41,14 +41,51 @@ from serving.protocol import (
 )
 from serving.release import ReleaseHolder, ReleaseState
 
-__all__ = ["RagService", "SSEStream", "sse_frame"]
+__all__ = ["ChunkFrames", "RagService", "SSEStream", "sse_frame"]
 
 T = TypeVar("T")
 
 
+def _json(payload) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
 def sse_frame(payload: dict | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    data = payload if isinstance(payload, str) else _json(payload)
     return f"data: {data}\n\n".encode()
+
+
+class ChunkFrames:
+    """The SSE frames of one streamed completion, as `ChatCompletionChunk.model_dump(exclude_none=True)` renders
+    them. A token's frame is the constant head, the text as a JSON string and a constant tail: building a pydantic
+    model per token cost more than everything else the API does per token (the rare frames still go through it)."""
+
+    def __init__(self, completion_id: str, created: int, model: str, release_id: str):
+        self._fields = dict(id=completion_id, created=created, model=model, system_fingerprint=release_id)
+        # A token's frame rendered once with empty text; the text's JSON string goes where the `""` is.
+        head, _, tail = self._body(DeltaMessage(content="")).rpartition('""')
+        self._content_head = f"data: {head}".encode()
+        self._content_tail = f"{tail}\n\n".encode()
+
+    def _body(self, delta: DeltaMessage, finish_reason: str | None = None, **extra) -> str:
+        chunk = ChatCompletionChunk(
+            **self._fields, choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)], **extra
+        )
+        return _json(chunk.model_dump(mode="json", exclude_none=True))
+
+    def role(self) -> bytes:
+        return sse_frame(self._body(DeltaMessage(role="assistant", content="")))
+
+    def content(self, text: str) -> bytes:
+        return self._content_head + _json(text).encode() + self._content_tail
+
+    def finish(self, finish_reason: str, sources: list[Source]) -> bytes:
+        return sse_frame(self._body(DeltaMessage(), finish_reason, sources=sources))
+
+    def usage(self, usage: Usage) -> bytes:
+        """OpenAI's shape: one last chunk with no choices and the usage."""
+        body = ChatCompletionChunk(**self._fields, choices=[], usage=usage)
+        return sse_frame(body.model_dump(mode="json", exclude_none=True))
 
 
 class RagService:
@@ -164,44 +201,28 @@ class RagService:
         include_usage: bool,
         done: Callable[[], None],
     ) -> AsyncIterator[bytes]:
-        cid, created = completion_id(), int(time.time())
-
-        def chunk(delta: DeltaMessage, finish_reason: str | None = None, **extra) -> bytes:
-            body = ChatCompletionChunk(
-                id=cid, created=created, model=self.config.model_name, system_fingerprint=state.release_id,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)], **extra,
-            )
-            return sse_frame(body.model_dump(mode="json", exclude_none=True))
-
+        frames = ChunkFrames(completion_id(), int(time.time()), self.config.model_name, state.release_id)
         generation_started = time.perf_counter()
         finish_reason, prompt_tokens, completion_tokens = None, None, None
         first_token_seen = False
         try:
-            yield chunk(DeltaMessage(role="assistant", content=""))
+            yield frames.role()
             delta: StreamDelta | None = first
             while delta is not None:
                 if delta.text:
                     if not first_token_seen:
                         first_token_seen = True
                         self.metrics.ttft.observe(time.perf_counter() - started)
-                    yield chunk(DeltaMessage(content=delta.text))
+                    yield frames.content(delta.text)
                 finish_reason = delta.finish_reason or finish_reason
                 prompt_tokens = delta.prompt_tokens if delta.prompt_tokens is not None else prompt_tokens
                 if delta.completion_tokens is not None:
                     completion_tokens = delta.completion_tokens
                 delta = await anext(deltas, None)
-            yield chunk(DeltaMessage(), finish_reason or "stop", sources=sources)
-            usage = None
-            if prompt_tokens is not None and completion_tokens is not None:
-                usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                              total_tokens=prompt_tokens + completion_tokens)
-            if include_usage and usage is not None:
-                # OpenAI's shape: one last chunk with no choices and the usage.
-                body = ChatCompletionChunk(
-                    id=cid, created=created, model=self.config.model_name, system_fingerprint=state.release_id,
-                    choices=[], usage=usage,
-                )
-                yield sse_frame(body.model_dump(mode="json", exclude_none=True))
+            yield frames.finish(finish_reason or "stop", sources)
+            if include_usage and prompt_tokens is not None and completion_tokens is not None:
+                yield frames.usage(Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                         total_tokens=prompt_tokens + completion_tokens))
             yield sse_frame("[DONE]")
             self._observe(None, retrieval_s, time.perf_counter() - generation_started,
                           prompt_tokens or 0, completion_tokens or 0)

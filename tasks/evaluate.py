@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import typing
 from pathlib import Path
@@ -11,7 +10,8 @@ from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
-from eval.stage import decide, evaluate_model as evaluate_model_fn, flat_metrics, load_report, store_decision, store_eval_run
+from eval.schemas import RetrievalEvalReport
+from eval.stage import decide, evaluate_model as evaluate_model_fn, load_rag_eval_report, store_decision, store_eval_run
 from llmops.corpus.documents import read_documents
 from llmops.corpus.qa import read_qa
 from llmops.release.promotion import production_baseline
@@ -25,8 +25,7 @@ from tasks.common import (
     execution_id,
     gpu_task_settings,
 )
-from tasks.decks import publish
-from tasks.eval_decks import evaluation_deck, gates_deck
+from tasks.decks import evaluation_deck, gates_deck, publish
 
 EvalOutputs = typing.NamedTuple("EvalOutputs", [("report_uri", str), ("samples_uri", str)])
 GateOutputs = typing.NamedTuple("GateOutputs", [("passed", bool), ("decision_uri", str), ("candidate_report_uri", str)])
@@ -65,7 +64,7 @@ def evaluate_model(
         adapter_dir=_local(adapter),
         adapter_version=adapter_version or None,
         adapter_uri=(adapter.remote_source or adapter.path) if adapter is not None else None,
-        retrieval_report=json.loads(Path(retrieval_report.download()).read_text(encoding="utf-8")),
+        retrieval_report=RetrievalEvalReport.model_validate_json(Path(retrieval_report.download()).read_bytes()),
         execution_id=execution_id(),
     )
     report_uri, samples_uri = store_eval_run(cfg, run)
@@ -83,16 +82,16 @@ def no_finetune() -> str:
 @task(requests=CPU_RESOURCES, timeout=TIMEOUTS["cpu"], enable_deck=True, deck_fields=())
 def apply_gates(config_json: str, base_report_uri: str, finetuned_report_uri: str) -> GateOutputs:
     cfg = decode_config(config_json)
-    reports = {"base": load_report(base_report_uri)}
+    reports = {"base": load_rag_eval_report(base_report_uri)}
     if finetuned_report_uri:
-        reports["finetuned"] = load_report(finetuned_report_uri)
+        reports["finetuned"] = load_rag_eval_report(finetuned_report_uri)
     baseline_uri = production_baseline(cfg)
-    baseline = load_report(baseline_uri) if baseline_uri else None
+    baseline = load_rag_eval_report(baseline_uri) if baseline_uri else None
     decision = decide(cfg, reports, baseline, baseline_uri)
     decision_uri = store_decision(cfg, decision)
-    publish("Gates", gates_deck(decision, reports, flat_metrics(baseline) if baseline else None))
+    publish("Gates", gates_deck(decision, reports))
     candidate_uri = finetuned_report_uri or base_report_uri
-    return GateOutputs(decision["verdict"]["passed"], decision_uri, candidate_uri)
+    return GateOutputs(decision.verdict.passed, decision_uri, candidate_uri)
 
 
 __all__ = ["apply_gates", "evaluate_model", "no_finetune"]

@@ -7,7 +7,7 @@ import typing
 
 from flytekit import task
 
-from llmops.index.build import run_ingest
+from llmops.corpus.stages import run_ingest
 from tasks.common import cpu_task_settings, decode_config
 from tasks.decks import ingest_deck, publish
 

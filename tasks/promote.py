@@ -6,77 +6,29 @@ from __future__ import annotations
 from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 
-from eval.stage import load_report
-from llmops.release.promotion import PromotionResult, promote_candidate
-from llmops.htmlkit import Html, fragment, kv_table, section, status_badge, table
+from eval.stage import load_gate_decision, load_rag_eval_report, release_candidate
+from llmops.release.promotion import promote_candidate
 from tasks.common import CPU_RESOURCES, TIMEOUTS, decode_config, execution_id
-from tasks.decks import publish
+from tasks.decks import publish, release_card
+
+__all__ = ["promote"]
+
 
 # Not cached: it moves an alias, and the alias may have moved since an earlier run.
 @task(requests=CPU_RESOURCES, timeout=TIMEOUTS["cpu"], enable_deck=True, deck_fields=())
 def promote(config_json: str, index: FlyteDirectory, candidate_report_uri: str, decision_uri: str) -> str:
     """Returns the release id (registered even when the gates failed; only a passing one is promoted)."""
     cfg = decode_config(config_json)
+    candidate = release_candidate(
+        load_rag_eval_report(candidate_report_uri), candidate_report_uri,
+        load_gate_decision(decision_uri), decision_uri,
+    )
     result = promote_candidate(
         cfg,
         index_uri=index.remote_source or index.path,
-        report=load_report(candidate_report_uri),
-        report_uri=candidate_report_uri,
-        decision=load_report(decision_uri),
-        decision_uri=decision_uri,
+        candidate=candidate,
         alias=cfg.serving.alias,
         execution_id=execution_id(),
     )
     publish("Release", release_card(result, cfg.serving.alias))
     return result.release.release
-
-
-def release_card(result: PromotionResult, alias: str) -> str:
-    """The release, whether it became `alias`, this run's gate decision, and what changed against the release it
-    replaces. A re-run finds the release an earlier run registered: the card says so and links both decisions."""
-    r = result.release
-    gates = result.gate_outcome
-    summary = {
-        "release": r.release,
-        "status": _status(result, alias),
-        "gates (this run)": gates.summary,
-        "gate decision (this run)": result.decision_uri,
-    }
-    if not result.created:
-        summary["registered"] = (f"already existed: registered {r.created_at} by "
-                                 f"{r.flyte_execution_id or 'an earlier run'} (gates {r.gates_label()})")
-        summary["gate decision at registration"] = r.gate_decision_uri
-    summary |= {
-        "index": r.index_version,
-        "base model": r.base_model,
-        "adapter": r.adapter_version or "none",
-        "eval report": r.eval_report_uri,
-        "git sha": r.git_sha,
-        "previous " + alias: result.previous.release if result.previous else "none (first release)",
-    }
-    parts = [section("Release", kv_table(summary))]
-    if result.diff is not None:
-        d = result.diff
-        changed = [[k, a, b] for k, (a, b) in d["changed"].items()]
-        metrics = [[k, m["from"], m["to"], m["delta"]] for k, m in d["metrics"].items()]
-        config = [[k, a, b] for k, (a, b) in d["config"].items()]
-        parts += [
-            section(f"Changed vs {alias}", table(["what", "before", "now"], changed)),
-            section("Metrics vs " + alias, table(["metric", "before", "now", "delta"], metrics)),
-            section("Config changes", table(["field", "before", "now"], config)),
-        ]
-    return fragment(*parts)
-
-
-def _status(result: PromotionResult, alias: str) -> Html:
-    r = result.release
-    force = f"force with llmops registry promote {r.release} --force --reason ..."
-    if result.event is not None:
-        return status_badge(True, f"promoted to {alias}")
-    if not result.gates_passed:
-        nothing = result.gate_outcome.passed + result.gate_outcome.failed == 0
-        why = "nothing was checked" if nothing else "gates failed"
-        return status_badge(False, f"not promoted: {why} ({force})")
-    if not r.gates_passed:
-        return status_badge(False, f"not promoted: registered by an earlier run whose gates failed ({force})")
-    return status_badge(True, f"already {alias}")

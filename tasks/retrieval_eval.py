@@ -10,9 +10,10 @@ from flytekit import task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
-from eval.retrieval import retrieval_report
+from eval.retrieval import evaluate_retrieval_modes, store_retrieval_eval_report
+from eval.schemas import RetrievalEvalReport
 from llmops.corpus.qa import read_qa
-from llmops.index.build import read_chunk_table, write_report
+from llmops.corpus.stages import read_chunk_table
 from llmops.index.retriever import Retriever
 from llmops.storage import fetch_file
 from tasks.common import cpu_task_settings, decode_config
@@ -33,13 +34,11 @@ def evaluate_retrieval(
     """Score the index on the eval set (if any) and publish the run summary. Returns the report JSON file."""
     cfg = decode_config(config_json, "retrieval_eval")
     retriever = Retriever.load(index.remote_source or index.path)
-    report: dict = {"index_version": retriever.version, "status": "not measured: no eval set in the config"}
+    report = RetrievalEvalReport(index_version=retriever.version, status="not measured: no eval set in the config")
     if qa_uri:
         examples = read_qa(fetch_file(qa_uri, tempfile.mkdtemp()))
-        report = retrieval_report(
-            retriever, examples, cfg.eval.ks, cfg.eval.calibration_fraction, cfg.eval.max_questions
-        )
-    uri = write_report(cfg, "retrieval", retriever.version, report)
+        report = evaluate_retrieval_modes(retriever, examples, cfg.eval.ks, cfg.eval.max_questions)
+    uri = store_retrieval_eval_report(cfg.artifacts.root, report)
     n_tokens = read_chunk_table(chunks_uri).column("n_tokens").to_pylist()
     publish(
         "Run summary",

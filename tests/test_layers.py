@@ -3,7 +3,7 @@
     cli, workflows -> tasks -> {eval, serving} -> llmops
 
 Inside `llmops`, the subpackages form the DAG in `LLMOPS_DEPENDS` (each may import the base modules, `config`,
-`errors` and `storage`). Imports are read from the source (every `import` statement, lazy ones inside functions
+`errors`, `storage`, `htmlkit`, `workspace` and `exports`). Imports are read from the source (every `import` statement, lazy ones inside functions
 too), so a cycle hidden by a function-level import is still caught.
 """
 
@@ -20,18 +20,25 @@ ROOT = Path(__file__).resolve().parents[1]
 # A package may import the packages of a lower rank, never its own rank's siblings or anything above.
 RANKS = {"llmops": 0, "eval": 1, "serving": 1, "tasks": 2, "workflows": 3, "cli": 3}
 
-LLMOPS_BASE = {"config", "errors", "storage", "htmlkit"}
+LLMOPS_BASE = {"config", "errors", "storage", "htmlkit", "workspace", "exports"}
 LLMOPS_DEPENDS = {
     "provenance": set(),
-    "corpus": set(),
+    "corpus": {"provenance"},  # the chunk stage's cache key names its code closure
     "index": {"corpus", "provenance"},
     "llm": {"corpus", "provenance"},
     "rag": {"corpus", "index", "llm"},
     "finetune": {"corpus", "index", "llm", "rag", "provenance"},
     "release": {"index", "llm", "finetune", "provenance"},
 }
-# The base modules are the floor: they import no subpackage, and only `errors` among themselves.
-BASE_DEPENDS = {"config": {"errors"}, "errors": set(), "storage": {"errors"}, "htmlkit": {"errors"}}
+# The base modules are the floor: they import no subpackage, and among themselves only what is listed here.
+BASE_DEPENDS = {
+    "config": {"errors"},
+    "errors": set(),
+    "storage": {"errors"},
+    "htmlkit": {"errors"},
+    "exports": set(),
+    "workspace": {"config", "storage"},  # where stages keep their work: under the configured artifact root
+}
 # Private names of third-party libraries we have to reach, and why.
 THIRD_PARTY_PRIVATE = {
     "_analytics": "ragas sends telemetry from import time; its private switch is the only one that works offline",

@@ -20,9 +20,13 @@ Keys and directions (all higher-is-better, 0-1 scale unless noted):
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from eval.metrics.base import EvalSample, Metric, MetricValue, not_measured
+from eval.metrics.base import EvalSample, Metric, MetricValue, RetrievalScores, not_measured
+from eval.metrics.bertscore import BertScoreMetric
+from eval.metrics.bleu import BleuMetric
+from eval.metrics.ragas_metrics import RagasMetric
+from eval.metrics.rouge import RougeMetric
 from llmops.config import MetricsConfig
 
 __all__ = [
@@ -30,37 +34,42 @@ __all__ = [
     "EvalSample",
     "Metric",
     "MetricValue",
+    "RetrievalScores",
+    "metric_direction",
+    "sample_ranking_metric",
     "build_metrics",
     "compute_metrics",
 ]
 
 log = logging.getLogger(__name__)
 
-# Every key a metric family here can report, with its direction (True: higher is better). Gates use it for values
-# given as bare floats.
-DIRECTIONS: dict[str, bool] = {
-    "bleu": True,
-    "rouge_1": True,
-    "rouge_2": True,
-    "rouge_l": True,
-    "bertscore_f1": True,
-    "ragas.context_recall": True,
-    "ragas.context_precision": True,
-    "ragas.semantic_similarity": True,
-    "ragas.faithfulness": True,
-    "ragas.answer_relevancy": True,
-    "ragas.llm_context_precision": True,
-    "ragas.llm_context_recall": True,
-}
+# The answer-metric families, and the ones whose primary metric ranks samples (worst first in the Deck), in order of
+# preference: the first one measured is used.
+_FAMILIES: tuple[type[Metric], ...] = (BleuMetric, RougeMetric, BertScoreMetric, RagasMetric)
+_SAMPLE_RANKING: tuple[type[Metric], ...] = (RougeMetric, BertScoreMetric, BleuMetric)
+
+# Every key a metric family here can report, with its direction (True: higher is better), from the families
+# themselves. Gates use it for values given as bare floats.
+DIRECTIONS: dict[str, bool] = {key: higher for family in _FAMILIES for key, higher in family.higher_is_better.items()}
+
+
+def metric_direction(key: str) -> bool | None:
+    """True when greater is better for `key` (an answer metric or `retrieval.<name>`); None when unknown."""
+    if key in DIRECTIONS:
+        return DIRECTIONS[key]
+    if key.startswith(RetrievalScores.prefix):
+        return RetrievalScores.greater_is_better
+    return None
+
+
+def sample_ranking_metric(values: Mapping[str, MetricValue]) -> str | None:
+    """The metric to rank samples by: the primary metric of the first ranking family that was measured."""
+    return next((family.primary_metric for family in _SAMPLE_RANKING
+                 if family.primary_metric in values and values[family.primary_metric].measured), None)
 
 
 def build_metrics(config: MetricsConfig, embedding_model: str) -> list[Metric]:
     """The metric families enabled in `config`, in report order. Heavy libraries load only in `compute`."""
-    from eval.metrics.bertscore import BertScoreMetric
-    from eval.metrics.bleu import BleuMetric
-    from eval.metrics.ragas_metrics import RagasMetric
-    from eval.metrics.rouge import RougeMetric
-
     metrics: list[Metric] = []
     if config.bleu:
         metrics.append(BleuMetric())

@@ -169,6 +169,16 @@ def _skip_summary(skips: list[tuple[str, str]]) -> str:
     return "; ".join(f"{count} with {why}" for why, count in reasons.items())
 
 
+class RetrievalScores:
+    """The retrieval metrics of an index (eval.retrieval: recall@k, mrr@10, ndcg@10), reported in a RAG eval as
+    `retrieval.<name>`. Not a `Metric`: they score the index's hits, not answers."""
+
+    name = "retrieval"
+    prefix = "retrieval."
+    primary_metric = "recall@5"
+    greater_is_better = True  # every key
+
+
 class Metric(ABC):
     """A metric family: one library call may report several keys (rouge_1, rouge_2, rouge_l)."""
 

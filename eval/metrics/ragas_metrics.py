@@ -150,6 +150,8 @@ def local_embeddings(model: str):
 class RagasMetric(Metric):
     name = "ragas"
     primary_metric = "ragas.semantic_similarity"
+    keys = NON_LLM_KEYS + JUDGE_KEYS  # every key the family can report; an instance without a judge reports fewer
+    higher_is_better = {key: True for key in keys}
 
     def __init__(self, config: RagasConfig, embedding_model: str):
         self.config = config

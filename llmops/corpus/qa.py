@@ -22,7 +22,7 @@ def read_qa(path: str | Path) -> list[QAExample]:
         raise EvalDataError(f"eval set {path} does not exist")
     if path.suffix == ".json":
         from llmops.config import CorpusConfig, SquadSource
-        from llmops.corpus.ingest import ingest_corpus
+        from llmops.corpus.ingest.corpus import ingest_corpus
 
         return ingest_corpus(CorpusConfig(sources=(SquadSource(kind="squad", path=str(path)),))).qa
     return _load_jsonl(path)

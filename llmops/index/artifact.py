@@ -18,18 +18,27 @@ import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from llmops.config import LexicalConfig
 from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError
 from llmops.storage import file_checksums, is_remote, local_path, sha256_file
 
 __all__ = [
     "MANIFEST_NAME",
     "SCHEMA_VERSION",
+    "ChunkingSection",
+    "CorpusSection",
+    "EmbeddingSection",
     "FileEntry",
+    "FusionSection",
+    "IndexCounts",
+    "IndexLineage",
     "IndexManifest",
+    "RetrievalSection",
+    "VectorIndexSection",
     "file_problems",
     "unlisted_files",
     "git_sha",
@@ -42,7 +51,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
+# 2: typed sections; the fusion section records whether its weight was tuned and on which calibration fraction.
+SCHEMA_VERSION = 2
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -68,21 +78,95 @@ class FileEntry(_Model):
     bytes: int
 
 
+class CorpusSection(_Model):
+    fingerprint: str
+    sources: list[str] = []
+
+
+class ChunkingSection(_Model):
+    max_tokens: int
+    overlap_tokens: int
+    tokenizer: str  # "embedding": chunks are measured in the embedding model's tokens
+
+
+class EmbeddingSection(_Model):
+    model: str
+    revision: str | None = None
+    model_digest: str
+    profile: str = "custom"
+    query_prefix: str
+    passage_prefix: str
+    dimension: int
+    normalized: bool = True
+
+
+class VectorIndexSection(_Model):
+    type: str  # FAISS factory string
+    metric: str
+    params: dict  # search-time parameters (nprobe, efSearch) the index was built with
+    built_on: str  # cpu | gpu
+
+
+FusionChoice = Literal["config", "tuned", "default"]
+
+
+class FusionSection(_Model):
+    """How hybrid search fuses dense and lexical hits, with the dense weight resolved (never "auto")."""
+
+    method: Literal["convex", "rrf"]
+    dense_weight: float
+    rrf_k: int = 60
+    candidates: int = 100
+    # config: the weight was set in the config; tuned: `dense_weight: auto` tuned it on the calibration split of the
+    # eval set; default: `auto` with nothing to tune on, so 0.5.
+    weight_from: FusionChoice = "config"
+    calibration_fraction: float | None = None  # the share of eval questions tuned on (only when tuned)
+    calibration_questions: int | None = None
+    chosen_by: str = ""  # for display: how the weight was chosen, in words
+    tuning_curve: dict[str, float] | None = None  # dense weight -> MRR@10 on the calibration questions
+
+    @property
+    def tuned(self) -> bool:
+        return self.weight_from == "tuned"
+
+
+class RetrievalSection(_Model):
+    mode: Literal["dense", "lexical", "hybrid"]
+    k: int
+    fusion: FusionSection
+
+
+class IndexCounts(_Model):
+    documents: int | None = None
+    chunks: int
+    vectors: int
+    skipped: int = 0
+    duplicates: int = 0
+
+
+class IndexLineage(_Model):
+    git_sha: str | None = None
+    code_version: str | None = None
+    config_digest: str | None = None
+    flyte_execution_id: str | None = None
+    qa: str | None = None  # the eval set's URI (fusion was tuned on its calibration split)
+
+
 class IndexManifest(_Model):
     schema_version: int
-    kind: str = "index"
+    kind: Literal["index"] = "index"
     version: str
     created_at: str
-    corpus: dict  # fingerprint, documents, sources
-    chunking: dict  # max_tokens, overlap_tokens, tokenizer
-    embedding: dict  # model, model_digest, revision, profile, query_prefix, passage_prefix, dimension
-    index: dict  # type (FAISS factory string), metric, params, built_on
-    lexical: dict | None  # tokenizer, k1, b; None when disabled
-    retrieval: dict  # default mode, k, fusion (method, dense_weight, how it was chosen)
-    counts: dict  # documents, chunks, vectors, skipped, duplicates
+    corpus: CorpusSection
+    chunking: ChunkingSection
+    embedding: EmbeddingSection
+    index: VectorIndexSection
+    lexical: LexicalConfig | None  # None when disabled
+    retrieval: RetrievalSection
+    counts: IndexCounts
     files: dict[str, FileEntry]
     libraries: dict[str, str]
-    lineage: dict  # git_sha, flyte execution id, config digest
+    lineage: IndexLineage
 
 
 def library_versions(*extra: str, names: Sequence[str] = _LIBRARIES) -> dict[str, str]:
@@ -155,7 +239,8 @@ def load_manifest(
         raise ArtifactIntegrityError(f"{path} is not valid JSON: {e}") from None
     if raw.get("schema_version") != schema_version:
         raise ArtifactIntegrityError(
-            f"{path} has schema_version {raw.get('schema_version')!r}; this llmops reads {schema_version}"
+            f"{path} has schema_version {raw.get('schema_version')!r}; this llmops reads {schema_version}. "
+            f"{remedy[0].upper()}{remedy[1:]} with this version of llmops"
         )
     try:
         return model.model_validate(raw)

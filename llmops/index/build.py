@@ -1,10 +1,10 @@
-"""The indexing stages as plain functions over URIs in the artifact store.
+"""The indexing stages as plain functions over URIs in the artifact store: shard, embed, build the index.
 
 Each stage writes its output under `artifacts.root` at a path named by the digest of its inputs (content digests,
 parameters and the code version), and returns that URI. A stage whose output already exists skips its work. This
 keeps re-runs cheap and correct with or without Flyte's cache, and Flyte cache hits never point at deleted temp
 folders, because outputs live in the store rather than in Flyte's scratch space. Flyte tasks in `tasks/` wrap
-these functions one to one.
+these functions one to one. The stages before these, ingest and chunk, are in `llmops.corpus.stages`.
 """
 
 from __future__ import annotations
@@ -12,20 +12,26 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmops.index.artifact import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
+    ChunkingSection,
+    CorpusSection,
+    EmbeddingSection,
+    FusionSection,
+    IndexCounts,
+    IndexLineage,
     IndexManifest,
+    RetrievalSection,
+    VectorIndexSection,
     file_entries,
     git_sha,
     library_versions,
@@ -34,8 +40,8 @@ from llmops.index.artifact import (
     verify_artifact,
 )
 from llmops.config import PipelineConfig
-from llmops.corpus.documents import read_documents, write_chunks, write_documents
-from llmops.corpus.qa import read_qa, write_qa
+from llmops.corpus.qa import read_qa
+from llmops.corpus.stages import ChunkOutput, IngestOutput, run_chunking, run_ingest
 from llmops.index.embed_cache import EmbeddingCache
 from llmops.index.embedding import get_embedder
 from llmops.errors import IndexBuildError
@@ -51,22 +57,17 @@ from llmops.storage import (
     uri_exists,
 )
 from llmops.index.vector_index import build_vector_index, choose_index_type, write_vector_index
+from llmops.workspace import scratch_dir, work_uri
 
 __all__ = [
     "BuildOutput",
     "build_locally",
-    "ChunkOutput",
-    "IngestOutput",
     "build_index",
     "embed_shard",
     "embedding_stats",
-    "shard_stats",
     "index_version",
-    "read_chunk_table",
-    "write_report",
     "plan_shards",
-    "run_chunking",
-    "run_ingest",
+    "shard_stats",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,121 +78,25 @@ log = logging.getLogger(__name__)
 _PROCESS_RUN_ID = f"process-{uuid.uuid4().hex}"
 
 
-def _work_uri(cfg: PipelineConfig, *parts: str) -> str:
-    return join_uri(cfg.artifacts.root, "work", *parts)
-
-
-def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="llmops-"))
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# 1. Ingest
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IngestOutput:
-    documents_uri: str
-    qa_uri: str | None  # None when no source or eval.qa_path provides questions
-    corpus_fingerprint: str
-    report: dict  # IngestReport.to_dict() without timings
-    seconds: float
-
-
-def run_ingest(cfg: PipelineConfig) -> IngestOutput:
-    from llmops.corpus.ingest import ingest_corpus
-
-    result = ingest_corpus(cfg.corpus)
-    qa = list(result.qa)
-    if cfg.eval.qa_path:
-        qa.extend(read_qa(cfg.eval.qa_path))
-    fingerprint = digest_of([[d.doc_id, d.source, d.title, d.lang, d.metadata] for d in result.documents])
-    scratch = _scratch()
-    try:
-        documents_uri = _work_uri(cfg, "documents", f"{fingerprint}.parquet")
-        if not uri_exists(documents_uri):
-            write_documents(result.documents, scratch / "documents.parquet")
-            put_file(scratch / "documents.parquet", documents_uri)
-        qa_uri = None
-        if qa:
-            qa_uri = _work_uri(cfg, "qa", f"{digest_of([asdict(q) for q in qa])}.jsonl")
-            if not uri_exists(qa_uri):
-                write_qa(qa, scratch / "qa.jsonl")
-                put_file(scratch / "qa.jsonl", qa_uri)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    report = result.report.to_dict() | {"qa_examples": len(qa), "eval_set": cfg.eval.qa_path}
-    # Timings stay out of the report: it is an input of cached tasks, and must be equal for equal corpora.
-    seconds = report.pop("seconds")
-    return IngestOutput(documents_uri, qa_uri, fingerprint, report, seconds)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# 2. Chunk
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChunkOutput:
-    chunks_uri: str
-    model_digest: str  # passed on so downstream cache keys change when the model files change
-    max_tokens: int
-
-
-def run_chunking(cfg: PipelineConfig, documents_uri: str, corpus_fingerprint: str) -> ChunkOutput:
-    from llmops.corpus.chunking import chunk_documents, max_chunk_tokens
-
-    embedder = get_embedder(cfg.embedding)
-    max_tokens = max_chunk_tokens(
-        embedder.tokenizer, embedder.max_seq_length, embedder.profile.passage_prefix, cfg.chunking.max_tokens
-    )
-    key = digest_of(
-        {
-            "corpus": corpus_fingerprint,
-            "model": embedder.digest,
-            "max_tokens": max_tokens,
-            "overlap": cfg.chunking.overlap_tokens,
-            "code": stage_code("chunk").fingerprint,
-        }
-    )
-    chunks_uri = _work_uri(cfg, "chunks", f"{key}.parquet")
-    if not uri_exists(chunks_uri):
-        scratch = _scratch()
-        try:
-            docs = read_documents(fetch_file(documents_uri, scratch))
-            chunks = chunk_documents(docs, embedder.tokenizer, max_tokens, cfg.chunking.overlap_tokens)
-            if not chunks:
-                raise IndexBuildError(f"chunking produced no chunks from {len(docs)} documents ({documents_uri})")
-            write_chunks(chunks, scratch / "chunks.parquet")
-            put_file(scratch / "chunks.parquet", chunks_uri)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return ChunkOutput(chunks_uri, embedder.digest, max_tokens)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# 3. Shard and embed
+# 1. Shard and embed
 # ---------------------------------------------------------------------------------------------------------------
 
 
 def plan_shards(cfg: PipelineConfig, chunks_uri: str) -> list[str]:
     """Split the chunk table into shard files of `embedding.shard_size` rows (chunk_id, text), in order."""
-    scratch = _scratch()
-    try:
+    with scratch_dir() as scratch:
         table = pq.read_table(fetch_file(chunks_uri, scratch), columns=["chunk_id", "text"])
         stem = Path(chunks_uri).stem
         size = cfg.embedding.shard_size
         uris = []
         for i, start in enumerate(range(0, table.num_rows, size)):
-            uri = _work_uri(cfg, "shards", f"{stem}-s{size}-{i:05d}.parquet")
+            uri = work_uri(cfg, "shards", f"{stem}-s{size}-{i:05d}.parquet")
             if not uri_exists(uri):
                 pq.write_table(table.slice(start, size), scratch / "shard.parquet")
                 put_file(scratch / "shard.parquet", uri)
             uris.append(uri)
         return uris
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def embed_shard(
@@ -207,11 +112,10 @@ def embed_shard(
         )
     profile = embedder.profile
     out_key = digest_of({"shard": Path(shard_uri).stem, "model": model_digest, "prefix": profile.passage_prefix})
-    out_uri = _work_uri(cfg, "vectors", f"{out_key}.npz")
+    out_uri = work_uri(cfg, "vectors", f"{out_key}.npz")
     if uri_exists(out_uri):
         return out_uri
-    scratch = _scratch()
-    try:
+    with scratch_dir() as scratch:
         texts = pq.read_table(fetch_file(shard_uri, scratch), columns=["text"]).column("text").to_pylist()
         cache = EmbeddingCache(cfg.artifacts.root, model_digest, profile.passage_prefix) if cfg.embedding.cache else None
         if cache is not None:
@@ -239,12 +143,10 @@ def embed_shard(
         put_file(scratch / "vectors.npz", out_uri)
         log.info("embedded shard %s: %d computed, %d from cache", Path(shard_uri).name, len(missing), found.sum())
         return out_uri
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 4. Build the index artifact
+# 2. Build the index artifact
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -325,6 +227,8 @@ def index_version(cfg: PipelineConfig, chunks_uri: str, model_digest: str, facto
             "retrieval": cfg.retrieval.model_dump(),
             # an auto-tuned fusion weight depends on the questions it was tuned on
             "qa": Path(qa_uri).stem if (qa_uri and fusion.dense_weight == "auto") else None,
+            # ... and on the share of them it was tuned on (the manifest records it; eval leaves those questions out)
+            "calibration_fraction": cfg.eval.calibration_fraction if (qa_uri and fusion.dense_weight == "auto") else None,
             "code": stage_code("index").fingerprint,
         }
     )
@@ -344,8 +248,7 @@ def build_index(
 ) -> BuildOutput:
     """Build (or reuse) the index version for these chunks and shard vectors. `run_id` names the run, as given to
     `embed_shard` (default: this process), so the stats tell this run's embedding work from reused shards."""
-    scratch = _scratch()
-    try:
+    with scratch_dir() as scratch:
         chunks_path = fetch_file(chunks_uri, scratch)
         n_chunks = pq.read_metadata(chunks_path).num_rows
         factory = choose_index_type(n_chunks, cfg.index)
@@ -377,13 +280,11 @@ def build_index(
                 flyte_execution_id=flyte_execution_id,
                 scratch=scratch,
             )
-            atomic_write_json(stage / MANIFEST_NAME, manifest.model_dump())
+            atomic_write_json(stage / MANIFEST_NAME, manifest.model_dump(mode="json"))
             publish_directory(stage, artifact_uri)
         finally:
             shutil.rmtree(stage, ignore_errors=True)  # gone already when published
         return BuildOutput(artifact_uri, version, False, stats, tuple(shards))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _write_artifact(
@@ -407,7 +308,7 @@ def _write_artifact(
     built = build_vector_index(vectors, factory, cfg.index)
     write_vector_index(built.index, stage / "vectors.faiss")
     shutil.copyfile(chunks_path, stage / "chunks.parquet")
-    lexical_meta = None
+    lexical = None
     if cfg.lexical.enabled:
         from llmops.index.lexical import LexicalIndex
 
@@ -415,48 +316,59 @@ def _write_artifact(
         # BM25 sees each chunk headed by its document's title; the stored chunk text stays as it is.
         texts, titles = table.column("text").to_pylist(), table.column("title").to_pylist()
         LexicalIndex.build(texts, cfg.lexical, titles=titles).save(stage / "lexical")
-        lexical_meta = cfg.lexical.model_dump()
+        lexical = cfg.lexical
     atomic_write_json(stage / "config.json", config_record(cfg))
     atomic_write_json(stage / "ingest_report.json", ingest_report)
 
     fusion = cfg.retrieval.fusion
-    fusion_meta = fusion.model_dump() | {"chosen_by": "config"}
-    counts = {
-        "documents": ingest_report.get("documents"),
-        "chunks": int(len(vectors)),
-        "vectors": int(built.index.ntotal),
-        "skipped": len(ingest_report.get("skipped", [])),
-        "duplicates": len(ingest_report.get("duplicates", [])),
-    }
     manifest = IndexManifest(
         schema_version=SCHEMA_VERSION,
         version=version,
         created_at=utc_now(),
-        corpus={"fingerprint": corpus_fingerprint, "sources": [s.path for s in cfg.corpus.sources]},
-        chunking={"max_tokens": max_tokens, "overlap_tokens": cfg.chunking.overlap_tokens, "tokenizer": "embedding"},
-        embedding={
-            "model": cfg.embedding.model,
-            "revision": cfg.embedding.revision,
-            "model_digest": model_digest,
-            "profile": embedder.profile.name,
-            "query_prefix": embedder.profile.query_prefix,
-            "passage_prefix": embedder.profile.passage_prefix,
-            "dimension": int(vectors.shape[1]),
-            "normalized": True,
-        },
-        index={"type": factory, "metric": "inner_product", "params": built.params, "built_on": built.built_on},
-        lexical=lexical_meta,
-        retrieval={"mode": cfg.retrieval.mode, "k": cfg.retrieval.k, "fusion": fusion_meta},
-        counts=counts,
+        corpus=CorpusSection(fingerprint=corpus_fingerprint, sources=[s.path for s in cfg.corpus.sources]),
+        chunking=ChunkingSection(max_tokens=max_tokens, overlap_tokens=cfg.chunking.overlap_tokens,
+                                 tokenizer="embedding"),
+        embedding=EmbeddingSection(
+            model=cfg.embedding.model,
+            revision=cfg.embedding.revision,
+            model_digest=model_digest,
+            profile=embedder.profile.name,
+            query_prefix=embedder.profile.query_prefix,
+            passage_prefix=embedder.profile.passage_prefix,
+            dimension=int(vectors.shape[1]),
+            normalized=True,
+        ),
+        index=VectorIndexSection(type=factory, metric="inner_product", params=built.params, built_on=built.built_on),
+        lexical=lexical,
+        retrieval=RetrievalSection(
+            mode=cfg.retrieval.mode,
+            k=cfg.retrieval.k,
+            # "auto" is resolved below by _tune_fusion; 0.5 stands in until then
+            fusion=FusionSection(
+                method=fusion.method,
+                dense_weight=0.5 if fusion.dense_weight == "auto" else fusion.dense_weight,
+                rrf_k=fusion.rrf_k,
+                candidates=fusion.candidates,
+                weight_from="config",
+                chosen_by="config",
+            ),
+        ),
+        counts=IndexCounts(
+            documents=ingest_report.get("documents"),
+            chunks=int(len(vectors)),
+            vectors=int(built.index.ntotal),
+            skipped=len(ingest_report.get("skipped", [])),
+            duplicates=len(ingest_report.get("duplicates", [])),
+        ),
         files=file_entries(stage),
         libraries=library_versions(),
-        lineage={
-            "git_sha": git_sha(),
-            "code_version": stage_code("index").digest,
-            "config_digest": digest_of(config_record(cfg)),
-            "flyte_execution_id": flyte_execution_id,
-            "qa": qa_uri,
-        },
+        lineage=IndexLineage(
+            git_sha=git_sha(),
+            code_version=stage_code("index").digest,
+            config_digest=digest_of(config_record(cfg)),
+            flyte_execution_id=flyte_execution_id,
+            qa=qa_uri,
+        ),
     )
     if fusion.dense_weight == "auto":
         manifest = _tune_fusion(cfg, stage, manifest, qa_uri, scratch, embedder)
@@ -468,38 +380,25 @@ def _tune_fusion(cfg, stage: Path, manifest: IndexManifest, qa_uri, scratch: Pat
     from llmops.index.retriever import Retriever
     from llmops.index.tuning import split_calibration, tune_dense_weight
 
-    fusion = dict(manifest.retrieval["fusion"])
+    fusion = manifest.retrieval.fusion
+    fraction = cfg.eval.calibration_fraction
     calibration = []
     if qa_uri and manifest.lexical is not None:
-        calibration, _ = split_calibration(read_qa(fetch_file(qa_uri, scratch)), cfg.eval.calibration_fraction)
+        calibration, _ = split_calibration(read_qa(fetch_file(qa_uri, scratch)), fraction)
     if calibration:
-        provisional = manifest.model_copy(update={"retrieval": {**manifest.retrieval, "fusion": {**fusion, "dense_weight": 0.5}}})
-        weight, curve = tune_dense_weight(Retriever(stage, provisional, embedder), calibration)
-        fusion.update(dense_weight=weight, chosen_by=f"tuned on {len(calibration)} calibration questions (MRR@10)",
-                      tuning_curve={str(w): round(s, 4) for w, s in curve.items()})
+        weight, curve = tune_dense_weight(Retriever(stage, manifest, embedder), calibration)
+        fusion = fusion.model_copy(update=dict(
+            dense_weight=weight,
+            weight_from="tuned",
+            calibration_fraction=fraction,
+            calibration_questions=len(calibration),
+            chosen_by=f"tuned on {len(calibration)} calibration questions (MRR@10)",
+            tuning_curve={str(w): round(s, 4) for w, s in curve.items()},
+        ))
     else:
-        fusion.update(dense_weight=0.5, chosen_by="default: no eval set to tune on")
-    return manifest.model_copy(update={"retrieval": {**manifest.retrieval, "fusion": fusion}})
-
-
-def read_chunk_table(uri: str) -> pa.Table:
-    scratch = _scratch()
-    try:
-        return pq.read_table(fetch_file(uri, scratch))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-
-def write_report(cfg: PipelineConfig, kind: str, version: str, report: dict) -> str:
-    """Store a JSON report under reports/<kind>/ (atomically); returns its URI."""
-    scratch = _scratch()
-    try:
-        name = f"{version}-{digest_of(report, 8)}.json"
-        atomic_write_json(scratch / name, report)
-        return put_file(scratch / name, join_uri(cfg.artifacts.root, "reports", kind, name))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        fusion = fusion.model_copy(update=dict(dense_weight=0.5, weight_from="default",
+                                               chosen_by="default: no eval set to tune on"))
+    return manifest.model_copy(update={"retrieval": manifest.retrieval.model_copy(update={"fusion": fusion})})
 
 
 def build_locally(
@@ -522,7 +421,9 @@ def build_locally(
         return result
 
     ing = stage("ingest", lambda: run_ingest(cfg))
-    ch = stage("chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint))
+    ch = stage(
+        "chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint, get_embedder(cfg.embedding))
+    )
     shards = stage("plan_shards", lambda: plan_shards(cfg, ch.chunks_uri))
     vectors = stage(
         "embed",

@@ -8,6 +8,8 @@ and applied on both sides, at index time and at query time, from the manifest, s
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -23,6 +25,7 @@ __all__ = [
     "EmbeddingProfile",
     "Embedder",
     "PROFILES",
+    "QueryEmbeddingCache",
     "get_embedder",
     "model_digest",
     "resolve_profile",
@@ -143,6 +146,50 @@ class Embedder:
             show_progress_bar=show_progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class QueryEmbeddingCache:
+    """A bounded LRU of query vectors, for serving, where the same questions come back.
+
+    Keyed by the model's digest, the query prefix and the exact text, so a vector is only reused where the model
+    would compute it again. Thread-safe (retrieval runs in worker threads). `hits` and `misses` count lookups.
+    """
+
+    def __init__(self, embedder: "Embedder", size: int):
+        self.embedder = embedder
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._vectors: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """`embedder.embed_queries(texts)`, embedding only the texts not cached (in one batch)."""
+        if self.size <= 0:
+            return self.embedder.embed_queries(texts)
+        scope = (self.embedder.digest, self.embedder.profile.query_prefix)
+        keys = [(*scope, t) for t in texts]
+        found: dict[int, np.ndarray] = {}
+        with self._lock:
+            for i, key in enumerate(keys):
+                vector = self._vectors.get(key)
+                if vector is not None:
+                    self._vectors.move_to_end(key)
+                    found[i] = vector
+            self.hits += len(found)
+            self.misses += len(keys) - len(found)
+        missing = [i for i in range(len(keys)) if i not in found]
+        if not missing:
+            return np.stack([found[i] for i in range(len(keys))])
+        computed = self.embedder.embed_queries([texts[i] for i in missing])
+        with self._lock:
+            for i, vector in zip(missing, computed):
+                found[i] = vector
+                self._vectors[keys[i]] = vector.copy()  # not a view that keeps the whole batch alive
+                self._vectors.move_to_end(keys[i])
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return np.stack([found[i] for i in range(len(keys))])
 
 
 def get_embedder(cfg: EmbeddingConfig, profile: EmbeddingProfile | None = None) -> Embedder:

@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from llmops.index.artifact import IndexManifest, materialize, verify_artifact
-from llmops.config import EmbeddingConfig, LexicalConfig
-from llmops.index.embedding import Embedder, EmbeddingProfile, get_embedder
+from llmops.config import EmbeddingConfig
+from llmops.index.embedding import Embedder, EmbeddingProfile, QueryEmbeddingCache, get_embedder
 from llmops.errors import ArtifactIntegrityError, InvalidRequestError
 from llmops.index.fusion import fuse
 from llmops.index.vector_index import load_vector_index
@@ -43,7 +43,11 @@ class SearchHit:
 
 
 class Retriever:
-    def __init__(self, directory: Path, manifest: IndexManifest, embedder: Embedder | None = None):
+    """`query_cache_size` > 0 keeps that many query embeddings (serving: repeated questions skip the model)."""
+
+    def __init__(
+        self, directory: Path, manifest: IndexManifest, embedder: Embedder | None = None, *, query_cache_size: int = 0
+    ):
         self.directory = directory
         self.manifest = manifest
         table = pq.read_table(directory / "chunks.parquet")
@@ -51,33 +55,34 @@ class Retriever:
         self.size = table.num_rows
         emb = manifest.embedding
         self.embedder = embedder or get_embedder(
-            EmbeddingConfig(model=emb["model"], revision=emb.get("revision")),
-            profile=EmbeddingProfile(emb["profile"], emb["query_prefix"], emb["passage_prefix"]),
+            EmbeddingConfig(model=emb.model, revision=emb.revision),
+            profile=EmbeddingProfile(emb.profile, emb.query_prefix, emb.passage_prefix),
         )
-        if self.embedder.digest != emb["model_digest"]:
+        if self.embedder.digest != emb.model_digest:
             raise ArtifactIntegrityError(
                 f"embedding model at {self.embedder.path} has digest {self.embedder.digest[:12]}, but index "
-                f"{manifest.version} was built with {emb['model_digest'][:12]}: queries would be embedded into a "
+                f"{manifest.version} was built with {emb.model_digest[:12]}: queries would be embedded into a "
                 f"different space. Use the model the index was built with, or rebuild the index."
             )
-        self._index = load_vector_index(directory / "vectors.faiss", manifest.index["params"])
+        self.query_vectors = QueryEmbeddingCache(self.embedder, query_cache_size)
+        self._index = load_vector_index(directory / "vectors.faiss", manifest.index.params)
         self._lexical = None
         if manifest.lexical is not None:
             from llmops.index.lexical import LexicalIndex
 
-            self._lexical = LexicalIndex.load(directory / "lexical", LexicalConfig(**manifest.lexical))
-        fusion = manifest.retrieval["fusion"]
-        self.default_mode: Mode = manifest.retrieval["mode"]
-        self.default_k: int = manifest.retrieval["k"]
-        self.fusion_method: str = fusion["method"]
-        self.dense_weight: float = fusion["dense_weight"]
-        self.rrf_k: int = fusion["rrf_k"]
-        self.candidates: int = fusion["candidates"]
+            self._lexical = LexicalIndex.load(directory / "lexical", manifest.lexical)
+        fusion = manifest.retrieval.fusion
+        self.default_mode: Mode = manifest.retrieval.mode
+        self.default_k: int = manifest.retrieval.k
+        self.fusion_method: str = fusion.method
+        self.dense_weight: float = fusion.dense_weight
+        self.rrf_k: int = fusion.rrf_k
+        self.candidates: int = fusion.candidates
 
     @classmethod
-    def load(cls, uri: str | Path, embedder: Embedder | None = None) -> "Retriever":
+    def load(cls, uri: str | Path, embedder: Embedder | None = None, *, query_cache_size: int = 0) -> "Retriever":
         directory = materialize(str(uri))
-        return cls(directory, verify_artifact(directory), embedder)
+        return cls(directory, verify_artifact(directory), embedder, query_cache_size=query_cache_size)
 
     def with_indexes(self, vector_index=None, lexical_index=None) -> "Retriever":
         """A copy of this retriever that searches `vector_index` (a faiss index over the same chunk positions)
@@ -125,7 +130,7 @@ class Retriever:
         return self.fuse_candidates(d_ids, d_scores, l_ids, l_scores, k, self.dense_weight)
 
     def dense(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        vectors = self.embedder.embed_queries(list(queries))
+        vectors = self.query_vectors.embed_queries(list(queries))
         scores, ids = self._index.search(vectors, min(k, self.size))
         if ids.shape[1] < k:  # pad to k so every mode returns the same shape
             pad = k - ids.shape[1]

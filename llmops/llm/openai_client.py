@@ -3,11 +3,17 @@
 The production path. Bounded concurrency, timeouts, and openai's own retries with exponential backoff on connection
 errors, timeouts, 408/409/429 and 5xx. A LoRA adapter is addressed by the name the server serves it under
 (`--lora-modules NAME=PATH` or `POST /v1/load_lora_adapter`). Errors are mapped to `llmops.errors`.
+
+`astream_deltas` (the serving API's path) reads the server's SSE with httpx directly, not through `AsyncOpenAI`:
+openai's SSE decoder and a pydantic model per token event cost the API about a third of its CPU per request. It keeps
+openai's retry rule (before the first byte) and the same error mapping (`_status_error`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,16 +25,24 @@ from llmops.errors import (
     ConfigError,
     ContextLengthError,
     GenerationError,
+    LLMOpsError,
     ModelNotFoundError,
 )
 from llmops.llm.client import Generation, Messages, StreamDelta
 
 if TYPE_CHECKING:
+    import httpx
     import openai
 
 __all__ = ["OpenAICompatibleClient"]
 
-
+# openai's own retry policy and connection limits (openai._constants), so both paths behave alike.
+RETRY_INITIAL_DELAY_S = 0.5
+RETRY_MAX_DELAY_S = 8.0
+RETRY_AFTER_MAX_S = 60.0  # a server's Retry-After is honoured up to this
+RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx
+MAX_CONNECTIONS = 1000
+MAX_KEEPALIVE_CONNECTIONS = 100
 
 
 class OpenAICompatibleClient:
@@ -64,6 +78,9 @@ class OpenAICompatibleClient:
             base_url=self.base_url, api_key=self._api_key, timeout=self._timeout, max_retries=max_retries
         )
         self._async_client: openai.AsyncOpenAI | None = None
+        self._async_http: httpx.AsyncClient | None = None  # astream_deltas' connection pool, on the caller's loop
+        self._stream_headers = {"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json",
+                                "Accept": "text/event-stream"}
         self._tokenizer_name = tokenizer
         self._tokenizer_revision = tokenizer_revision
         self._tokenizer = None
@@ -171,33 +188,84 @@ class OpenAICompatibleClient:
 
     async def astream_deltas(self, messages: Messages, sampling: SamplingConfig) -> AsyncIterator[StreamDelta]:
         """Text deltas, then the finish reason and the server's own token counts (`stream_options.include_usage`)."""
-        try:
-            chunks = await self.async_client.chat.completions.create(
-                **self.request_body(messages, sampling, stream=True)
-            )
+        response = await self._open_stream(self.request_body(messages, sampling, stream=True))
+        finish_reason, prompt_tokens, completion_tokens = None, None, None
+        try:  # leaving early closes the HTTP stream, which aborts the request in vLLM
+            async for event in _sse_data(response):
+                if event == b"[DONE]":
+                    break
+                chunk = json.loads(event)
+                if "error" in chunk or chunk.get("object") == "error":
+                    raise self._stream_error(chunk)
+                usage = chunk.get("usage")
+                if usage:
+                    prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+                choices = chunk.get("choices")
+                if not choices:
+                    continue
+                choice = choices[0]
+                finish_reason = choice.get("finish_reason") or finish_reason
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield StreamDelta(text)
+        except (GeneratorExit, asyncio.CancelledError, LLMOpsError):
+            raise
         except Exception as exc:
             raise self._translate(exc) from exc
-        finish_reason, usage = None, None
-        async with chunks:  # leaving early closes the HTTP stream, which aborts the request in vLLM
-            try:
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    finish_reason = choice.finish_reason or finish_reason
-                    if choice.delta.content:
-                        yield StreamDelta(choice.delta.content)
-            except (GeneratorExit, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                raise self._translate(exc) from exc
+        finally:
+            await response.aclose()
         yield StreamDelta(
-            "",
-            finish_reason=finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
+            "", finish_reason=finish_reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+
+    def _http(self) -> "httpx.AsyncClient":
+        """One connection pool for streams, created on first use (inside the caller's event loop)."""
+        if self._async_http is None:
+            import httpx
+
+            self._async_http = httpx.AsyncClient(
+                timeout=self._timeout,
+                limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS),
+            )
+        return self._async_http
+
+    async def _open_stream(self, body: dict[str, Any]) -> "httpx.Response":
+        """POST a streamed chat completion and return the response once its headers are in; openai's retries
+        (connection errors, timeouts, 408/409/429, 5xx) with its backoff until then, its error mapping after."""
+        import httpx
+
+        http = self._http()
+        request = http.build_request(
+            "POST", self.base_url + "/chat/completions", content=json.dumps(body).encode(), headers=self._stream_headers
+        )
+        for attempt in range(self._max_retries + 1):
+            last = attempt == self._max_retries
+            refused: httpx.Response | None = None
+            try:
+                response = await http.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                if last:
+                    raise self._timeout_error() from exc
+            except httpx.TransportError as exc:
+                if last:
+                    raise self._connect_error(exc) from exc
+            else:
+                if response.status_code == 200:
+                    return response
+                await response.aread()
+                await response.aclose()
+                if last or not _retried(response):
+                    raise self._status_error(response.status_code, _response_message(response))
+                refused = response
+            await asyncio.sleep(_retry_delay(attempt, refused))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _stream_error(self, chunk: dict) -> GenerationError:
+        """An error event inside a stream (the headers said 200): what the server reported, and its code."""
+        code = (chunk.get("error") if isinstance(chunk.get("error"), dict) else chunk).get("code")
+        return GenerationError(
+            f"{self._where}: the server failed during the answer: {_body_message(chunk, str(chunk))}",
+            status_code=code if isinstance(code, int) else None,
         )
 
     # -- tokens --------------------------------------------------------------------------------------------------
@@ -247,36 +315,49 @@ class OpenAICompatibleClient:
 
     # -- errors --------------------------------------------------------------------------------------------------
 
+    @property
+    def _where(self) -> str:
+        return f"{self.base_url} (model {self.model_name!r})"
+
     def _translate(self, exc: Exception) -> Exception:
-        """openai's exceptions -> our vocabulary, each message naming the server and the model."""
+        """openai's and httpx's exceptions -> our vocabulary, each message naming the server and the model."""
         import httpx
         import openai
 
-        where = f"{self.base_url} (model {self.model_name!r})"
         if isinstance(exc, openai.APITimeoutError):
-            return BackendUnavailableError(f"{where}: no answer within the timeout ({self._timeout.read} s)")
+            return self._timeout_error()
         if isinstance(exc, openai.APIConnectionError):
-            return BackendUnavailableError(
-                f"{where}: cannot connect after {self._max_retries} retries ({exc.__cause__ or exc}). "
-                "Is the vLLM server running (llmops.llm.vllm_server.VLLMServer, or llm.base_url)?"
-            )
+            return self._connect_error(exc.__cause__ or exc)
         if isinstance(exc, openai.APIStatusError):
-            message = _error_message(exc)
-            status = exc.status_code
-            if status >= 500:
-                return BackendUnavailableError(f"{where}: server error {status} after retries: {message}")
-            if status == 404 and "model" in message.lower():
-                return ModelNotFoundError(
-                    f"{where}: the server does not serve this model: {message}. It serves: "
-                    f"{', '.join(self._served_models()) or 'nothing it will list'}"
-                )
-            if status == 400 and ("context length" in message.lower() or "maximum context" in message.lower()
-                                  or "max_model_len" in message.lower() or "too long" in message.lower()):
-                return ContextLengthError(f"{where}: {message}")
-            return GenerationError(f"{where}: request rejected ({status}): {message}", status_code=status)
+            return self._status_error(exc.status_code, _error_message(exc))
         if isinstance(exc, httpx.HTTPError):  # the connection broke while a stream was being read
-            return BackendUnavailableError(f"{where}: connection lost during the answer ({exc!r})")
+            return BackendUnavailableError(f"{self._where}: connection lost during the answer ({exc!r})")
         return exc
+
+    def _timeout_error(self) -> BackendUnavailableError:
+        return BackendUnavailableError(f"{self._where}: no answer within the timeout ({self._timeout.read} s)")
+
+    def _connect_error(self, cause: BaseException) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"{self._where}: cannot connect after {self._max_retries} retries ({cause}). "
+            "Is the vLLM server running (llmops.llm.vllm_server.VLLMServer, or llm.base_url)?"
+        )
+
+    def _status_error(self, status: int, message: str) -> Exception:
+        """The error for an HTTP status the server answered with (after retries, where they apply)."""
+        where = self._where
+        if status >= 500:
+            return BackendUnavailableError(f"{where}: server error {status} after retries: {message}")
+        if status == 404 and "model" in message.lower():
+            return ModelNotFoundError(
+                f"{where}: the server does not serve this model: {message}. It serves: "
+                f"{', '.join(self._served_models()) or 'nothing it will list'}"
+            )
+        lowered = message.lower()
+        if status == 400 and any(s in lowered for s in ("context length", "maximum context", "max_model_len",
+                                                        "too long")):
+            return ContextLengthError(f"{where}: {message}")
+        return GenerationError(f"{where}: request rejected ({status}): {message}", status_code=status)
 
     def _served_models(self) -> list[str]:
         try:
@@ -288,8 +369,11 @@ class OpenAICompatibleClient:
         self._client.close()
 
     async def aclose(self) -> None:
-        if self._async_client is not None:  # created on the caller's event loop: closed there
+        # Both were created on the caller's event loop: closed there.
+        if self._async_client is not None:
             await self._async_client.close()
+        if self._async_http is not None:
+            await self._async_http.aclose()
         await asyncio.to_thread(self.close)
 
 
@@ -300,11 +384,56 @@ def _server_root(base_url: str) -> str:
 
 
 def _error_message(exc) -> str:
-    body = getattr(exc, "body", None)
+    """The message of an openai status error (vLLM's body: {"error": {"message": ...}} or {"message": ...})."""
+    return _body_message(getattr(exc, "body", None), str(getattr(exc, "message", exc)))
+
+
+def _body_message(body, fallback: str) -> str:
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])
         if body.get("message"):
             return str(body["message"])
-    return str(getattr(exc, "message", exc))
+    return fallback
+
+
+def _response_message(response: "httpx.Response") -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return _body_message(body, response.text[:500] or response.reason_phrase)
+
+
+def _retried(response: "httpx.Response") -> bool:
+    """openai's rule: the server's `x-should-retry` header if it sends one, else 408/409/429 and 5xx."""
+    should = response.headers.get("x-should-retry")
+    if should in ("true", "false"):
+        return should == "true"
+    return response.status_code in RETRIED_STATUSES or response.status_code >= 500
+
+
+def _retry_delay(attempt: int, response: "httpx.Response | None") -> float:
+    """A server's Retry-After (seconds) when sensible, else exponential backoff with jitter, as openai does."""
+    if response is not None:
+        try:
+            after = float(response.headers.get("retry-after", ""))
+        except ValueError:
+            after = -1.0
+        if 0 < after <= RETRY_AFTER_MAX_S:
+            return after
+    return min(RETRY_INITIAL_DELAY_S * 2**attempt, RETRY_MAX_DELAY_S) * (1 - 0.25 * random.random())
+
+
+async def _sse_data(response: "httpx.Response") -> AsyncIterator[bytes]:
+    """The `data:` payloads of an SSE byte stream, in order (comments, other fields and blank lines skipped)."""
+    pending = b""
+    async for block in response.aiter_bytes():
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()  # an unfinished line waits for the next block
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+    if pending.startswith(b"data:"):
+        yield pending[5:].strip()

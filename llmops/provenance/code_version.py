@@ -20,9 +20,9 @@ from pathlib import Path
 
 __all__ = ["CodeClosure", "code_closure", "code_version"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: llmops/provenance/code_version.py
 # The repository's own top-level packages; every other non-stdlib import is a third-party library.
-OWN_PACKAGES = ("llmops", "eval", "serving", "tasks", "workflows")
+OWN_PACKAGES = ("llmops", "eval", "serving", "tasks", "workflows", "cli")
 
 
 class CodeClosure:
@@ -91,6 +91,12 @@ def _version(dist: str) -> str | None:
 
 @lru_cache(maxsize=None)
 def code_closure(modules: tuple[str, ...]) -> CodeClosure:
+    missing = [m for m in modules if _module_file(m) is None]
+    if missing:  # a moved entry module would otherwise key a stage on no code at all
+        raise ModuleNotFoundError(
+            f"entry modules {missing} are not files under {ROOT}: update the stage's `modules` in "
+            "llmops/provenance/stage_inputs.py to where the code now lives"
+        )
     files: dict[str, str] = {}
     third_party: set[str] = set()
     pending = list(modules)

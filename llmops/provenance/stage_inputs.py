@@ -52,7 +52,8 @@ _OUT = ("artifacts",)
 _RETRIEVER = ("retrieval",)  # retrieval defaults applied to the loaded index
 _GENERATION = ("llm", "sampling", "prompt")  # the model, its decoding and the prompt template/budget
 STAGES: dict[str, Stage] = {
-    "chunk": Stage((*_OUT, "chunking", "embedding"), ("llmops.index.build",)),
+    # the chunk task loads the embedding model (llmops.index.embedding) for its tokenizer and digest
+    "chunk": Stage((*_OUT, "chunking", "embedding"), ("llmops.corpus.stages", "llmops.index.embedding")),
     "plan_shards": Stage((*_OUT, "embedding.shard_size"), ("llmops.index.build",)),
     "embed": Stage((*_OUT, "embedding"), ("llmops.index.build",)),
     "index": Stage(
@@ -62,7 +63,7 @@ STAGES: dict[str, Stage] = {
     ),
     "retrieval_eval": Stage(
         (*_OUT, *_RETRIEVER, "eval.ks", "eval.calibration_fraction", "eval.max_questions"),
-        ("eval.retrieval", "llmops.index.build"),
+        ("eval.retrieval",),
     ),
     # eval.qa_path: training questions that are also eval questions are refused (no leak into the eval set).
     "finetune": Stage((*_OUT, *_RETRIEVER, *_GENERATION, "finetune", "eval.qa_path"), ("llmops.finetune.lora",)),

@@ -14,7 +14,23 @@ from llmops.config import PipelineConfig
 from llmops.release.registry import AliasEvent, GateOutcome, Release, ReleaseRegistry, diff_releases
 from llmops.release.artifacts import pin_artifacts
 
-__all__ = ["PromotionResult", "production_baseline", "promote_candidate"]
+__all__ = ["Candidate", "PromotionResult", "production_baseline", "promote_candidate"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a release binds from the candidate's eval report and gate decision (eval.schemas.RagEvalReport and
+    GateDecision; the task that promotes reads them, as llmops sits below eval)."""
+
+    index_version: str
+    base_model: str
+    adapter_version: str | None
+    adapter_uri: str | None
+    metrics: dict[str, float | None]
+    report_uri: str
+    decision_uri: str
+    gates_passed: bool  # this run's verdict
+    gate_outcome: GateOutcome  # this run's gates per status, and its summary
 
 
 @dataclass(frozen=True)
@@ -33,10 +49,7 @@ def promote_candidate(
     cfg: PipelineConfig,
     *,
     index_uri: str,
-    report: dict,
-    report_uri: str,
-    decision: dict,
-    decision_uri: str,
+    candidate: Candidate,
     alias: str,
     execution_id: str | None = None,
 ) -> PromotionResult:
@@ -44,21 +57,19 @@ def promote_candidate(
     promotion), and move `alias` to it only when its gates passed: in this run, and when it was registered (a re-run
     finds the release an earlier run registered; the registry will not promote one registered with failed gates)."""
     registry = ReleaseRegistry(cfg.artifacts.registry_root)
-    model = report["model"]
-    passed = bool(decision["verdict"]["passed"])
-    outcome = GateOutcome.from_verdict(decision["verdict"])
+    passed = candidate.gates_passed
     release, created = registry.register_or_find(
-        index_version=report["index_version"],
+        index_version=candidate.index_version,
         index_uri=index_uri,
-        base_model=model["base"],
-        adapter_version=model.get("adapter_version"),
-        adapter_uri=model.get("adapter_uri"),
-        **pin_artifacts(index_uri, model.get("adapter_uri"), cfg.serving.adapter_cache_dir),
-        eval_report_uri=report_uri,
-        gate_decision_uri=decision_uri,
+        base_model=candidate.base_model,
+        adapter_version=candidate.adapter_version,
+        adapter_uri=candidate.adapter_uri,
+        **pin_artifacts(index_uri, candidate.adapter_uri, cfg.serving.adapter_cache_dir),
+        eval_report_uri=candidate.report_uri,
+        gate_decision_uri=candidate.decision_uri,
         gates_passed=passed,
-        gate_outcome=outcome,
-        metrics={name: m["value"] for name, m in report["metrics"].items()},
+        gate_outcome=candidate.gate_outcome,
+        metrics=dict(candidate.metrics),
         config=cfg.model_dump(mode="json"),
         git_sha=git_sha(),
         flyte_execution_id=execution_id,
@@ -68,7 +79,8 @@ def promote_candidate(
     if passed and release.gates_passed and (previous is None or previous.release != release.release):
         event = registry.promote(release.release, alias, actor=execution_id)
     diff = diff_releases(previous, release) if previous is not None else None
-    return PromotionResult(release, event, previous, diff, created, decision_uri, passed, outcome)
+    return PromotionResult(release, event, previous, diff, created, candidate.decision_uri, passed,
+                           candidate.gate_outcome)
 
 
 def production_baseline(cfg: PipelineConfig) -> str | None:

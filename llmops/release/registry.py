@@ -60,11 +60,6 @@ class GateOutcome(_Model):
     skipped: int
     summary: str
 
-    @classmethod
-    def from_verdict(cls, verdict: dict) -> "GateOutcome":
-        """From a gate decision's `verdict` (eval.gates.GateVerdict.to_dict())."""
-        return cls(**verdict["counts"], summary=verdict["summary"])
-
 
 class Release(_Model):
     schema_version: int = RELEASE_SCHEMA_VERSION

@@ -105,7 +105,7 @@ def test_empty_answer_scores_zero():
 
 
 def test_unavailable_tokenizer_falls_back_to_char_with_a_note(monkeypatch):
-    monkeypatch.setitem(text._BLEU_TOKENIZERS, "xx", ("no-such-tokenizer", "char"))
+    monkeypatch.setitem(tokenizers._BLEU_TOKENIZERS, "xx", ("no-such-tokenizer", "char"))
     tokenizers.bleu_tokenizer.cache_clear()
     try:
         name, note = tokenizers.bleu_tokenizer("xx")

@@ -5,7 +5,10 @@ import json
 
 import pytest
 
+from pydantic import ValidationError
+
 from eval.gates import GateResult, GateVerdict, evaluate_gates
+from eval.schemas import VerdictRecord
 from eval.metrics.base import MetricValue
 from llmops.config import GatesConfig
 
@@ -242,20 +245,20 @@ def test_verdict_json_round_trip():
         "latency.p95_s": mv("latency.p95_s", 2.0, higher=False),
     }
     verdict = evaluate_gates(metrics, cfg, {"rouge_l": 0.34, "latency.p95_s": 1.5}, baseline_source="prod/report.json")
-    data = json.loads(json.dumps(verdict.to_dict()))
-    assert GateVerdict.from_dict(data) == verdict
+    data = json.loads(VerdictRecord.of(verdict).model_dump_json())
+    assert VerdictRecord.model_validate(data).to_verdict() == verdict
     assert data["passed"] is False and data["baseline_source"] == "prod/report.json"
     assert set(data["gates"][0]) == {"metric", "value", "floor", "baseline", "max_drop", "max_relative_drop", "status",
                                      "reason", "higher_is_better"}
     assert [g["status"] for g in data["gates"]] == ["passed", "failed", "failed"]
     assert data["counts"] == {"passed": 1, "failed": 2, "skipped": 0} and data["summary"] == verdict.summary()
-    with pytest.raises(KeyError):
-        GateResult.from_dict({k: v for k, v in data["gates"][0].items() if k != "status"})
+    with pytest.raises(ValidationError):
+        GateResult.model_validate({k: v for k, v in data["gates"][0].items() if k != "status"})
 
 
 def test_a_skipped_gate_is_stored_as_skipped_not_as_a_pass():
     cfg = gates({"metric": "retrieval.recall@5", "floor": 0.8}, {"metric": "rouge_l", "max_drop": 0.05})
-    data = json.loads(json.dumps(evaluate_gates({"retrieval.recall@5": 0.9, "rouge_l": 0.0}, cfg, None).to_dict()))
+    data = json.loads(VerdictRecord.of(evaluate_gates({"retrieval.recall@5": 0.9, "rouge_l": 0.0}, cfg, None)).model_dump_json())
     assert data["passed"] is True and [g["status"] for g in data["gates"]] == ["passed", "skipped"]
     assert "passed" not in data["gates"][1]  # no boolean a reader could take for a pass
     assert data["counts"] == {"passed": 1, "failed": 0, "skipped": 1}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from eval.retrieval import evaluate_retrieval, retrieval_report
+from eval.retrieval import evaluate_mode, evaluate_retrieval_modes
 from llmops.corpus.documents import QAExample
 from llmops.index.retriever import Retriever
 from llmops.index.tuning import split_calibration
@@ -30,7 +30,7 @@ def test_hits_by_gold_document_and_by_answer_string(retriever):
         QAExample("q3", "富士山の標高は？", ("3776メートル",), lang="ja"),
         QAExample("q4", "What is the capital of Peru?", ("Lima",)),  # in no document: a miss
     ]
-    ev = evaluate_retrieval(retriever, examples, "lexical", ks=(1, 5))
+    ev = evaluate_mode(retriever, examples, "lexical", ks=(1, 5))
     ranks = {r["qid"]: r["first_relevant_rank"] for r in ev.per_question}
     assert ranks["q1"] == 1 and ranks["q2"] == 1 and ranks["q3"] == 1 and ranks["q4"] is None
     assert ev.metrics["recall@1"] == pytest.approx(0.75)
@@ -72,12 +72,12 @@ def test_split_is_deterministic_and_disjoint():
 
 def test_report_covers_every_mode_and_is_json(retriever):
     examples = [QAExample("q", "Matcha powder", ("Matcha",))]
-    report = retrieval_report(retriever, examples)
-    assert set(report["modes"]) == {"dense", "lexical", "hybrid"}
-    assert report["modes"]["hybrid"]["metrics"]["recall@1"] == 1.0
-    json.dumps(report)
+    report = evaluate_retrieval_modes(retriever, examples)
+    assert set(report.modes) == {"dense", "lexical", "hybrid"}
+    assert report.modes["hybrid"].metrics["recall@1"] == 1.0
+    json.dumps(report.model_dump(mode="json"))
 
 
 def test_unjudgeable_questions_are_counted_not_scored(retriever):
-    ev = evaluate_retrieval(retriever, [QAExample("q", "anything", ())], "dense")
+    ev = evaluate_mode(retriever, [QAExample("q", "anything", ())], "dense")
     assert ev.questions == 0 and ev.unjudgeable == 1

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from eval.runner import read_samples
-from eval.stage import decide, evaluate_model, load_report, store_decision, store_eval_run
+from eval.schemas import RagEvalReport, RetrievalEvalReport
+from eval.stage import decide, evaluate_model, load_rag_eval_report, store_decision, store_eval_run
 from llmops.config import GatesConfig, parse_config
 from llmops.corpus.documents import read_documents
 from llmops.corpus.qa import read_qa
@@ -52,7 +53,9 @@ def setup(tmp_path_factory):
     examples = read_qa(fetch_file(ing.qa_uri, tmp))
     gold = {d.doc_id: d.text for d in read_documents(fetch_file(ing.documents_uri, tmp))}
     retriever = Retriever.load(out.artifact_uri)
-    retrieval_report = {"default_mode": "hybrid", "modes": {"hybrid": {"metrics": {"recall@5": 1.0, "mrr@10": 0.9}}}}
+    retrieval_report = RetrievalEvalReport(index_version=retriever.version, default_mode="hybrid", modes={"hybrid": {
+        "mode": "hybrid", "metrics": {"recall@5": 1.0, "mrr@10": 0.9}, "questions": 4, "unjudgeable": 0,
+        "primary_metric": "recall@5", "greater_is_better": True}})
     run = evaluate_model(cfg, retriever, examples, gold, label="base", retrieval_report=retrieval_report,
                          show_progress=False)
     return cfg, run
@@ -74,7 +77,7 @@ def test_every_question_is_answered_and_recorded(setup):
 
 def test_report_has_metrics_lineage_and_per_sample_scores(setup):
     cfg, run = setup
-    report = run.report
+    report = run.report.model_dump(mode="json")
     for key in ("bleu", "rouge_l", "bertscore_f1", "ragas.context_recall", "retrieval.recall@5"):
         assert key in report["metrics"], key
     assert report["metrics"]["retrieval.recall@5"]["value"] == 1.0
@@ -92,7 +95,7 @@ def test_report_has_metrics_lineage_and_per_sample_scores(setup):
 def test_stored_run_round_trips_and_is_immutable(setup, tmp_path):
     cfg, run = setup
     report_uri, samples_uri = store_eval_run(cfg, run)
-    assert load_report(report_uri)["metrics"] == json.loads(json.dumps(run.report["metrics"]))
+    assert load_rag_eval_report(report_uri).metrics == run.report.metrics
     samples = read_samples(Path(samples_uri))
     assert [s.qid for s in samples] == [s.qid for s in run.samples]
     assert samples[0].scores == run.samples[0].scores and samples[0].sources == run.samples[0].sources
@@ -101,28 +104,28 @@ def test_stored_run_round_trips_and_is_immutable(setup, tmp_path):
 
 def test_gates_use_the_production_baseline(setup):
     cfg, run = setup
-    report = json.loads(json.dumps(run.report))
-    first = decide(cfg, {"base": report}, None, None)
+    report = run.report
+    first = decide(cfg, {"base": report}, None, None).model_dump(mode="json")
     assert first["candidate"] == "base" and first["verdict"]["passed"]
     assert [g["status"] for g in first["verdict"]["gates"]] == ["passed", "skipped"]  # rouge_l: no baseline
     assert first["verdict"]["summary"] == "passed: 1 of 2 gates checked, skipped: rouge_l (no baseline)"
     assert first["on_missing_baseline"] == "skip"
 
-    better = json.loads(json.dumps(report))
-    better["metrics"]["rouge_l"]["value"] = (report["metrics"]["rouge_l"]["value"] or 0.0) + 0.5
-    regressed = decide(cfg, {"base": report}, better, "prod/report.json")
-    assert not regressed["verdict"]["passed"] and regressed["verdict"]["baseline_source"] == "prod/report.json"
+    better = report.model_dump(mode="json")
+    better["metrics"]["rouge_l"]["value"] = (report.metrics["rouge_l"].value or 0.0) + 0.5
+    regressed = decide(cfg, {"base": report}, RagEvalReport.model_validate(better), "prod/report.json")
+    assert not regressed.verdict.passed and regressed.verdict.baseline_source == "prod/report.json"
     assert Path(store_decision(cfg, regressed)).is_file()
 
 
 def test_a_first_release_whose_gates_are_all_skipped_is_not_approved(setup):
     cfg, run = setup
-    report = json.loads(json.dumps(run.report))
+    report = run.report
     regression_only = {"rules": [{"metric": "rouge_l", "max_drop": 0.05}, {"metric": "bertscore_f1", "max_drop": 0.05}]}
     for policy in ("skip", "fail"):
         gates = GatesConfig.model_validate({**regression_only, "on_missing_baseline": policy})
         gated = cfg.model_copy(update={"gates": gates})
-        verdict = decide(gated, {"base": report}, None, None)["verdict"]
+        verdict = decide(gated, {"base": report}, None, None).model_dump(mode="json")["verdict"]
         assert not verdict["passed"]
         expected = {"skip": {"passed": 0, "failed": 0, "skipped": 2}, "fail": {"passed": 0, "failed": 2, "skipped": 0}}
         assert verdict["counts"] == expected[policy]
@@ -131,6 +134,7 @@ def test_a_first_release_whose_gates_are_all_skipped_is_not_approved(setup):
 
 def test_finetuned_candidate_is_preferred_when_present(setup):
     cfg, run = setup
-    report = json.loads(json.dumps(run.report))
-    decision = decide(cfg, {"base": report, "finetuned": {**report, "label": "finetuned"}}, None, None)
-    assert decision["candidate"] == "finetuned" and set(decision["compared"]) == {"base", "finetuned"}
+    report = run.report
+    finetuned = report.model_copy(update={"label": "finetuned"})
+    decision = decide(cfg, {"base": report, "finetuned": finetuned}, None, None)
+    assert decision.candidate == "finetuned" and set(decision.compared) == {"base", "finetuned"}

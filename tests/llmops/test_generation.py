@@ -13,7 +13,13 @@ import pytest
 from transformers import AutoTokenizer
 
 from llmops.config import LLMConfig, SamplingConfig
-from llmops.errors import BackendUnavailableError, ConfigError, GenerationError, ModelNotFoundError
+from llmops.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ContextLengthError,
+    GenerationError,
+    ModelNotFoundError,
+)
 from llmops.llm.client import GenerationClient
 from llmops.llm.openai_client import OpenAICompatibleClient
 from llmops.llm.runtime import make_client
@@ -284,9 +290,10 @@ def test_make_client_picks_the_backend(varied_llm_dir, tiny_lora_dir, monkeypatc
 
 
 class _ErrorServer:
-    """A tiny HTTP server that answers every chat request with one status and body, counting requests."""
+    """A tiny HTTP server that answers every chat request with one status and body, counting requests. With
+    `events`, a 200 with those SSE `data:` payloads instead (a stream)."""
 
-    def __init__(self, status: int, body: dict):
+    def __init__(self, status: int, body: dict | None = None, events: list[str] | None = None):
         outer = self
         self.requests = 0
 
@@ -308,7 +315,14 @@ class _ErrorServer:
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.requests += 1
-                self._reply(status, body)
+                if events is None:
+                    return self._reply(status, body)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for event in events:  # one write per event: the client sees them in separate reads
+                    self.wfile.write(f"data: {event}\n\n".encode())
+                    self.wfile.flush()
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -355,5 +369,76 @@ def test_other_rejections_keep_the_status():
         with pytest.raises(GenerationError, match=r"rejected \(400\): top_p must be") as info:
             OpenAICompatibleClient(server.base_url, "tiny").generate([chat("hi")], GREEDY)
         assert info.value.status_code == 400
+    finally:
+        server.close()
+
+
+# -- the streaming path (httpx, not openai): the same errors and retries --------------------------------------
+
+
+def _astream(client: OpenAICompatibleClient, messages=None) -> list:
+    async def run():
+        try:
+            return [d async for d in client.astream_deltas(messages or chat("hi"), GREEDY)]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def test_stream_no_server_is_backend_unavailable():
+    client = OpenAICompatibleClient(f"http://127.0.0.1:{free_port()}/v1", "tiny", max_retries=1, timeout_s=5)
+    with pytest.raises(BackendUnavailableError, match="cannot connect after 1 retries"):
+        _astream(client)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "error", "match", "tries"),
+    [
+        (500, "engine dead", BackendUnavailableError, "server error 500 after retries: engine dead", 3),
+        (429, "slow down", GenerationError, r"rejected \(429\): slow down", 3),
+        (404, "The model `nope` does not exist.", ModelNotFoundError, "It serves: tiny", 1),
+        (400, "This model's maximum context length is 512 tokens", ContextLengthError, "maximum context length", 1),
+        (400, "top_p must be in (0, 1]", GenerationError, r"rejected \(400\): top_p must be", 1),
+    ],
+)
+def test_stream_errors_map_and_retry_as_generate_does(status, message, error, match, tries):
+    """The streamed path reads HTTP itself; its statuses, messages and retries are those of the openai path."""
+    server = _ErrorServer(status, {"error": {"message": message, "code": status}})
+    try:
+        for call in (lambda c: c.generate([chat("hi")], GREEDY), _astream):
+            server.requests = 0
+            client = OpenAICompatibleClient(server.base_url, "nope", max_retries=2, timeout_s=5)
+            with pytest.raises(error, match=match) as info:
+                call(client)
+            assert server.requests == tries
+            if type(info.value) is GenerationError:
+                assert info.value.status_code == status
+    finally:
+        server.close()
+
+
+def test_stream_reads_deltas_usage_and_error_events():
+    events = [
+        json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+        json.dumps({"choices": [{"index": 0, "delta": {"content": "Hel"}}]}),
+        json.dumps({"choices": [{"index": 0, "delta": {"content": "lo 富士"}, "finish_reason": "length"}]}),
+        json.dumps({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}),
+        "[DONE]",
+    ]
+    server = _ErrorServer(200, events=events)
+    try:
+        deltas = _astream(OpenAICompatibleClient(server.base_url, "tiny"))
+    finally:
+        server.close()
+    assert [d.text for d in deltas] == ["Hel", "lo 富士", ""]
+    assert (deltas[-1].finish_reason, deltas[-1].prompt_tokens, deltas[-1].completion_tokens) == ("length", 7, 2)
+
+    failing = [events[1], json.dumps({"error": {"message": "engine died", "type": "InternalServerError", "code": 500}})]
+    server = _ErrorServer(200, events=failing)
+    try:
+        with pytest.raises(GenerationError, match="failed during the answer: engine died") as info:
+            _astream(OpenAICompatibleClient(server.base_url, "tiny"))
+        assert info.value.status_code == 500
     finally:
         server.close()

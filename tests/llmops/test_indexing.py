@@ -29,11 +29,11 @@ def test_manifest_records_lineage_and_every_file(built):
     top_level = {name for name in m.files if "/" not in name}
     assert top_level == {"vectors.faiss", "chunks.parquet", "config.json", "ingest_report.json"}
     assert any(name.startswith("lexical/") for name in m.files)
-    assert m.corpus["fingerprint"] == ing.corpus_fingerprint
-    assert m.embedding["dimension"] == 384 and len(m.embedding["model_digest"]) == 64
-    assert m.index["type"] == "Flat" and m.counts["chunks"] == m.counts["vectors"] > len(CORPUS)
+    assert m.corpus.fingerprint == ing.corpus_fingerprint
+    assert m.embedding.dimension == 384 and len(m.embedding.model_digest) == 64
+    assert m.index.type == "Flat" and m.counts.chunks == m.counts.vectors > len(CORPUS)
     assert {"faiss-cpu", "sentence-transformers", "transformers", "flytekit"} <= set(m.libraries)
-    assert m.lineage["git_sha"] and m.lineage["code_version"]
+    assert m.lineage.git_sha and m.lineage.code_version
     assert json.loads((out_dir(out) / "config.json").read_text())["embedding"]["model"] == cfg.embedding.model
 
 
@@ -55,7 +55,7 @@ def test_same_inputs_same_version_and_reuse(built):
 
 
 def out_chunks(out) -> int:
-    return read_manifest(out.artifact_uri).counts["chunks"]
+    return read_manifest(out.artifact_uri).counts.chunks
 
 
 def test_stats_count_this_runs_work_when_only_the_index_changes(built):
@@ -156,6 +156,23 @@ def test_retriever_answers_each_mode_with_sources(built):
     assert ja.source.endswith("fuji_ja.md")
     with pytest.raises(InvalidRequestError, match="allowed: dense, lexical, hybrid"):
         r.search("x", 1, "fuzzy")
+
+
+def test_query_embedding_cache_gives_the_same_results_and_counts_hits(built):
+    _, out, _, _ = built
+    plain = Retriever.load(out.artifact_uri)
+    cached = Retriever.load(out.artifact_uri, query_cache_size=2)
+    questions = ["high-speed railway in Japan", "日本最高峰の山", "green tea", "high-speed railway in Japan"]
+    for q in questions + questions[::-1]:
+        for mode in ("dense", "hybrid"):
+            assert cached.search(q, 3, mode) == plain.search(q, 3, mode), (q, mode)
+    cache = cached.query_vectors
+    # 16 lookups; 2 slots: only back-to-back repeats of a question hit
+    assert (cache.hits, cache.misses) == (10, 6)
+    assert len(cache._vectors) == 2
+    batch = ["green tea", "volcano", "green tea"]
+    np.testing.assert_array_equal(cached.dense(batch, 2)[0], plain.dense(batch, 2)[0])
+    assert Retriever.load(out.artifact_uri).query_vectors.size == 0  # off unless asked for (eval, builds)
 
 
 def test_bm25_indexes_document_titles_but_hits_carry_the_chunk_text(tmp_path):

@@ -160,3 +160,16 @@ def test_git_sha_says_when_the_tree_was_dirty(tmp_path, monkeypatch):
     assert artifact.git_sha() == f"{clean}-dirty"
     monkeypatch.setenv("LLMOPS_GIT_SHA", "abc")
     assert artifact.git_sha() == "abc"
+
+
+def test_every_stage_keys_on_files_that_exist():
+    from llmops.provenance.code_version import ROOT, code_closure
+    from llmops.provenance.stage_inputs import STAGES, stage_code
+
+    for name, stage in STAGES.items():
+        files = stage_code(name).files
+        for module in stage.modules:
+            assert any(f.startswith(module.replace(".", "/")) for f in files), (name, module)
+        assert all((ROOT / f).is_file() for f in files)
+    with pytest.raises(ModuleNotFoundError, match="stage_inputs.py"):
+        code_closure(("llmops.indexing",))  # an entry module that moved away

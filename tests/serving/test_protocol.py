@@ -1,12 +1,15 @@
-"""Request models: OpenAI's fields and the RAG extras, strict about unknown fields."""
+"""Request models: OpenAI's fields and the RAG extras, strict about unknown fields; the stream's frames."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from pydantic import ValidationError
 
 from llmops.index.retriever import SearchHit
-from serving.protocol import ChatCompletionRequest, SearchRequest, Source
+from serving.protocol import ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, DeltaMessage, SearchRequest, Source
+from serving.service import ChunkFrames, sse_frame
 
 
 def request(**extra) -> dict:
@@ -62,3 +65,13 @@ def test_search_request_needs_a_query():
 def test_source_numbers_the_hit_as_cited():
     hit = SearchHit(rank=2, score=0.5, chunk_id="c", doc_id="d", text="t", source="s.md", title="T", start=0, end=1)
     assert Source.from_hit(1, hit).model_dump() == {"index": 1, **hit.to_dict()}
+
+
+@pytest.mark.parametrize("text", ["Hel", "", ' "quoted" \\ back', "line\nbreak\ttab", "富士山 🗻", "\x00\x1f", "}}]}"])
+def test_token_frames_are_what_the_chunk_model_renders(text):
+    """The fast token frame is byte for byte the pydantic chunk's rendering (the wire format is OpenAI's)."""
+    frames = ChunkFrames("chatcmpl-1", 1700000000, "rag", "rel-1")
+    model = ChatCompletionChunk(id="chatcmpl-1", created=1700000000, model="rag", system_fingerprint="rel-1",
+                                choices=[ChunkChoice(delta=DeltaMessage(content=text))])
+    assert frames.content(text) == sse_frame(model.model_dump(mode="json", exclude_none=True))
+    assert json.loads(frames.content(text)[len(b"data: "):])["choices"][0]["delta"] == {"content": text}

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from llmops.errors import NotReadyError, RegistryError
-from serving.release import ReleaseHolder, ReleaseLoader, ReleaseManager, ensure_within
+from llmops.release.artifacts import ensure_within
+from serving.release import ReleaseHolder, ReleaseLoader, ReleaseManager
 
 
 def test_paths_must_stay_inside_the_roots(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import replace
 import json
 import shutil
 from pathlib import Path
@@ -190,22 +191,24 @@ def test_a_release_without_pins_is_refused_until_repinned(world, store):
 
 
 def test_promotion_pins_the_manifests_it_verified(world, store):
-    from llmops.release.promotion import promote_candidate
+    from llmops.release.promotion import Candidate, promote_candidate
+    from llmops.release.registry import GateOutcome
 
     adapter = copy_of(store["adapter"], "integrity-promoted")
-    report = {"index_version": world.release_a.index_version, "metrics": {},
-              "model": {"base": world.config.llm.model, "adapter_version": "integrity-v1", "adapter_uri": str(adapter)}}
-    decision = {"verdict": {"passed": True, "counts": {"passed": 1, "failed": 0, "skipped": 0}, "summary": "passed"}}
-    result = promote_candidate(world.config, index_uri=world.release_a.index_uri, report=report, report_uri="r.json",
-                               decision=decision, decision_uri="d.json", alias="pinned")
+    candidate = Candidate(
+        index_version=world.release_a.index_version, base_model=world.config.llm.model, adapter_version="integrity-v1",
+        adapter_uri=str(adapter), metrics={}, report_uri="r.json", decision_uri="d.json", gates_passed=True,
+        gate_outcome=GateOutcome(passed=1, failed=0, skipped=0, summary="passed"),
+    )
+    result = promote_candidate(world.config, index_uri=world.release_a.index_uri, candidate=candidate, alias="pinned")
     release = result.release
     assert release.index_manifest_sha256 == world.release_a.index_manifest_sha256
     assert release.adapter_manifest_sha256 == hashlib.sha256((adapter / ADAPTER_MANIFEST).read_bytes()).hexdigest()
     assert world.registry.resolve("pinned") == release
     flip_byte(adapter / "adapter_config.json", 0)
     with pytest.raises(ArtifactIntegrityError, match="adapter_config.json"):  # nothing unverified is released
-        promote_candidate(world.config, index_uri=world.release_a.index_uri, report=report, report_uri="r2.json",
-                          decision=decision, decision_uri="d2.json", alias="pinned")
+        promote_candidate(world.config, index_uri=world.release_a.index_uri, alias="pinned",
+                          candidate=replace(candidate, report_uri="r2.json", decision_uri="d2.json"))
 
 
 def test_promote_without_a_config_says_it_needs_one(world, tmp_path):

@@ -16,10 +16,11 @@ import pytest
 from eval.gates import evaluate_gates
 from eval.metrics.base import MetricValue
 from llmops.config import GatesConfig
+from eval.schemas import GateDecision, RagEvalReport, VerdictRecord
+from eval.stage import release_candidate
 from llmops.release.promotion import promote_candidate
 from llmops.release.registry import ReleaseRegistry
-from tasks.eval_decks import evaluation_deck, gates_deck
-from tasks.promote import release_card
+from tasks.decks import evaluation_deck, gates_deck, release_card
 from scripts.chromium import dom_text, find_chromium
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
@@ -47,9 +48,13 @@ def rendered(html: str, tmp_path: Path) -> dict:
     return json.loads(title.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
 
 
-def report(rouge: float = 0.0, random_weights: bool = True) -> dict:
-    return {
+def report(rouge: float = 0.0, random_weights: bool = True) -> RagEvalReport:
+    return RagEvalReport.model_validate({
         "label": "base",
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "generation_seconds": 2.0,
+        "config": {},
+        "lineage": {"index_version": "idx-1", "git_sha": "g", "code_version": "c"},
         "questions": 2,
         "index_version": "idx-1",
         "primary_metric": "rouge_l",
@@ -63,14 +68,17 @@ def report(rouge: float = 0.0, random_weights: bool = True) -> dict:
         "latency": {"p50_s": 0.4, "p95_s": 0.6, "retrieval_mean_s": 0.01, "prompt_tokens_mean": 300,
                     "completion_tokens_mean": 32},
         "retrieval": None,
-    }
+    })
 
 
-def decision(rules: tuple[dict, ...], cand: dict, baseline: dict | None = None, policy: str = "skip") -> dict:
+def decision(rules: tuple[dict, ...], cand: RagEvalReport, baseline: dict | None = None,
+             policy: str = "skip") -> GateDecision:
     cfg = GatesConfig(rules=rules, on_missing_baseline=policy)
-    metrics = {k: MetricValue(k, m["value"], m["higher_is_better"], m["reason"]) for k, m in cand["metrics"].items()}
+    metrics = {k: MetricValue(k, m.value, m.higher_is_better, m.reason) for k, m in cand.metrics.items()}
     verdict = evaluate_gates(metrics, cfg, baseline, baseline_source="prod/report.json" if baseline else None)
-    return {"candidate": "base", "verdict": verdict.to_dict(), "on_missing_baseline": policy}
+    return GateDecision(created_at="2026-01-01T00:00:00+00:00", candidate="base", candidate_model=cand.model,
+                        index_version=cand.index_version, verdict=VerdictRecord.of(verdict),
+                        on_missing_baseline=policy, compared={"base": cand.metric_values()}, baseline=baseline)
 
 
 REGRESSION_ONLY = ({"metric": "rouge_l", "max_drop": 0.05}, {"metric": "bertscore_f1", "max_drop": 0.05})
@@ -79,7 +87,7 @@ REGRESSION_ONLY = ({"metric": "rouge_l", "max_drop": 0.05}, {"metric": "bertscor
 def test_gates_deck_shows_skipped_gates_and_a_verdict_that_checked_nothing(tmp_path):
     """The quickstart's first run before the fix: ROUGE-L 0 behind regression-only gates showed two green passes."""
     cand = report(rouge=0.0)
-    page = rendered(gates_deck(decision(REGRESSION_ONLY, cand), {"base": cand}, None), tmp_path)
+    page = rendered(gates_deck(decision(REGRESSION_ONLY, cand), {"base": cand}), tmp_path)
     badges = page["badges"]
     assert badges[0] == ["badge fail", "\u2717 gates failed: nothing was checked"]
     assert badges[1:] == [["badge skip", "\u2013 skipped"]] * 2  # one per gate row, neither is a pass
@@ -94,7 +102,7 @@ def test_gates_deck_shows_skipped_gates_and_a_verdict_that_checked_nothing(tmp_p
 def test_gates_deck_passes_with_a_floor_and_still_shows_the_skipped_gate(tmp_path):
     cand = report(rouge=0.0)
     rules = ({"metric": "bertscore_f1", "floor": 0.1}, {"metric": "rouge_l", "max_drop": 0.05})
-    page = rendered(gates_deck(decision(rules, cand), {"base": cand}, None), tmp_path)
+    page = rendered(gates_deck(decision(rules, cand), {"base": cand}), tmp_path)
     assert page["badges"] == [["badge ok", "\u2713 gates passed"], ["badge ok", "\u2713 pass"],
                               ["badge skip", "\u2013 skipped"]]
     assert "passed: 1 of 2 gates checked, skipped: rouge_l (no baseline)" in page["text"]
@@ -102,7 +110,7 @@ def test_gates_deck_passes_with_a_floor_and_still_shows_the_skipped_gate(tmp_pat
 
 def test_gates_deck_on_missing_baseline_fail(tmp_path):
     cand = report(rouge=0.3)
-    page = rendered(gates_deck(decision(REGRESSION_ONLY, cand, policy="fail"), {"base": cand}, None), tmp_path)
+    page = rendered(gates_deck(decision(REGRESSION_ONLY, cand, policy="fail"), {"base": cand}), tmp_path)
     assert [b[0] for b in page["badges"]] == ["badge fail", "badge fail", "badge fail"]
     assert "regression checks fail (gates.on_missing_baseline: fail)" in page["text"]
     assert "no baseline (on_missing_baseline: fail) FAILED" in page["text"]
@@ -138,11 +146,11 @@ def cfg(indexed, tmp_path):
     return base.model_copy(update={"artifacts": base.artifacts.model_copy(update={"registry": str(tmp_path / "reg")})})
 
 
-def promote(cfg, cand: dict, dec: dict, decision_uri: str):
+def promote(cfg, cand: RagEvalReport, dec: GateDecision, decision_uri: str):
     (index,) = (p.parent for p in (Path(cfg.artifacts.root) / "indexes").glob("*/manifest.json"))
-    cand = {**cand, "index_version": index.name}
-    return promote_candidate(cfg, index_uri=str(index), report=cand, report_uri="/store/evals/r.json",
-                             decision=dec, decision_uri=decision_uri, alias="production", execution_id=None)
+    cand = cand.model_copy(update={"index_version": index.name})
+    candidate = release_candidate(cand, "/store/evals/r.json", dec, decision_uri)
+    return promote_candidate(cfg, index_uri=str(index), candidate=candidate, alias="production", execution_id=None)
 
 
 def test_release_card_of_a_rerun_shows_this_runs_decision_and_that_the_release_existed(cfg, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from llmops.index.artifact import FileEntry
 from llmops.finetune.lora import ADAPTER_SCHEMA_VERSION, AdapterManifest
 from llmops.htmlkit import page
-from tasks.finetune import finetune_deck
+from tasks.decks import finetune_deck
 from scripts.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
 
 TRAIN = [[s, 6.6 - 0.03 * s] for s in range(1, 21)]

@@ -208,8 +208,8 @@ def test_each_change_reruns_exactly_the_tasks_that_read_it(workspace, pipeline, 
     _edit_code(tmp, "llmops/finetune/lora.py", "# a change to the fine-tune stage")
     rel = check("the code of the fine-tune stage", cfg, TUNED)
 
-    _edit_code(tmp, "tasks/decks.py", "DECK_NOTE = 'a new Deck string'")
-    _edit_code(tmp, "tasks/eval_decks.py", "DECK_NOTE = 'a new Deck string'")
+    _edit_code(tmp, "tasks/decks/indexing.py", "DECK_NOTE = 'a new Deck string'")
+    _edit_code(tmp, "tasks/decks/evaluation.py", "DECK_NOTE = 'a new Deck string'")
     check("a Deck string", cfg, set())
 
     import llmops.provenance.code_version as code_version

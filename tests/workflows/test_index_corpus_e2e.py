@@ -60,7 +60,7 @@ def test_index_corpus_builds_a_verified_index_and_is_cached_on_rerun(run_env):
     config, env, tmp = run_env
     first, log = _pyflyte_run(config, env)
     manifest = verify_artifact(first["index"])
-    assert manifest.counts["skipped"] == 2  # the binary and the empty file, reported not fatal
+    assert manifest.counts.skipped == 2  # the binary and the empty file, reported not fatal
     assert Path(first["index"]).is_relative_to(tmp / "artifacts")  # in the store, not in Flyte's scratch space
     report = json.loads(Path(first["report"]).read_text())
     assert set(report["modes"]) == {"dense", "lexical", "hybrid"}
@@ -70,7 +70,7 @@ def test_index_corpus_builds_a_verified_index_and_is_cached_on_rerun(run_env):
     decks = sorted(Path(env["TMPDIR"]).rglob("deck.html"))
     _check_decks(decks)
     # A first run with an empty embedding cache embeds every chunk itself.
-    assert _embedding_row(decks) == f"{manifest.counts['chunks']} / 0 / 0"
+    assert _embedding_row(decks) == f"{manifest.counts.chunks} / 0 / 0"
 
     # Second run: same version, and the cached tasks are not executed again.
     second, log2 = _pyflyte_run(config, env)
@@ -85,7 +85,7 @@ def test_index_corpus_builds_a_verified_index_and_is_cached_on_rerun(run_env):
     third, _ = _pyflyte_run(changed, env)
     assert third["version"] != first["version"]
     new_decks = sorted(set(Path(env["TMPDIR"]).rglob("deck.html")) - set(decks))
-    assert _embedding_row(new_decks) == f"0 / 0 / {manifest.counts['chunks']}"
+    assert _embedding_row(new_decks) == f"0 / 0 / {manifest.counts.chunks}"
 
 
 def _embedding_row(paths: list[Path]) -> str:

@@ -2,9 +2,15 @@
 
 Plain functions, independent of Flyte. Messy input is expected: files and records that cannot be used are skipped
 with a reason in the report rather than failing the run; only configuration mistakes raise `IngestError`.
+The re-exports are lazy (`llmops.exports`): the readers' libraries (datasets, trafilatura, pypdf) load on first use.
 """
 
-from llmops.corpus.ingest.corpus import ingest_corpus
-from llmops.corpus.ingest.report import IngestReport, IngestResult, SkippedItem
+from llmops.exports import lazy_exports
 
-__all__ = ["IngestReport", "IngestResult", "SkippedItem", "ingest_corpus"]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "corpus": ("ingest_corpus",),
+        "report": ("IngestReport", "IngestResult", "SkippedItem"),
+    },
+)

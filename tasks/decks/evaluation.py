@@ -1,6 +1,6 @@
 """What the evaluation and gate stages show in the Flyte console.
 
-Plain functions over the report dicts written by `eval/stage.py`, so tests render them in headless Chromium.
+Plain functions over the records `eval/stage.py` writes (eval.schemas), so tests render them in headless Chromium.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 
 from eval.gates import GateVerdict
 from eval.runner import SampleRecord
+from eval.schemas import GateDecision, MetricRecord, RagEvalReport
 from llmops.htmlkit import Html, bar_chart_svg, fragment, kv_table, section, status_badge, table
 
 __all__ = ["evaluation_deck", "gates_deck"]
@@ -16,35 +17,35 @@ __all__ = ["evaluation_deck", "gates_deck"]
 WORST_SAMPLES = 50
 
 
-def _metric_rows(metrics: Mapping[str, dict]) -> list[list[object]]:
+def _metric_rows(metrics: Mapping[str, MetricRecord]) -> list[list[object]]:
     rows = []
     for name, m in sorted(metrics.items()):
-        direction = "higher" if m["higher_is_better"] else "lower"
-        status = "measured" if m["value"] is not None else f"not measured: {m.get('reason') or 'unknown reason'}"
-        rows.append([name, m["value"], f"{direction} is better", status])
+        direction = "higher" if m.higher_is_better else "lower"
+        status = "measured" if m.value is not None else f"not measured: {m.reason or 'unknown reason'}"
+        rows.append([name, m.value, f"{direction} is better", status])
     return rows
 
 
-def _metrics_section(report: dict) -> Html:
+def _metrics_section(report: RagEvalReport) -> Html:
     return section(
         "Metrics",
-        table(["metric", "value", "direction", "status"], _metric_rows(report["metrics"])),
-        note=f"{report['questions']} questions answered by {report['model']['name']}. A metric that could not be "
+        table(["metric", "value", "direction", "status"], _metric_rows(report.metrics)),
+        note=f"{report.questions} questions answered by {report.model.name}. A metric that could not be "
         "computed is listed as not measured, with its reason; a gate on it fails.",
     )
 
 
-def _retrieval_section(report: dict) -> Html:
-    retrieval = report.get("retrieval") or {}
-    modes = retrieval.get("modes") or {}
+def _retrieval_section(report: RagEvalReport) -> Html:
+    retrieval = report.retrieval
+    modes = retrieval.modes if retrieval is not None else {}
     if not modes:
         return section("Retrieval", Html('<p class="empty">no retrieval evaluation for this run</p>'))
-    keys = [k for k in next(iter(modes.values()))["metrics"]]
-    rows = [[mode, *[m["metrics"].get(k) for k in keys]] for mode, m in modes.items()]
+    keys = list(next(iter(modes.values())).metrics)
+    rows = [[mode, *[m.metrics.get(k) for k in keys]] for mode, m in modes.items()]
     return section(
         "Retrieval",
         table(["mode", *keys], rows),
-        note=f"Same held-out questions as the index run; the chain retrieves in {retrieval.get('default_mode')} mode.",
+        note=f"Same held-out questions as the index run; the chain retrieves in {retrieval.default_mode} mode.",
     )
 
 
@@ -82,30 +83,30 @@ LATENCY_NOTE = (
 )
 
 
-def evaluation_deck(report: dict, samples: Sequence[SampleRecord]) -> str:
-    primary = report["primary_metric"]
-    model = report["model"]
-    latency = report["latency"]
-    random_weights = bool(model.get("random_weights"))
+def evaluation_deck(report: RagEvalReport, samples: Sequence[SampleRecord]) -> str:
+    primary = report.primary_metric
+    model = report.model
+    latency = report.latency
+    random_weights = model.random_weights
     summary = kv_table(
         {
-            "label": report["label"],
-            "model": model["name"],
+            "label": report.label,
+            "model": model.name,
             **({"weights": status_badge(None, "random: answers are noise")} if random_weights else {}),
-            "adapter": model.get("adapter_version") or "none (base model)",
-            "backend": model["backend"],
-            "index": report["index_version"],
-            "questions": report["questions"],
-            "latency per request p50 (s)": latency["p50_s"],
-            "latency per request p95 (s)": latency["p95_s"],
-            "retrieval per question (s)": latency["retrieval_mean_s"],
-            "completion tokens (mean)": latency["completion_tokens_mean"],
-            "wall time (s)": report["seconds"],
+            "adapter": model.adapter_version or "none (base model)",
+            "backend": model.backend,
+            "index": report.index_version,
+            "questions": report.questions,
+            "latency per request p50 (s)": latency.p50_s,
+            "latency per request p95 (s)": latency.p95_s,
+            "retrieval per question (s)": latency.retrieval_mean_s,
+            "completion tokens (mean)": latency.completion_tokens_mean,
+            "wall time (s)": report.seconds,
         }
     )
     notes = [RANDOM_MODEL_NOTE] if random_weights else []
     return fragment(
-        section(f"Evaluation: {report['label']}", summary, note=" ".join([*notes, LATENCY_NOTE])),
+        section(f"Evaluation: {report.label}", summary, note=" ".join([*notes, LATENCY_NOTE])),
         _metrics_section(report),
         _retrieval_section(report),
         section(
@@ -146,14 +147,15 @@ def _verdict_badge(verdict: GateVerdict) -> Html:
     return status_badge(False, "gates failed" if verdict.checked else "gates failed: nothing was checked")
 
 
-def gates_deck(decision: dict, reports: Mapping[str, dict], baseline: Mapping[str, float | None] | None) -> str:
+def gates_deck(decision: GateDecision, reports: Mapping[str, RagEvalReport]) -> str:
     """Verdict, every gate, and champion (production / base model) vs challenger on every shared metric."""
-    verdict = GateVerdict.from_dict(decision["verdict"])
-    candidate = decision["candidate"]
-    model = reports[candidate]["model"]
-    name = model["name"] + ("; random test model" if model.get("random_weights") else "")
+    verdict = decision.verdict.to_verdict()
+    candidate = decision.candidate
+    model = decision.candidate_model
+    name = model.name + ("; random test model" if model.random_weights else "")
     counts = verdict.counts()
-    policy = decision["on_missing_baseline"]
+    policy = decision.on_missing_baseline
+    baseline = decision.baseline
     head = kv_table(
         {
             "verdict": _verdict_badge(verdict),
@@ -166,11 +168,12 @@ def gates_deck(decision: dict, reports: Mapping[str, dict], baseline: Mapping[st
         }
     )
     series: dict[str, list[float]] = {}
-    names = sorted({k for r in reports.values() for k, m in r["metrics"].items() if m["value"] is not None})
+    names = sorted({k for r in reports.values() for k, m in r.metrics.items() if m.value is not None})
     if baseline:
         series["production"] = [_num(baseline.get(n)) for n in names]
     for label, r in reports.items():
-        series[label] = [_num(r["metrics"].get(n, {}).get("value")) for n in names]
+        values = r.metric_values()
+        series[label] = [_num(values.get(n)) for n in names]
     chart = bar_chart_svg(names, series, value_label="metric value")
     return fragment(
         section("Promotion gates", head),

@@ -1,16 +1,15 @@
-"""What each indexing stage shows in the Flyte console. Plain functions returning HTML, so they are testable and
-renderable outside Flyte (tests render them in headless Chromium)."""
+"""What each indexing stage shows in the Flyte console: ingest, chunks, the index with its embedding shards, and the
+run summary with the retrieval evaluation."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from eval.schemas import RetrievalEvalReport
 from llmops.index.artifact import IndexManifest
-from llmops.htmlkit import bar_chart_svg, fragment, histogram_svg, kv_table, publish_deck, section, status_badge, table
+from llmops.htmlkit import bar_chart_svg, fragment, histogram_svg, kv_table, section, status_badge, table
 
-__all__ = ["chunk_deck", "index_deck", "ingest_deck", "publish", "run_summary_deck", "shards_section"]
-
-publish = publish_deck
+__all__ = ["chunk_deck", "index_deck", "ingest_deck", "run_summary_deck", "shards_section"]
 
 
 def _ingest_sections(report: dict, seconds: float | None = None) -> list[str]:
@@ -94,24 +93,24 @@ def shards_section(shards: list[dict]) -> str:
 
 
 def _index_section(manifest: IndexManifest, stats: dict) -> str:
-    emb, fusion = manifest.embedding, manifest.retrieval["fusion"]
+    emb, fusion, index = manifest.embedding, manifest.retrieval.fusion, manifest.index
     rows = {
         "version": manifest.version,
         "created": manifest.created_at,
-        "embedding model": emb["model"],
-        "model digest": emb["model_digest"][:16],
-        "query / passage prefix": f"{emb['query_prefix']!r} / {emb['passage_prefix']!r}",
-        "dimension": emb["dimension"],
-        "FAISS index": f"{manifest.index['type']} ({manifest.index['metric']}, built on {manifest.index['built_on']})",
-        "lexical": "disabled" if manifest.lexical is None else f"BM25, tokenizer {manifest.lexical['tokenizer']}",
-        "default retrieval": f"{manifest.retrieval['mode']}, k={manifest.retrieval['k']}",
-        "fusion": f"{fusion['method']}, dense weight {fusion['dense_weight']} ({fusion.get('chosen_by', '')})",
-        "chunks / vectors": f"{manifest.counts['chunks']} / {manifest.counts['vectors']}",
+        "embedding model": emb.model,
+        "model digest": emb.model_digest[:16],
+        "query / passage prefix": f"{emb.query_prefix!r} / {emb.passage_prefix!r}",
+        "dimension": emb.dimension,
+        "FAISS index": f"{index.type} ({index.metric}, built on {index.built_on})",
+        "lexical": "disabled" if manifest.lexical is None else f"BM25, tokenizer {manifest.lexical.tokenizer}",
+        "default retrieval": f"{manifest.retrieval.mode}, k={manifest.retrieval.k}",
+        "fusion": f"{fusion.method}, dense weight {fusion.dense_weight} ({fusion.chosen_by})",
+        "chunks / vectors": f"{manifest.counts.chunks} / {manifest.counts.vectors}",
         "vectors: embedded in this run / from the embedding cache / reused shard files": (
             f"{stats.get('computed', 0)} / {stats.get('cached', 0)} / {stats.get('reused', 0)}"
         ),
         "reused existing version": stats.get("reused_existing_version"),
-        "git sha": manifest.lineage.get("git_sha"),
+        "git sha": manifest.lineage.git_sha,
     }
     return section("Index artifact", kv_table(rows))
 
@@ -120,21 +119,22 @@ def index_deck(manifest: IndexManifest, stats: dict, shards: list[dict] | None =
     return fragment(_index_section(manifest, stats), shards_section(shards) if shards else "")
 
 
-def _metrics_section(report: dict) -> str:
-    modes = report.get("modes")
+def _metrics_section(report: RetrievalEvalReport) -> str:
+    modes = report.modes
     if not modes:
-        return section("Retrieval quality", status_badge(False, report.get("status", "not measured")))
-    names = list(next(iter(modes.values()))["metrics"])
-    rows = [[mode, *(r["metrics"][m] for m in names)] for mode, r in modes.items()]
-    chart = bar_chart_svg(names, {mode: [r["metrics"][m] for m in names] for mode, r in modes.items()})
+        return section("Retrieval quality", status_badge(False, report.status))
+    names = list(next(iter(modes.values())).metrics)
+    rows = [[mode, *(r.metrics[m] for m in names)] for mode, r in modes.items()]
+    chart = bar_chart_svg(names, {mode: [r.metrics[m] for m in names] for mode, r in modes.items()})
+    fusion = report.fusion
     note = (
-        f"{report['questions']} held-out questions"
-        + (f" ({report['excluded_calibration_questions']} calibration questions excluded)"
-           if report.get("excluded_calibration_questions") else "")
-        + f". Default mode: {report['default_mode']}; fusion: {report['fusion']['method']}, "
-        f"dense weight {report['fusion']['dense_weight']}."
+        f"{report.questions} held-out questions"
+        + (f" ({report.excluded_calibration_questions} calibration questions excluded)"
+           if report.excluded_calibration_questions else "")
+        + f". Default mode: {report.default_mode}"
+        + (f"; fusion: {fusion.method}, dense weight {fusion.dense_weight}." if fusion is not None else ".")
     )
-    worst = report.get("worst_questions", [])
+    worst = report.worst_questions
     missed = (
         section(
             f"Missed questions (no relevant chunk in top 10, first {len(worst)})",
@@ -160,12 +160,12 @@ def _timings_section(stats: dict) -> str:
 
 
 def run_summary_deck(
-    manifest: IndexManifest, ingest_report: dict, stats: dict, n_tokens: Sequence[int], report: dict
+    manifest: IndexManifest, ingest_report: dict, stats: dict, n_tokens: Sequence[int], report: RetrievalEvalReport
 ) -> str:
     return fragment(
         _metrics_section(report),
         _index_section(manifest, stats),
-        _chunk_section(n_tokens, manifest.chunking["max_tokens"]),
+        _chunk_section(n_tokens, manifest.chunking.max_tokens),
         *_ingest_sections(ingest_report),
         _timings_section(stats),
     )

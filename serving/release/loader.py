@@ -1,0 +1,181 @@
+"""`ReleaseLoader`: builds a `ReleaseState` from a registry `Release`.
+
+It checks the release (`llmops.release.artifacts.verify_release`: paths inside the artifact and registry roots,
+index and adapter manifests as the release pinned them, every file as its manifest lists it), loads the index,
+registers the adapter with vLLM (`/v1/load_lora_adapter`, under a name derived from the adapter version) and opens a
+client for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from llmops.config import PipelineConfig, PromptConfig, RetrievalConfig, SamplingConfig
+from llmops.errors import BackendUnavailableError, GenerationError, RegistryError
+from llmops.index.retriever import Retriever
+from llmops.llm.runtime import adapter_model_name
+from llmops.rag.chain import RagChain, client_template_overhead
+from llmops.rag.prompt import PromptBuilder
+from llmops.release.artifacts import artifact_roots, verify_release
+from llmops.release.registry import Release
+from serving.release.state import ReleaseState
+
+__all__ = ["ReleaseLoader", "served_adapter_name"]
+
+log = logging.getLogger("llmops.serving")
+
+
+def _section(release: Release, name: str, model, default):
+    """A config section as the release was evaluated with it; the serving config's when the release has none."""
+    data = release.config.get(name) if isinstance(release.config, dict) else None
+    if data is None:
+        log.info("release %s records no %s section; using the serving config's", release.release, name)
+        return default
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise RegistryError(f"release {release.release}: its config's {name} section is invalid: {e}") from None
+
+
+class ReleaseLoader:
+    """Turns a registry `Release` into a `ReleaseState`.
+
+    With `llm.backend: vllm`, generation goes to the server at `backend_url` (else `llm.base_url`), which must run
+    the release's base model with LoRA enabled; an adapter is registered there at load time. With
+    `backend: transformers` the model (and adapter) is loaded in this process (tests, small runs).
+    """
+
+    def __init__(self, config: PipelineConfig, *, backend_url: str | None = None):
+        if config.llm is None:
+            raise RegistryError("serving needs an llm section in the config (the base model and its backend)")
+        self.config = config
+        self.llm = config.llm
+        self.backend_url = backend_url or config.llm.base_url
+        if self.llm.backend == "vllm" and self.backend_url is None:
+            raise BackendUnavailableError(
+                "llm.backend is vllm but no server URL is known: set llm.base_url, or start with `llmops serve`, "
+                "which starts the vLLM server itself"
+            )
+        self.roots = self.roots_of(config)
+        self._overhead: int | None = None
+
+    @staticmethod
+    def roots_of(config: PipelineConfig) -> tuple[str, ...]:
+        """Where a release's index and adapter may live: the artifact store and the registry."""
+        return artifact_roots(config)
+
+    @property
+    def remote_backend(self) -> bool:
+        return self.llm.backend == "vllm"
+
+    async def load(self, release: Release) -> ReleaseState:
+        if not _same_model(release.base_model, self.llm.model):
+            raise RegistryError(
+                f"release {release.release} was built on base model {release.base_model!r}, but this server runs "
+                f"llm.model {self.llm.model!r}: a different base model needs a restart with that model"
+            )
+        verified = await asyncio.to_thread(verify_release, release, self.roots, self.config.serving.adapter_cache_dir)
+        retriever = await asyncio.to_thread(
+            Retriever, verified.index_dir, verified.index, query_cache_size=self.config.serving.query_cache_size
+        )
+        adapter_dir = verified.adapter_dir
+        adapter_name = None
+        reregister = None
+        if self.remote_backend and adapter_dir is not None:
+            adapter_name = served_adapter_name(release)
+            await self.register_adapter(adapter_name, str(adapter_dir))
+
+            async def reregister(name: str = adapter_name, path: str = str(adapter_dir)) -> None:
+                await self.register_adapter(name, path)
+
+        client = await asyncio.to_thread(self._client, adapter_dir, adapter_name)
+        sampling = _section(release, "sampling", SamplingConfig, self.config.sampling)
+        prompt = _section(release, "prompt", PromptConfig, self.config.prompt)
+        retrieval = _section(release, "retrieval", RetrievalConfig, self.config.retrieval)
+        chain = RagChain(
+            retriever,
+            client,
+            PromptBuilder(prompt, count_tokens=client.count_tokens),
+            sampling,
+            k=retrieval.k,
+            mode=retrieval.mode,
+            max_model_len=self.llm.max_model_len,
+            template_overhead=await asyncio.to_thread(self._template_overhead, client),
+        )
+        return ReleaseState(release=release, chain=chain, adapter_name=adapter_name, reregister=reregister)
+
+    def _client(self, adapter_dir: Path | None, adapter_name: str | None):
+        from llmops.llm.runtime import make_client
+
+        if self.remote_backend:
+            return make_client(self.llm, base_url=self.backend_url, served_model_name=adapter_name)
+        return make_client(
+            self.llm, adapter_path=str(adapter_dir) if adapter_dir else None, served_model_name=None
+        )
+
+    def _template_overhead(self, client) -> int:
+        """The chat template's tokens (the same base model for every release: measured once)."""
+        if self._overhead is None:
+            self._overhead = client_template_overhead(self.llm, client)
+        return self._overhead
+
+    async def register_adapter(self, name: str, path: str) -> None:
+        """Make vLLM serve the adapter at `path` as `name` (already served under that name: fine)."""
+        from llmops.llm.vllm_server import load_lora_adapter
+
+        try:
+            await asyncio.to_thread(load_lora_adapter, self.backend_url, name, path, api_key=self._api_key)
+        except GenerationError as e:
+            # 400 "has already been loaded": another worker or replica registered it first.
+            if not (e.status_code == 400 and "already" in str(e)):
+                raise
+
+    async def unregister_adapter(self, name: str) -> None:
+        from llmops.llm.vllm_server import unload_lora_adapter
+
+        try:
+            await asyncio.to_thread(unload_lora_adapter, self.backend_url, name, api_key=self._api_key)
+        except GenerationError as e:
+            if e.status_code != 404:  # 404: someone else unloaded it first
+                raise
+
+    @property
+    def _api_key(self) -> str | None:
+        return os.environ.get(self.llm.api_key_env)
+
+    async def close(self, state: ReleaseState) -> None:
+        await state.client.aclose()  # on this event loop, where the client's async resources were created
+
+    async def backend_ready(self, timeout_s: float) -> tuple[bool, str]:
+        """Whether the generation backend answers (`GET /v1/models`), and why not."""
+        if not self.remote_backend:
+            return True, "in-process"
+        import httpx
+
+        url = self.backend_url.rstrip("/") + "/models"
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            async with httpx.AsyncClient(timeout=timeout_s) as http:
+                response = await http.get(url, headers=headers)
+        except httpx.HTTPError as e:
+            return False, f"{url}: {type(e).__name__}: {e}"
+        if response.status_code != 200:
+            return False, f"{url} answered {response.status_code}"
+        return True, "ok"
+
+
+def served_adapter_name(release: Release) -> str:
+    """The vLLM model name of a release's adapter: unique per adapter version, shared by releases that reuse it."""
+    return adapter_model_name(release.adapter_version or Path(release.adapter_uri or "adapter").name)
+
+
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    looks_local = any(x.startswith(("/", ".")) for x in (a, b))
+    return looks_local and Path(a).resolve() == Path(b).resolve()
