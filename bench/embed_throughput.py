@@ -28,15 +28,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.common import (
-    DEFAULT_DATA_DIR,
-    MODEL,
     REPO_ROOT,
     SQUAD,
+    bench_parser,
     data_file,
     machine,
+    make_config as common_config,
     peak_rss_mib,
     print_table,
     progress,
+    result_header,
     summarize,
     write_result,
 )
@@ -45,15 +46,8 @@ TARGET_RATIO = 0.95
 
 
 def make_config(squad: Path, root: Path, batch_size: int):
-    from llmops.config import parse_config
-
-    return parse_config(
-        {
-            "corpus": {"sources": [{"kind": "squad", "path": str(squad)}]},
-            "embedding": {"model": MODEL, "batch_size": batch_size, "cache": False},
-            "artifacts": {"root": str(root)},
-        }
-    ).resolved()
+    return common_config({"kind": "squad", "path": str(squad)}, root,
+                         embedding={"batch_size": batch_size, "cache": False})
 
 
 def with_root(cfg, root: Path):
@@ -148,13 +142,11 @@ def measure_rss(variant: str, shard: Path, squad: Path, batch_size: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with squad/")
+    parser = bench_parser(__doc__, "embed_throughput")
     parser.add_argument("--chunks", type=int, default=600, help="N: chunks embedded per measurement")
     parser.add_argument("--batch-size", type=int, default=32, help="embedding.batch_size, and raw encode's")
     parser.add_argument("--repeats", type=int, default=3, help="alternating ours/raw pairs after the warm-up")
     parser.add_argument("--scale", type=int, default=4, help="the streaming check runs N and scale*N chunks")
-    parser.add_argument("--name", default="embed_throughput", help="results file: bench/results/NAME.json")
     parser.add_argument("--child", choices=["ours", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--shard", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,9 +218,7 @@ def main() -> None:
     path = write_result(
         args.name,
         {
-            "benchmark": "embed_throughput",
-            "machine": described,
-            "args": {k: str(v) for k, v in vars(args).items() if k not in ("child", "shard")},
+            **result_header("embed_throughput", described, args, leave_out=("child", "shard")),
             "chunks": n,
             "corpus_chunks": len(texts),
             "mean_tokens": mean_tokens,

@@ -38,15 +38,12 @@ min, max and standard deviation.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import inspect
-import os
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -54,20 +51,21 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from bench.common import (
-    DEFAULT_DATA_DIR,
     MODEL,
-    REPO_ROOT,
-    TINY_LLM,
-    build,
+    build_llm_bench_index,
+    llm_bench_parser,
+    llm_result_header,
     machine,
+    offline_env,
     peak_rss_mib,
     print_table,
     progress,
-    squad_or_quickstart,
+    require_vllm_python,
     summarize,
     timed,
-    vllm_python,
+    tiny_llm_config,
     vllm_version,
+    with_sections,
     write_result,
 )
 
@@ -104,38 +102,15 @@ def clocked(section: str, fn: Callable[[], object]) -> tuple[float, object]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def make_config(args, source: dict, qa_path: str | None, root: Path, llm: dict | None = None):
-    from llmops.config import parse_config
-
-    data = {
-        "corpus": {"sources": [source]},
-        "embedding": {"model": MODEL},
-        "retrieval": {"k": args.k},
-        "eval": {
+def make_config(args, source: dict, qa_path: str | None, root: Path):
+    return tiny_llm_config(
+        source, qa_path, root, k=args.k, max_tokens=args.max_tokens,
+        llm={"backend": "transformers", "max_concurrency": args.batch_size, "vllm_args": list(CPU_VLLM_ARGS)},
+        eval={
             "max_samples": args.questions,
             "metrics": {"bertscore": {"model": MODEL, "num_layers": BERTSCORE_LAYER}, "ragas": {"enabled": True}},
         },
-        "artifacts": {"root": str(root)},
-        "llm": {
-            "model": str(TINY_LLM),
-            "backend": "transformers",
-            "max_model_len": 2048,
-            "max_lora_rank": 8,
-            "dtype": "float32",
-            "device": "cpu",
-            "max_concurrency": args.batch_size,
-            "vllm_args": list(CPU_VLLM_ARGS),
-            **(llm or {}),
-        },
-        "sampling": {"temperature": 0.0, "max_tokens": args.max_tokens, "seed": 0},
-    }
-    if qa_path:
-        data["eval"]["qa_path"] = qa_path
-    return parse_config(data).resolved()
-
-
-def with_llm(cfg, **update):
-    return cfg.model_copy(update={"llm": cfg.llm.model_copy(update=update)})
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -564,13 +539,13 @@ def measure_vllm(cfg, retriever, examples, gold, messages, transformers_answers:
     from llmops.llm.runtime import make_client
     from llmops.llm.vllm_server import VLLMServer
 
-    python = vllm_python()
+    python = require_vllm_python("--vllm")
     llm = cfg.llm.model_copy(update={"backend": "vllm"})
     server = VLLMServer.from_config(llm, workdir=work / "vllm", python=python)
     progress(f"vLLM: starting the server ({python})")
     start_s, _ = timed(server.start_and_wait)
     try:
-        cfg_v = with_llm(cfg, backend="vllm", base_url=server.base_url)
+        cfg_v = with_sections(cfg, llm={"backend": "vllm", "base_url": server.base_url})
         stage = measure_stage("vLLM", cfg_v, retriever, examples, gold, repeats, OpenAICompatibleClient)
         client = make_client(cfg_v.llm)
         progress(f"vLLM: generation alone, warm-up ({len(messages)} prompts)")
@@ -610,43 +585,31 @@ def measure_vllm(cfg, retriever, examples, gold, messages, transformers_answers:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with squad/")
-    parser.add_argument("--paragraphs", type=int, default=300, help="SQuAD paragraphs in the corpus")
+    parser = llm_bench_parser(__doc__)
     parser.add_argument("--questions", type=int, default=48, help="eval.max_samples: questions answered per run")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up")
     parser.add_argument("--batch-size", type=int, default=8, help="llm.max_concurrency (generation batch)")
-    parser.add_argument("--max-tokens", type=int, default=32, help="sampling.max_tokens")
-    parser.add_argument("--k", type=int, default=5, help="retrieval.k: contexts per prompt")
     parser.add_argument("--bertscore-pairs", type=int, default=256, help="real-text pairs for BERTScore pairs/s")
     parser.add_argument("--quick", action="store_true",
                         help="96 paragraphs, 16 questions, 2 repeats, 64 BERTScore pairs (a smoke run)")
     parser.add_argument("--vllm", action="store_true", help="also run the stage through a vLLM CPU server")
-    parser.add_argument("--name", default=None, help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     if args.quick:
         args.paragraphs, args.questions, args.repeats, args.bertscore_pairs = 96, 16, 2, 64
     args.name = args.name or ("eval_throughput_quick" if args.quick else "eval_throughput")
-    if args.vllm and vllm_python() is None:
-        print("error: --vllm needs a vLLM interpreter: set LLMOPS_VLLM_PYTHON or create .venv-vllm (README, "
-              "'Serving on a CPU')", file=sys.stderr)
-        sys.exit(2)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.vllm:
+        require_vllm_python("--vllm")
+    offline_env()
 
     described = machine(EVAL_LIBRARIES)
 
     work = Path(tempfile.mkdtemp(prefix="llmops-bench-eval-"))
     try:
-        dataset, source, qa_path = squad_or_quickstart(args.data_dir, args.paragraphs, work)
-        cfg = make_config(args, source, qa_path, work / "artifacts")
-        progress(f"building the index in-process: {dataset}")
-        build_seconds: dict = {}
-        out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
+        dataset, cfg, out, ing, build_seconds = build_llm_bench_index(args, work, make_config)
 
-        from eval.runner import select_questions
-        from llmops.corpus.documents import read_documents, read_qa
+        from llmops.index.tuning import select_questions
+        from llmops.corpus.documents import read_documents
+        from llmops.corpus.qa import read_qa
         from llmops.llm.runtime import make_client
         from llmops.llm.transformers_client import TransformersClient
         from llmops.index.retriever import Retriever
@@ -711,12 +674,7 @@ def main() -> None:
     path = write_result(
         args.name,
         {
-            "benchmark": "eval_throughput",
-            "machine": described,
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "dataset": dataset,
-            "llm": str(TINY_LLM.relative_to(REPO_ROOT)),
-            "index_build_seconds": build_seconds,
+            **llm_result_header("eval_throughput", described, args, dataset, build_seconds),
             "transformers": transformers_stage,
             "blank_answers": blank,
             "metric_families_stand_in_answers": families,

@@ -25,7 +25,6 @@ weight falls back to 0.5.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -40,15 +39,16 @@ import pyarrow.parquet as pq
 import yaml
 
 from bench.common import (
-    DEFAULT_DATA_DIR,
-    MODEL,
     REPO_ROOT,
     SQUAD,
+    bench_parser,
     build,
+    config_data,
     data_file,
     machine,
     print_table,
     progress,
+    result_header,
     summarize,
     timed,
     write_result,
@@ -87,12 +87,8 @@ def change_files(paths: list[Path], fraction: float) -> list[Path]:
     return chosen
 
 
-def config_data(corpus: Path, root: Path) -> dict:
-    return {
-        "corpus": {"sources": [{"kind": "directory", "path": str(corpus)}]},
-        "embedding": {"model": MODEL},
-        "artifacts": {"root": str(root)},
-    }
+def corpus_config(corpus: Path, root: Path) -> dict:
+    return config_data({"kind": "directory", "path": str(corpus)}, root)
 
 
 def store_files(root: Path) -> set[str]:
@@ -162,7 +158,7 @@ def one_repeat(mode: str, r: int, squad: Path, work: Path, fraction: float, pyfl
 
     corpus, root = work / f"{mode}-{r}" / "corpus", work / f"{mode}-{r}" / "artifacts"
     paths = write_corpus(squad, corpus)
-    data = config_data(corpus, root)
+    data = corpus_config(corpus, root)
     config = work / f"{mode}-{r}" / "config.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     cfg = parse_config(data).resolved()
@@ -214,19 +210,17 @@ def _stats_cell(stats: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with squad/")
+    parser = bench_parser(__doc__, "reindex")
     parser.add_argument("--work-dir", type=Path, help="keep corpora, artifacts and logs here (default: temp, removed)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--change-fraction", type=float, default=0.01, help="share of documents changed")
-    parser.add_argument("--name", default="reindex", help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     squad = data_file(args.data_dir, SQUAD)
     if args.work_dir:
         args.work_dir.mkdir(parents=True, exist_ok=False)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="llmops-bench-reindex-"))
-    result = {"benchmark": "reindex", "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+    result = {**result_header("reindex", machine(), args),
               "targets": {"rerun_ratio_max": TARGET_RERUN_RATIO, "recomputed_share_max": TARGET_RECOMPUTED_SHARE}}
     try:
         pyflyte = PyflyteRunner(work) if "pyflyte" in args.modes else None
@@ -242,7 +236,7 @@ def main() -> None:
 
             progress("in-process warm-up: a 20-document build (loads the model, imports every stage's libraries)")
             warm = work / "warm-up"
-            data = config_data(warm / "corpus", warm / "artifacts")
+            data = corpus_config(warm / "corpus", warm / "artifacts")
             write_corpus(squad, warm / "corpus", limit=20)
             build(parse_config(data).resolved(), show_progress=False)
         repeats = {mode: [] for mode in args.modes}

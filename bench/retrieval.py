@@ -15,8 +15,6 @@ and scored on the held-out questions, so choosing among them never looks at the 
 
 from __future__ import annotations
 
-import argparse
-import copy
 import math
 import shutil
 import tempfile
@@ -28,15 +26,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from bench.common import (
-    DEFAULT_DATA_DIR,
     JSQUAD,
-    MODEL,
     SQUAD,
+    bench_parser,
     build,
     data_file,
     machine,
+    make_config as common_config,
     print_table,
     progress,
+    result_header,
     write_result,
 )
 
@@ -48,8 +47,6 @@ NORMALIZATIONS = ("minmax", "zscore", "cosine")
 
 def make_config(args, dataset: str, data_dir: Path, work_dir: Path, chunking: dict | None = None):
     """The pipeline config for one dataset; flags left unset keep the library's defaults."""
-    from llmops.config import parse_config
-
     relative, strip = DATASETS[dataset]
     source = {"kind": "squad", "path": str(data_file(data_dir, relative))}
     if strip:
@@ -58,15 +55,13 @@ def make_config(args, dataset: str, data_dir: Path, work_dir: Path, chunking: di
     def given(**values):
         return {k: v for k, v in values.items() if v is not None}
 
-    data = {
-        "corpus": {"sources": [source]},
-        "embedding": {"model": MODEL},
-        "chunking": given(max_tokens=args.max_tokens, overlap_tokens=args.overlap_tokens) | (chunking or {}),
-        "lexical": given(tokenizer=args.lexical_tokenizer, k1=args.k1, b=args.b),
-        "retrieval": {"fusion": given(candidates=args.candidates)},
-        "artifacts": {"root": str(work_dir / "artifacts")},
-    }
-    return parse_config(data).resolved()
+    return common_config(
+        source,
+        work_dir / "artifacts",
+        chunking=given(max_tokens=args.max_tokens, overlap_tokens=args.overlap_tokens) | (chunking or {}),
+        lexical=given(tokenizer=args.lexical_tokenizer, k1=args.k1, b=args.b),
+        retrieval={"fusion": given(candidates=args.candidates)},
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,20 +192,21 @@ def variant_retriever(built: Built, variant: Variant):
     from llmops.index.lexical import LexicalIndex
     from llmops.index.vector_index import build_vector_index
 
-    r = copy.copy(built.retriever)
+    lexical_index = vector_index = None
+    if variant.lexical is not None:
+        # what build_index would write for this lexical config
+        cfg = LexicalConfig(**{**built.retriever.manifest.lexical.model_dump(), **variant.lexical})
+        titles = None if variant.text_only else built.chunks["title"]
+        lexical_index = LexicalIndex.build(built.chunks["text"], cfg, titles=titles)
+    if variant.dense_titles:
+        vectors = embed_cached(built.retriever.embedder, titled_texts(built.chunks), built.cache_root)
+        vector_index = build_vector_index(vectors, "Flat", IndexConfig()).index
+    r = built.retriever.with_indexes(vector_index=vector_index, lexical_index=lexical_index)
     r.fusion_method = variant.method
     if variant.candidates:
         r.candidates = variant.candidates
     if variant.normalization != "minmax":
         r.fuse_candidates = lambda *a, **kw: fuse_normalized(variant.normalization, *a, **kw)
-    if variant.lexical is not None:
-        # what build_index would write for this lexical config
-        cfg = LexicalConfig(**{**r.manifest.lexical.model_dump(), **variant.lexical})
-        titles = None if variant.text_only else built.chunks["title"]
-        r._lexical = LexicalIndex.build(built.chunks["text"], cfg, titles=titles)
-    if variant.dense_titles:
-        vectors = embed_cached(r.embedder, titled_texts(built.chunks), built.cache_root)
-        r._index = build_vector_index(vectors, "Flat", IndexConfig()).index
     return r
 
 
@@ -247,7 +243,7 @@ def build_and_report(cfg, label: str, work_dir: Path) -> Built:
     """Index through the stage functions and score every mode on the held-out questions."""
     from eval.retrieval import evaluate_retrieval_modes
     from llmops.index.tuning import split_calibration
-    from llmops.corpus.documents import read_qa
+    from llmops.corpus.qa import read_qa
     from llmops.index.retriever import Retriever
     from llmops.storage import fetch_file
 
@@ -382,9 +378,8 @@ def sweep(args, dataset: str, data_dir: Path, work_dir: Path, built: Built) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "retrieval", data_help="folder with squad/ and jsquad/")
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=["squad", "jsquad"])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with squad/ and jsquad/")
     parser.add_argument("--work-dir", type=Path, help="artifacts folder to keep and reuse (default: a temp folder)")
     parser.add_argument("--max-tokens", type=int, help="chunking.max_tokens (default: the model's limit)")
     parser.add_argument("--overlap-tokens", type=int, help="chunking.overlap_tokens")
@@ -394,13 +389,12 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, help="retrieval.fusion.candidates")
     parser.add_argument("--sweep", action="store_true", help="also measure the alternatives (adds minutes)")
     parser.add_argument("--sweep-max-tokens", type=int, nargs="*", default=[128], help="chunk sizes to rebuild with")
-    parser.add_argument("--name", default="retrieval", help="results file: bench/results/NAME.json")
     args = parser.parse_args()
 
     for dataset in args.datasets:
         data_file(args.data_dir, DATASETS[dataset][0])
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="llmops-bench-retrieval-"))
-    result = {"benchmark": "retrieval", "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+    result = {**result_header("retrieval", machine(), args),
               "targets": TARGETS, "datasets": {}}
     try:
         for dataset in args.datasets:

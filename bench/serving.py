@@ -52,7 +52,6 @@ own (vLLM on core 0, the API and this client on core 1).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -68,21 +67,24 @@ from pathlib import Path
 from typing import Sequence
 
 from bench.common import (
-    DEFAULT_DATA_DIR,
-    MODEL,
     REPO_ROOT,
-    TINY_LLM,
-    build,
+    build_llm_bench_index,
+    llm_bench_parser,
+    llm_result_header,
     machine,
+    offline_env,
+    percentile,
     print_table,
     progress,
-    squad_or_quickstart,
+    require_vllm_python,
     summarize,
     timed,
-    vllm_python,
+    tiny_llm_config,
     vllm_version,
+    with_sections,
     write_result,
 )
+from llmops.llm.vllm_server import free_port
 
 # configs/quickstart.yaml's vLLM flags, with a KV cache that holds 32 streams of 2,048 tokens (2 KiB per token for
 # the tiny model) and no prefix caching (see the module docstring).
@@ -100,32 +102,8 @@ SERVING_LIBRARIES = ("fastapi", "uvicorn", "httpx", "openai", "prometheus-client
 
 
 def make_config(args, source: dict, qa_path: str | None, root: Path):
-    from llmops.config import parse_config
-
-    data = {
-        "corpus": {"sources": [source]},
-        "embedding": {"model": MODEL},
-        "retrieval": {"k": args.k},
-        "artifacts": {"root": str(root)},
-        "llm": {
-            "model": str(TINY_LLM),
-            "backend": "vllm",
-            "max_model_len": 2048,
-            "max_lora_rank": 8,
-            "dtype": "float32",
-            "device": "cpu",
-            "vllm_args": list(VLLM_ARGS),
-        },
-        "sampling": {"temperature": 0.0, "max_tokens": args.max_tokens, "seed": 0},
-    }
-    if qa_path:
-        data["eval"] = {"qa_path": qa_path}
-    return parse_config(data).resolved()
-
-
-def with_sections(cfg, **sections):
-    return cfg.model_copy(update={name: getattr(cfg, name).model_copy(update=values)
-                                  for name, values in sections.items()})
+    return tiny_llm_config(source, qa_path, root, k=args.k, max_tokens=args.max_tokens,
+                           llm={"backend": "vllm", "vllm_args": list(VLLM_ARGS)})
 
 
 # --split-cores: which core each side gets.
@@ -136,14 +114,6 @@ def pin(pid: int, split_cores: bool) -> None:
     """The RAG API on API_CORE, set right after it starts, before its threads exist (they inherit the mask)."""
     if split_cores:
         os.sched_setaffinity(pid, {API_CORE})
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def register_release(cfg, out):
@@ -420,12 +390,6 @@ def prepare(cfg_api, release, questions: Sequence[str]) -> tuple[list[Prepared],
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def pct(values: Sequence[float], q: float) -> float | None:
-    import numpy as np
-
-    return float(np.percentile(values, q)) if values else None
-
-
 def path_summary(rounds: list[dict]) -> dict:
     results = [r for rnd in rounds for r in rnd["results"] if r.error is None]
     lat = [r.latency_s for r in results]
@@ -436,10 +400,10 @@ def path_summary(rounds: list[dict]) -> dict:
         "requests": sum(len(rnd["results"]) for rnd in rounds),
         "errors": sum(len(rnd["results"]) - rnd["n_ok"] for rnd in rounds),
         "error_examples": [r.error for rnd in rounds for r in rnd["results"] if r.error][:3],
-        "latency_p50_ms": 1000 * pct(lat, 50) if lat else None,
-        "latency_p95_ms": 1000 * pct(lat, 95) if lat else None,
-        "ttft_p50_ms": 1000 * pct(ttft, 50) if ttft else None,
-        "ttft_p95_ms": 1000 * pct(ttft, 95) if ttft else None,
+        "latency_p50_ms": 1000 * percentile(lat, 50) if lat else None,
+        "latency_p95_ms": 1000 * percentile(lat, 95) if lat else None,
+        "ttft_p50_ms": 1000 * percentile(ttft, 50) if ttft else None,
+        "ttft_p95_ms": 1000 * percentile(ttft, 95) if ttft else None,
         "requests_per_second": summarize(rps),
         "tokens_per_second": summarize(tps),
         "completion_tokens_total": sum(rnd["completion_tokens"] for rnd in rounds),
@@ -653,9 +617,9 @@ def unloaded_retrieval(api_url: str, prepared: list[Prepared], n: int) -> dict:
     in_process = [1000 * p.retrieval_s for p in prepared[:n]]
     return {
         "questions": n,
-        "in_process_chain_retrieve_ms": {"p50": pct(in_process, 50), "p95": pct(in_process, 95)},
-        "api_search_retrieval_ms": {"p50": pct(server_ms, 50), "p95": pct(server_ms, 95)},
-        "api_search_round_trip_ms": {"p50": pct(round_trip_ms, 50), "p95": pct(round_trip_ms, 95)},
+        "in_process_chain_retrieve_ms": {"p50": percentile(in_process, 50), "p95": percentile(in_process, 95)},
+        "api_search_retrieval_ms": {"p50": percentile(server_ms, 50), "p95": percentile(server_ms, 95)},
+        "api_search_round_trip_ms": {"p50": percentile(round_trip_ms, 50), "p95": percentile(round_trip_ms, 95)},
     }
 
 
@@ -663,34 +627,23 @@ def unloaded_retrieval(api_url: str, prepared: list[Prepared], n: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with squad/")
-    parser.add_argument("--paragraphs", type=int, default=300, help="SQuAD paragraphs in the corpus")
+    parser = llm_bench_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per concurrency and path")
     parser.add_argument("--min-requests", type=int, default=16, help="requests per round: max(this, 2 x concurrency)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY), help="concurrent streams")
-    parser.add_argument("--max-tokens", type=int, default=32, help="sampling.max_tokens")
-    parser.add_argument("--k", type=int, default=5, help="retrieval.k: contexts per prompt")
     parser.add_argument("--quick", action="store_true", help="96 paragraphs, 1 round, at least 8 requests per round")
     parser.add_argument("--api-env", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment variable for the RAG API process (experiments, e.g. OMP_NUM_THREADS=1)")
     parser.add_argument("--split-cores", action="store_true",
                         help="vLLM on core 0, the RAG API and this client on core 1: the API's CPU no longer taken "
                              "from generation (as where vLLM has a GPU and the API other cores), scaled down")
-    parser.add_argument("--name", default=None, help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     api_env = dict(kv.split("=", 1) for kv in args.api_env)
     if args.quick:
         args.paragraphs, args.rounds, args.min_requests = 96, 1, 8
     args.name = args.name or ("serving_quick" if args.quick else "serving")
-    python = vllm_python()
-    if python is None:
-        print("error: this benchmark needs a vLLM interpreter: set LLMOPS_VLLM_PYTHON or create .venv-vllm (README, "
-              "'Serving on a CPU')", file=sys.stderr)
-        sys.exit(2)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    python = require_vllm_python("this benchmark")
+    offline_env()
     os.environ["LLMOPS_VLLM_PYTHON"] = python
 
     described = machine(SERVING_LIBRARIES)
@@ -699,12 +652,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="llmops-bench-serving-"))
     server = api = None
     try:
-        dataset, source, qa_path = squad_or_quickstart(args.data_dir, args.paragraphs, work)
-        cfg = make_config(args, source, qa_path, work / "artifacts")
-        progress(f"building the index in-process: {dataset}")
-        build_seconds: dict = {}
-        out, ing, _ = build(cfg, show_progress=False, timings=build_seconds)
-        from llmops.corpus.documents import read_qa
+        dataset, cfg, out, ing, build_seconds = build_llm_bench_index(args, work, make_config)
+        from llmops.corpus.qa import read_qa
         from llmops.storage import fetch_file
 
         questions = list(dict.fromkeys(q.question for q in read_qa(fetch_file(ing.qa_uri, work))))
@@ -787,12 +736,7 @@ def main() -> None:
     path = write_result(
         args.name,
         {
-            "benchmark": "serving",
-            "machine": described,
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "dataset": dataset,
-            "llm": str(TINY_LLM.relative_to(REPO_ROOT)),
-            "index_build_seconds": build_seconds,
+            **llm_result_header("serving", described, args, dataset, build_seconds),
             "vllm": {"python": python, "server_args": server_args, "start_seconds": vllm_start_s,
                      "idle_cores_busy": vllm_idle_cores},
             "rag_api_env": api_env,

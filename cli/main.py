@@ -78,13 +78,13 @@ def eval_retrieval(
     """Recall@1/5/10, MRR@10 and nDCG@10 for each retrieval mode, written as JSON. When the index's fusion weight
     was tuned, the calibration questions it was tuned on (the fraction its manifest records) are left out."""
     from eval.retrieval import evaluate_retrieval_modes
-    from llmops.corpus.qa import load_qa_file
+    from llmops.corpus.qa import read_qa
     from llmops.index.retriever import Retriever
     from llmops.storage import atomic_write_json
 
     try:
         retriever = Retriever.load(index)
-        report = evaluate_retrieval_modes(retriever, load_qa_file(qa), max_questions=max_questions)
+        report = evaluate_retrieval_modes(retriever, read_qa(qa), max_questions=max_questions)
     except LLMOpsError as e:
         _fail(e)
     atomic_write_json(out_path, report.model_dump(mode="json"))

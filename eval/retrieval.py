@@ -8,7 +8,6 @@ metric for which greater is better.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -23,7 +22,7 @@ from llmops.index.relevance import (
     score_questions,
 )
 from llmops.index.retriever import Retriever
-from llmops.index.tuning import split_calibration
+from llmops.index.tuning import select_questions
 from llmops.workspace import store_report
 from eval.metrics.base import RetrievalScores
 from eval.schemas import ModeScores, RetrievalEvalReport
@@ -91,11 +90,9 @@ def evaluate_retrieval_modes(
     sample (by question id).
     """
     fusion = retriever.manifest.retrieval.fusion
-    scored = list(examples)
-    if fusion.tuned:
-        _, scored = split_calibration(scored, fusion.calibration_fraction)
-    if max_questions is not None and len(scored) > max_questions:
-        scored = sorted(scored, key=lambda ex: hashlib.sha256(ex.qid.encode()).hexdigest())[:max_questions]
+    scored = select_questions(
+        examples, calibration_fraction=fusion.calibration_fraction if fusion.tuned else None, max_samples=max_questions
+    )
     modes = ["dense"] if retriever.manifest.lexical is None else ["dense", "lexical", "hybrid"]
     results = {mode: evaluate_mode(retriever, scored, mode, ks) for mode in modes}
     return RetrievalEvalReport(

@@ -6,7 +6,6 @@ retrieved contexts with their sources, latency and token counts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,12 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from llmops.index.tuning import split_calibration
 from llmops.corpus.documents import QAExample
 from llmops.errors import ContextLengthError, EvalDataError
 from llmops.rag.chain import RagAnswer, RagChain
 
-__all__ = ["SampleRecord", "read_samples", "run_chain", "select_questions", "write_samples"]
+__all__ = ["SampleRecord", "read_samples", "run_chain", "write_samples"]
 
 
 @dataclass
@@ -42,21 +40,6 @@ class SampleRecord:
     completion_tokens: int
     finish_reason: str
     scores: dict[str, float | None] = field(default_factory=dict)  # per-sample metric values, filled later
-
-
-def select_questions(
-    examples: Sequence[QAExample], *, calibration_fraction: float | None, max_samples: int | None
-) -> list[QAExample]:
-    """The questions to answer: the same held-out split as retrieval eval, then a deterministic sample.
-
-    Questions used to tune the fusion weight (calibration split) are never scored, here or in retrieval eval.
-    """
-    selected = list(examples)
-    if calibration_fraction is not None:
-        _, selected = split_calibration(selected, calibration_fraction)
-    if max_samples is not None and len(selected) > max_samples:
-        selected = sorted(selected, key=lambda ex: hashlib.sha256(ex.qid.encode()).hexdigest())[:max_samples]
-    return selected
 
 
 def run_chain(

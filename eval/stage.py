@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 from eval.gates import evaluate_gates
 from eval.metrics import compute_metrics, metric_direction, sample_ranking_metric
 from eval.metrics.base import EvalSample, MetricValue
-from eval.runner import SampleRecord, run_chain, select_questions
+from eval.runner import SampleRecord, run_chain
 from eval.schemas import (
     EvalLineage,
     GateDecision,
@@ -30,6 +30,7 @@ from eval.schemas import (
     load_eval_record,
 )
 from llmops.index.artifact import git_sha, library_versions, utc_now
+from llmops.index.tuning import select_questions
 from llmops.config import PipelineConfig
 from llmops.corpus.documents import QAExample
 from llmops.errors import EvalDataError

@@ -18,7 +18,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-import fsspec
 from fsspec.core import url_to_fs
 
 __all__ = [
@@ -198,10 +197,6 @@ def publish_directory(staged: Path, dest: str, commit_file: str = "manifest.json
     fs.put_file(str(staged / commit_file), f"{path}/{commit_file}")  # last: marks the artifact complete
     shutil.rmtree(staged)
     return dest
-
-
-def open_uri(uri: str, mode: str = "rb"):
-    return fsspec.open(uri, mode)
 
 
 def uri_exists(uri: str) -> bool:

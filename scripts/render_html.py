@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests/ is not an installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: scripts/ is not an installed package
 
-from tests.chromium import ChromiumError, nonwhite_fraction, render_to_png  # noqa: E402
+from scripts.chromium import ChromiumError, nonwhite_fraction, render_to_png  # noqa: E402
 
 BLANK_BELOW = 0.001  # share of non-white pixels under which a render counts as blank
 

@@ -8,20 +8,13 @@ from flytekit import task
 
 from llmops.corpus.stages import read_chunk_table, run_chunking
 from llmops.index.embedding import get_embedder
-from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config
+from tasks.common import cpu_task_settings, decode_config
 from tasks.decks import chunk_deck, publish
 
 ChunkOutputs = typing.NamedTuple("ChunkOutputs", [("chunks_uri", str), ("model_digest", str), ("max_tokens", int)])
 
 
-@task(
-    requests=CPU_RESOURCES,
-    timeout=TIMEOUTS["cpu"],
-    secret_requests=MODEL_SECRETS,  # the embedding model's tokenizer
-    **cache_settings(),
-    enable_deck=True,
-    deck_fields=(),
-)
+@task(**cpu_task_settings())  # model secrets: the embedding model's tokenizer
 def chunk(config_json: str, stage_key: str, documents_uri: str, corpus_fingerprint: str) -> ChunkOutputs:
     cfg = decode_config(config_json, "chunk")
     out = run_chunking(cfg, documents_uri, corpus_fingerprint, get_embedder(cfg.embedding))

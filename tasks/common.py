@@ -121,6 +121,19 @@ def cache_settings() -> dict:
     return dict(cache=True, cache_version=KEY_SCHEMA, cache_ignore_input_vars=("config_json",))
 
 
+def cpu_task_settings(cached: bool = True) -> dict:
+    """`@task` settings the CPU stages share: CPU requests and timeout, the model secrets (they load the embedding
+    model or its tokenizer, or read Hub datasets), the stage-keyed cache when `cached`, and a Deck."""
+    return dict(
+        requests=CPU_RESOURCES,
+        timeout=TIMEOUTS["cpu"],
+        secret_requests=MODEL_SECRETS,
+        **(cache_settings() if cached else {}),
+        enable_deck=True,
+        deck_fields=(),
+    )
+
+
 def gpu_task_settings(
     resources: Resources = GPU_RESOURCES,
     timeout: timedelta = TIMEOUTS["evaluate"],

@@ -12,7 +12,8 @@ from flytekit.types.file import FlyteFile
 
 from eval.schemas import RetrievalEvalReport
 from eval.stage import decide, evaluate_model as evaluate_model_fn, load_rag_eval_report, store_decision, store_eval_run
-from llmops.corpus.documents import read_documents, read_qa
+from llmops.corpus.documents import read_documents
+from llmops.corpus.qa import read_qa
 from llmops.release.promotion import production_baseline
 from llmops.index.retriever import Retriever
 from llmops.storage import fetch_file

@@ -12,7 +12,7 @@ from flytekit.types.directory import FlyteDirectory
 from llmops.corpus.ingest.report import read_ingest_report
 from llmops.index.artifact import materialize, read_manifest
 from llmops.index.build import build_index as build_index_fn
-from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config, execution_id, run_id
+from tasks.common import cpu_task_settings, decode_config, execution_id, run_id
 from tasks.decks import index_deck, publish
 
 IndexOutputs = typing.NamedTuple(
@@ -20,14 +20,7 @@ IndexOutputs = typing.NamedTuple(
 )
 
 
-@task(
-    requests=CPU_RESOURCES,
-    timeout=TIMEOUTS["cpu"],
-    secret_requests=MODEL_SECRETS,  # tuning fusion embeds the calibration questions
-    **cache_settings(),
-    enable_deck=True,
-    deck_fields=(),
-)
+@task(**cpu_task_settings())  # model secrets: tuning fusion embeds the calibration questions
 def build_index(
     config_json: str,
     stage_key: str,

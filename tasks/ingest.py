@@ -8,7 +8,7 @@ from flytekit import task
 
 from llmops.corpus.ingest.report import read_ingest_report
 from llmops.corpus.stages import run_ingest
-from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, decode_config
+from tasks.common import cpu_task_settings, decode_config
 from tasks.decks import ingest_deck, publish
 
 IngestOutputs = typing.NamedTuple(
@@ -18,13 +18,7 @@ IngestOutputs = typing.NamedTuple(
 
 
 # Not cached: the corpus can change while the config stays the same; ingest is what notices.
-@task(
-    requests=CPU_RESOURCES,
-    timeout=TIMEOUTS["cpu"],
-    secret_requests=MODEL_SECRETS,  # Hub datasets may be gated
-    enable_deck=True,
-    deck_fields=(),
-)
+@task(**cpu_task_settings(cached=False))  # model secrets: Hub datasets may be gated
 def ingest(config_json: str) -> IngestOutputs:
     out = run_ingest(decode_config(config_json))
     report = read_ingest_report(out.report, "run_ingest")

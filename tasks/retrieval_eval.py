@@ -12,24 +12,17 @@ from flytekit.types.file import FlyteFile
 
 from eval.retrieval import evaluate_retrieval_modes, store_retrieval_eval_report
 from eval.schemas import RetrievalEvalReport
-from llmops.corpus.documents import read_qa
 from llmops.corpus.ingest.report import read_ingest_report
+from llmops.corpus.qa import read_qa
 from llmops.corpus.stages import read_chunk_table
 from llmops.index.retriever import Retriever
 from llmops.storage import fetch_file
-from tasks.common import CPU_RESOURCES, MODEL_SECRETS, TIMEOUTS, cache_settings, decode_config
+from tasks.common import cpu_task_settings, decode_config
 from tasks.decks import publish, run_summary_deck
 
 
 # Cached: every input is content-addressed, so the same index and eval set give the same report.
-@task(
-    requests=CPU_RESOURCES,
-    timeout=TIMEOUTS["cpu"],
-    secret_requests=MODEL_SECRETS,  # the questions are embedded with the index's model
-    **cache_settings(),
-    enable_deck=True,
-    deck_fields=(),
-)
+@task(**cpu_task_settings())  # model secrets: the questions are embedded with the index's model
 def evaluate_retrieval(
     config_json: str,
     stage_key: str,

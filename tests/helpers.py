@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from pathlib import Path
 
 from llmops.config import PipelineConfig, parse_config
-from llmops.corpus.stages import run_chunking, run_ingest
-from llmops.index.build import build_index, embed_shard, plan_shards
-from llmops.index.embedding import get_embedder
+from llmops.index.build import build_locally
 from tests.conftest import MINILM
 
 
@@ -28,23 +24,7 @@ def make_config(tmp_path: Path, corpus_dir: Path, **sections) -> PipelineConfig:
 def build(cfg: PipelineConfig, run_id: str | None = None):
     """ingest -> chunk -> shards -> embed -> index, in-process, as one run (a fresh `run_id` unless given).
     Returns (BuildOutput, IngestOutput, ChunkOutput)."""
-    run_id = run_id or uuid.uuid4().hex
-    ing = run_ingest(cfg)
-    ch = run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint, get_embedder(cfg.embedding))
-    shards = plan_shards(cfg, ch.chunks_uri)
-    vectors = [embed_shard(cfg, s, ch.model_digest, show_progress=False, run_id=run_id) for s in shards]
-    out = build_index(
-        cfg,
-        chunks_uri=ch.chunks_uri,
-        vector_uris=vectors,
-        model_digest=ch.model_digest,
-        max_tokens=ch.max_tokens,
-        corpus_fingerprint=ing.corpus_fingerprint,
-        ingest_report=json.loads(json.dumps(ing.report)),
-        qa_uri=ing.qa_uri,
-        run_id=run_id,
-    )
-    return out, ing, ch
+    return build_locally(cfg, run_id=run_id)
 
 
 CORPUS = {

@@ -28,7 +28,7 @@ from llmops.htmlkit import (
     status_badge,
     table,
 )
-from tests.chromium import dom_text, find_chromium, nonwhite_fraction, read_png, render_to_png
+from scripts.chromium import dom_text, find_chromium, nonwhite_fraction, read_png, render_to_png
 
 needs_chromium = pytest.mark.skipif(
     find_chromium() is None,

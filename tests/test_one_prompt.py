@@ -27,7 +27,8 @@ from transformers import AutoTokenizer
 
 from eval.stage import evaluate_model
 from llmops.config import PipelineConfig, parse_config
-from llmops.corpus.documents import read_documents, read_qa
+from llmops.corpus.documents import read_documents
+from llmops.corpus.qa import read_qa
 from llmops.finetune.lora import build_sft_dataset
 from llmops.rag.prompt import PromptBuilder, chat_template_overhead
 from llmops.release.registry import ReleaseRegistry

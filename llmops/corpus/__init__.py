@@ -9,12 +9,12 @@ from llmops.exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "documents": ("Chunk", "Document", "QAExample", "content_id", "read_chunks", "read_documents", "read_qa",
-                      "write_chunks", "write_documents", "write_qa"),
+        "documents": ("Chunk", "Document", "QAExample", "content_id", "read_chunks", "read_documents",
+                      "write_chunks", "write_documents"),
         "chunking": ("chunk_documents", "max_chunk_tokens"),
         "lang": ("detect_lang",),
         "normalize": ("normalize_text",),
-        "qa": ("load_qa_file",),
+        "qa": ("read_qa", "write_qa"),
         "sentences": ("split_sentences",),
         "stages": ("ChunkOutput", "ChunkingModel", "IngestOutput", "read_chunk_table", "run_chunking", "run_ingest"),
     },

@@ -17,10 +17,8 @@ __all__ = [
     "content_id",
     "read_chunks",
     "read_documents",
-    "read_qa",
     "write_chunks",
     "write_documents",
-    "write_qa",
 ]
 
 
@@ -111,21 +109,3 @@ def write_chunks(chunks: list[Chunk], path: Path) -> None:
 
 def read_chunks(path: Path) -> list[Chunk]:
     return [Chunk(**r) for r in pq.read_table(path).to_pylist()]
-
-
-def write_qa(examples: list[QAExample], path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for ex in examples:
-            f.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
-
-
-def read_qa(path: Path) -> list[QAExample]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                r["answers"] = tuple(r["answers"])
-                r["reference_contexts"] = tuple(r.get("reference_contexts", ()))
-                out.append(QAExample(**r))
-    return out

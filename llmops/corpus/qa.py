@@ -1,19 +1,21 @@
-"""Evaluation sets: SQuAD-format JSON or JSONL (`question`, `answers`, optional `id`, `gold_doc_id`,
-`reference_contexts`)."""
+"""QA sets, read and written in one place: SQuAD-format JSON, or JSONL with `question`, `answers` and optional
+`id` (or `qid`), `gold_doc_id`, `lang`, `reference_contexts`. The pipeline's own qa.jsonl (`write_qa`) is that
+JSONL with every field set, so the same reader reads eval sets and the ingest stage's output."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from llmops.corpus.documents import QAExample, content_id
 from llmops.errors import EvalDataError
 from llmops.corpus.lang import detect_lang
 
-__all__ = ["load_qa_file"]
+__all__ = ["read_qa", "write_qa"]
 
 
-def load_qa_file(path: str | Path) -> list[QAExample]:
+def read_qa(path: str | Path) -> list[QAExample]:
     """Load a QA set. SQuAD files link each question to its paragraph's document id (same ids as ingest)."""
     path = Path(path)
     if not path.is_file():
@@ -48,14 +50,21 @@ def _load_jsonl(path: Path) -> list[QAExample]:
                 raise EvalDataError(f"{path} line {n}: `reference_contexts` must be a list of strings")
             out.append(
                 QAExample(
-                    qid=str(rec.get("id") or content_id(f"{path.name}:{n}:{question}")),
+                    qid=str(rec.get("qid") or rec.get("id") or content_id(f"{path.name}:{n}:{question}")),
                     question=question,
                     answers=tuple(answers),
                     gold_doc_id=rec.get("gold_doc_id"),
-                    lang=detect_lang(question),
+                    lang=rec.get("lang") or detect_lang(question),
                     reference_contexts=tuple(references),
                 )
             )
     if not out:
         raise EvalDataError(f"eval set {path} holds no questions")
     return out
+
+
+def write_qa(examples: list[QAExample], path: Path) -> None:
+    """JSONL, one QAExample a line with every field (what `read_qa` reads back unchanged)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for ex in examples:
+            f.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmops.config import PipelineConfig
-from llmops.corpus.documents import read_documents, write_chunks, write_documents, write_qa
+from llmops.corpus.documents import read_documents, write_chunks, write_documents
 from llmops.corpus.ingest.report import IngestReport
+from llmops.corpus.qa import read_qa, write_qa
 from llmops.errors import IndexBuildError
 from llmops.provenance.stage_inputs import stage_code
 from llmops.storage import digest_of, fetch_file, put_file, uri_exists
@@ -43,12 +44,11 @@ class IngestOutput:
 
 def run_ingest(cfg: PipelineConfig) -> IngestOutput:
     from llmops.corpus.ingest.corpus import ingest_corpus
-    from llmops.corpus.qa import load_qa_file
 
     result = ingest_corpus(cfg.corpus)
     qa = list(result.qa)
     if cfg.eval.qa_path:
-        qa.extend(load_qa_file(cfg.eval.qa_path))
+        qa.extend(read_qa(cfg.eval.qa_path))
     fingerprint = digest_of([[d.doc_id, d.source, d.title, d.lang, d.metadata] for d in result.documents])
     with scratch_dir() as scratch:
         documents_uri = work_uri(cfg, "documents", f"{fingerprint}.parquet")

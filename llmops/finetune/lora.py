@@ -47,7 +47,7 @@ from llmops.finetune.manifest import (
     verify_adapter,
 )
 from llmops.rag.prompt import PromptBuilder, chat_template_overhead, prompt_budget
-from llmops.corpus.qa import load_qa_file
+from llmops.corpus.qa import read_qa
 from llmops.index.retriever import Retriever
 from llmops.provenance.stage_inputs import config_record, stage_code
 from llmops.storage import (
@@ -149,9 +149,9 @@ def load_training_examples(cfg: PipelineConfig, scratch: Path | None = None) -> 
         else Path(ft.train_path)
     if not local.is_file():
         raise FinetuneError(f"finetune.train_path {ft.train_path}: no such file")
-    examples = load_qa_file(local)
+    examples = read_qa(local)
     if cfg.eval.qa_path and not is_remote(cfg.eval.qa_path) and Path(cfg.eval.qa_path).is_file():
-        held_out = {_normalize(q.question) for q in load_qa_file(cfg.eval.qa_path)}
+        held_out = {_normalize(q.question) for q in read_qa(cfg.eval.qa_path)}
         leaked = [e.question for e in examples if _normalize(e.question) in held_out]
         if leaked:
             shown = "; ".join(repr(q) for q in leaked[:3])
@@ -624,7 +624,7 @@ def finetune(
             lora=LoraSection(**ft.lora.model_dump(), max_lora_rank=llm.max_lora_rank),
             training=result.section(),
             files=files,
-            libraries=_libraries(),
+            libraries=library_versions(*_TRAINING_LIBRARIES),
             lineage=AdapterLineage(git_sha=git_sha(), code_version=stage_code("finetune").digest,
                                    execution_id=execution_id),
         )
@@ -635,13 +635,3 @@ def finetune(
     return FinetuneOutput(artifact_uri, version, False, manifest)
 
 
-def _libraries() -> dict[str, str]:
-    from importlib import metadata
-
-    out = library_versions()
-    for name in _TRAINING_LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out

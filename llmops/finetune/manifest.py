@@ -12,8 +12,14 @@ from pathlib import Path
 from typing import Literal
 
 from llmops.config import LoraConfig
-from llmops.errors import ArtifactIntegrityError
-from llmops.index.artifact import ArtifactModel, FileEntry, file_problems, load_manifest, unlisted_files
+from llmops.index.artifact import (
+    ArtifactModel,
+    FileEntry,
+    file_problems,
+    load_manifest,
+    raise_if_unverified,
+    unlisted_files,
+)
 
 __all__ = [
     "ADAPTER_FILES",
@@ -152,10 +158,5 @@ def verify_adapter(directory: str | Path, manifest_sha256: str | None = None) ->
     for required in ADAPTER_FILES:
         if required not in manifest.files:
             problems.append(f"{required}: not listed in the manifest")
-    if problems:
-        raise ArtifactIntegrityError(
-            f"adapter artifact {directory} (version {manifest.version}) failed verification:\n"
-            + "\n".join(f"  - {p}" for p in problems)
-            + "\nRetrain it; never edit an artifact in place."
-        )
+    raise_if_unverified(directory, manifest, "adapter artifact", problems, "Retrain it")
     return manifest

@@ -10,14 +10,14 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "artifact": ("IndexManifest", "materialize", "read_manifest", "verify_artifact"),
-        "build": ("BuildOutput", "build_index", "embed_shard", "plan_shards"),
+        "build": ("BuildOutput", "build_index", "build_locally", "embed_shard", "plan_shards"),
         "embed_cache": ("EmbeddingCache",),
         "embedding": ("Embedder", "get_embedder"),
         "fusion": ("fuse",),
         "lexical": ("LexicalIndex",),
         "relevance": ("RelevanceJudge", "aggregate_scores", "score_questions"),
         "retriever": ("Retriever", "SearchHit"),
-        "tuning": ("split_calibration", "tune_dense_weight"),
+        "tuning": ("select_questions", "split_calibration", "tune_dense_weight"),
         "vector_index": ("build_vector_index", "choose_index_type"),
     },
 )

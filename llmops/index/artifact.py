@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -46,6 +46,7 @@ __all__ = [
     "library_versions",
     "load_manifest",
     "materialize",
+    "raise_if_unverified",
     "read_manifest",
     "verify_artifact",
 ]
@@ -171,9 +172,11 @@ class IndexManifest(ArtifactModel):
     lineage: IndexLineage
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(*extra: str, names: Sequence[str] = _LIBRARIES) -> dict[str, str]:
+    """Installed versions of `names` (by default the libraries an index artifact depends on) and `extra`; a package
+    that is not installed is left out."""
     out = {}
-    for name in _LIBRARIES:
+    for name in (*names, *extra):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -281,14 +284,19 @@ def verify_artifact(directory: str | os.PathLike, manifest_sha256: str | None = 
     with `manifest_sha256` (a release's pin), also that the manifest itself is the one released."""
     directory = Path(directory)
     manifest = read_manifest(directory, manifest_sha256)
-    problems = file_problems(directory, manifest.files)
+    raise_if_unverified(directory, manifest, "index artifact", file_problems(directory, manifest.files), "Rebuild it")
+    return manifest
+
+
+def raise_if_unverified(directory: Path, manifest, kind: str, problems: Sequence[str], remedy: str) -> None:
+    """ArtifactIntegrityError listing `problems` (none: returns) for the `kind` artifact at `directory`, ending with
+    `remedy` (how to get a good one)."""
     if problems:
         raise ArtifactIntegrityError(
-            f"index artifact {directory} (version {manifest.version}) failed verification:\n"
+            f"{kind} {directory} (version {manifest.version}) failed verification:\n"
             + "\n".join(f"  - {p}" for p in problems)
-            + "\nRebuild it; never edit an artifact in place."
+            + f"\n{remedy}; never edit an artifact in place."
         )
-    return manifest
 
 
 def materialize(uri: str, cache_dir: str | None = None) -> Path:

@@ -9,6 +9,7 @@ these functions one to one. The stages before these, ingest and chunk, are in `l
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -39,8 +40,9 @@ from llmops.index.artifact import (
     verify_artifact,
 )
 from llmops.config import PipelineConfig
-from llmops.corpus.documents import read_qa
 from llmops.corpus.ingest.report import IngestReport, read_ingest_report
+from llmops.corpus.qa import read_qa
+from llmops.corpus.stages import ChunkOutput, IngestOutput, run_chunking, run_ingest
 from llmops.index.embed_cache import EmbeddingCache
 from llmops.index.embedding import get_embedder
 from llmops.errors import IndexBuildError
@@ -60,6 +62,7 @@ from llmops.workspace import scratch_dir, work_uri
 
 __all__ = [
     "BuildOutput",
+    "build_locally",
     "build_index",
     "embed_shard",
     "embedding_stats",
@@ -399,3 +402,48 @@ def _tune_fusion(cfg, stage: Path, manifest: IndexManifest, qa_uri, scratch: Pat
         fusion = fusion.model_copy(update=dict(dense_weight=0.5, weight_from="default",
                                                chosen_by="default: no eval set to tune on"))
     return manifest.model_copy(update={"retrieval": manifest.retrieval.model_copy(update={"fusion": fusion})})
+
+
+def build_locally(
+    cfg: PipelineConfig,
+    run_id: str | None = None,
+    show_progress: bool = False,
+    timings: dict | None = None,
+) -> tuple[BuildOutput, IngestOutput, ChunkOutput]:
+    """ingest -> chunk -> plan shards -> embed -> index in this process, without Flyte: the same stage functions
+    the Flyte tasks call, as one run (a fresh `run_id` unless given, so `embedding_stats` counts only this build's
+    embedding work). `timings`, when given, receives seconds per stage. Returns (BuildOutput, IngestOutput,
+    ChunkOutput)."""
+    run_id = run_id or f"local-{uuid.uuid4().hex}"
+    timings = {} if timings is None else timings
+
+    def stage(name, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = time.perf_counter() - t0
+        return result
+
+    ing = stage("ingest", lambda: run_ingest(cfg))
+    ch = stage(
+        "chunk", lambda: run_chunking(cfg, ing.documents_uri, ing.corpus_fingerprint, get_embedder(cfg.embedding))
+    )
+    shards = stage("plan_shards", lambda: plan_shards(cfg, ch.chunks_uri))
+    vectors = stage(
+        "embed",
+        lambda: [embed_shard(cfg, s, ch.model_digest, show_progress=show_progress, run_id=run_id) for s in shards],
+    )
+    out = stage(
+        "index",
+        lambda: build_index(
+            cfg,
+            chunks_uri=ch.chunks_uri,
+            vector_uris=vectors,
+            model_digest=ch.model_digest,
+            max_tokens=ch.max_tokens,
+            corpus_fingerprint=ing.corpus_fingerprint,
+            ingest_report=json.loads(json.dumps(ing.report)),  # as it crosses the Flyte task boundary
+            qa_uri=ing.qa_uri,
+            run_id=run_id,
+        ),
+    )
+    return out, ing, ch

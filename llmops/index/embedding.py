@@ -7,7 +7,6 @@ and applied on both sides, at index time and at query time, from the manifest, s
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -210,12 +209,3 @@ def _files_stamp(path: Path) -> tuple:
     """Changes when any file under `path` is added, removed, resized or rewritten."""
     files = (p for p in path.rglob("*") if p.is_file())
     return tuple(sorted((str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in files))
-
-
-def describe_device() -> str:
-    """Human-readable device line for decks and logs."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)})"
-    return f"cpu ({os.cpu_count()} cores)"

@@ -5,6 +5,7 @@ Evaluation and serving both use this class, so what is measured is what is serve
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -82,6 +83,17 @@ class Retriever:
     def load(cls, uri: str | Path, embedder: Embedder | None = None, *, query_cache_size: int = 0) -> "Retriever":
         directory = materialize(str(uri))
         return cls(directory, verify_artifact(directory), embedder, query_cache_size=query_cache_size)
+
+    def with_indexes(self, vector_index=None, lexical_index=None) -> "Retriever":
+        """A copy of this retriever that searches `vector_index` (a faiss index over the same chunk positions)
+        and/or `lexical_index` (a `LexicalIndex` over the same chunks) in place of the artifact's: how experiments
+        compare index variants under the same fusion. The copy shares chunks, manifest and embedder."""
+        other = copy.copy(self)
+        if vector_index is not None:
+            other._index = vector_index
+        if lexical_index is not None:
+            other._lexical = lexical_index
+        return other
 
     @property
     def version(self) -> str:

@@ -13,7 +13,7 @@ from llmops.corpus.documents import QAExample
 from llmops.index.relevance import MRR_DEPTH, RelevanceJudge, aggregate_scores, judgeable, score_questions
 from llmops.index.retriever import Retriever
 
-__all__ = ["DEFAULT_GRID", "split_calibration", "tune_dense_weight"]
+__all__ = ["DEFAULT_GRID", "sample_by_qid", "select_questions", "split_calibration", "tune_dense_weight"]
 
 DEFAULT_GRID = tuple(round(i * 0.05, 2) for i in range(21))
 
@@ -25,6 +25,25 @@ def split_calibration(examples: Sequence[QAExample], fraction: float) -> tuple[l
         bucket = int(hashlib.sha256(ex.qid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (calib if bucket < fraction else held).append(ex)
     return calib, held
+
+
+def sample_by_qid(examples: Sequence[QAExample], n: int) -> list[QAExample]:
+    """A deterministic sample of `n` questions: ordered by the sha256 of their id, so independent of input order."""
+    return sorted(examples, key=lambda ex: hashlib.sha256(ex.qid.encode()).hexdigest())[:n]
+
+
+def select_questions(
+    examples: Sequence[QAExample], *, calibration_fraction: float | None, max_samples: int | None
+) -> list[QAExample]:
+    """The questions to score: the held-out split (when `calibration_fraction` is given), then a deterministic
+    sample of at most `max_samples`. Questions used to tune the fusion weight (calibration split) are never scored,
+    in retrieval eval or in generation eval."""
+    selected = list(examples)
+    if calibration_fraction is not None:
+        _, selected = split_calibration(selected, calibration_fraction)
+    if max_samples is not None and len(selected) > max_samples:
+        selected = sample_by_qid(selected, max_samples)
+    return selected
 
 
 def tune_dense_weight(

@@ -36,6 +36,7 @@ from llmops.errors import (
 
 __all__ = [
     "VLLMServer",
+    "free_port",
     "list_models",
     "load_lora_adapter",
     "resolve_vllm_python",
@@ -74,7 +75,8 @@ def resolve_vllm_python(explicit: str | None = None) -> str:
                           f"{_HOW_TO_INSTALL}")
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the OS picks it), for a server started next."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -144,7 +146,7 @@ class VLLMServer:
         self._model_arg = str(Path(model).resolve()) if Path(model).is_dir() else self.model
         self.host = host
         self._auto_port = port is None
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self.lora_modules = {name: str(Path(path).resolve()) for name, path in (lora_modules or {}).items()}
         self.enable_lora = bool(self.lora_modules) if enable_lora is None else enable_lora
         if self.lora_modules and not self.enable_lora:
@@ -330,7 +332,7 @@ class VLLMServer:
             except VLLMServerError:
                 if not (self._auto_port and self._port_was_taken() and attempt + 1 < attempts):
                     raise
-                self.port = _free_port(self.host)
+                self.port = free_port(self.host)
         raise AssertionError("unreachable")
 
     def stop(self, timeout: float = 30.0) -> None:

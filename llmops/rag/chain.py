@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterator, Sequence
+from typing import AsyncIterator, Sequence
 
 from llmops.config import LLMConfig, PipelineConfig, SamplingConfig
-from llmops.errors import ContextLengthError
+from llmops.errors import ConfigError, ContextLengthError
 from llmops.llm.client import Generation, GenerationClient, StreamDelta
 from llmops.rag.prompt import Prompt, PromptBuilder, chat_template_overhead, prompt_budget
 from llmops.index.retriever import Mode, Retriever, SearchHit
@@ -61,11 +61,11 @@ class RagChain:
         # Tokens the chat template adds around the messages (roles, special tokens): the server counts them too.
         self.template_overhead = template_overhead
         if self.prompt_budget(sampling) <= 0:
-            raise ValueError(
+            raise ConfigError("config", [
                 f"sampling.max_tokens ({sampling.max_tokens}) and the chat template ({template_overhead} tokens) "
                 f"leave no room for a prompt in llm.max_model_len ({max_model_len}): lower sampling.max_tokens or "
                 "raise llm.max_model_len"
-            )
+            ])
 
     @classmethod
     def from_config(
@@ -73,7 +73,7 @@ class RagChain:
     ) -> "RagChain":
         """`template_overhead`: the chat template's tokens, measured from the LLM's tokenizer when not given."""
         if cfg.llm is None:
-            raise ValueError("the RAG chain needs an llm section in the config")
+            raise ConfigError("config", ["the RAG chain needs an llm section (the model that answers)"])
         if template_overhead is None:
             template_overhead = client_template_overhead(cfg.llm, client)
         return cls(
@@ -124,15 +124,6 @@ class RagChain:
         return [
             RagAnswer(q, g.text.strip(), p, g, retrieval_s) for q, p, g in zip(questions, prompts, generations)
         ]
-
-    def answer(self, question: str, k: int | None = None, mode: Mode | None = None) -> RagAnswer:
-        return self.answer_batch([question], k, mode)[0]
-
-    def stream(self, question: str, k: int | None = None, mode: Mode | None = None) -> tuple[Prompt, Iterator[str]]:
-        """The prompt (with its sources) at once, then the answer as text deltas."""
-        hits, _ = self.retrieve([question], k, mode)
-        prompt = self.fit_prompt(question, hits[0])
-        return prompt, self.client.stream(prompt.messages, self.sampling)
 
     # -- async, per-request sampling (the serving API) ------------------------------------------------------------
 

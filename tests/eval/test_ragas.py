@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from eval.metrics.base import EvalSample
 from eval.metrics.ragas_metrics import JUDGE_KEYS, NON_LLM_KEYS, RagasMetric, run_sync
 from llmops.config import JudgeConfig, RagasConfig
+from llmops.llm.vllm_server import free_port
 from tests.conftest import MINILM
 
 PARIS = "Paris is the capital and largest city of France."
@@ -93,15 +93,9 @@ def test_missing_embedding_model_fails_only_the_metrics_that_embed(tmp_path):
     assert "EmbeddingError" in values["ragas.semantic_similarity"].reason
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_judge_is_not_measured_per_metric_and_nothing_crashes():
     """A real connection to a port nobody listens on: every judged metric is not measured, with the reason."""
-    judge = JudgeConfig(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="judge", max_retries=0, timeout_s=5)
+    judge = JudgeConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", model="judge", max_retries=0, timeout_s=5)
     metric = RagasMetric(RagasConfig(judge=judge), MINILM)
     assert metric.keys == NON_LLM_KEYS + JUDGE_KEYS
     values = metric.compute([sample("a", [PARIS], [PARIS]), sample("b", [ETNA], [PARIS])])
@@ -115,7 +109,7 @@ def test_unreachable_judge_is_not_measured_per_metric_and_nothing_crashes():
 
 def test_judge_skips_and_fixed_scores_need_no_call():
     """Samples the judge cannot apply to are decided without calling it (the endpoint here does not exist)."""
-    judge = JudgeConfig(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="judge", max_retries=0, timeout_s=5)
+    judge = JudgeConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", model="judge", max_retries=0, timeout_s=5)
     values = RagasMetric(RagasConfig(judge=judge), MINILM).compute([sample("empty", [], [PARIS], answer="")])
     assert values["ragas.faithfulness"].reason == "no sample applies: 1 with empty answer"
     assert values["ragas.answer_relevancy"].value == 0.0  # an empty answer addresses nothing
@@ -236,7 +230,7 @@ def _minimal_vllm(model, workdir):
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     for name in ("tmp", "cache", "hf"):
         (workdir / name).mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TMPDIR": str(workdir / "tmp"), "VLLM_CACHE_ROOT": str(workdir / "cache"),

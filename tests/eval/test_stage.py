@@ -10,7 +10,8 @@ from eval.runner import read_samples
 from eval.schemas import RagEvalReport, RetrievalEvalReport
 from eval.stage import decide, evaluate_model, load_rag_eval_report, store_decision, store_eval_run
 from llmops.config import GatesConfig, parse_config
-from llmops.corpus.documents import read_documents, read_qa
+from llmops.corpus.documents import read_documents
+from llmops.corpus.qa import read_qa
 from llmops.index.retriever import Retriever
 from llmops.storage import fetch_file
 from tests.conftest import MINILM, REPO_ROOT, write_corpus

@@ -46,6 +46,15 @@ def test_search_and_verify(index_dir, tmp_path):
     assert res.exit_code == 2 and "vectors.faiss: missing" in res.output
 
 
+def test_search_lexical_on_a_dense_only_index_is_a_clear_error(tmp_path):
+    cfg = make_config(tmp_path, write_corpus(tmp_path / "corpus", CORPUS), lexical={"enabled": False},
+                      retrieval={"mode": "dense"})
+    out, _, _ = build(cfg)
+    res = runner.invoke(app, ["search", out.artifact_uri, "green tea", "--mode", "lexical"])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)  # an error line, not a traceback
+    assert "built without a lexical index" in res.output and "Use mode 'dense'" in res.output
+
+
 def test_eval_retrieval_writes_json(index_dir, tmp_path):
     qa = tmp_path / "qa.jsonl"
     qa.write_text(json.dumps({"question": "Which railway opened in 1964?", "answers": ["Shinkansen"]}) + "\n")

@@ -35,7 +35,7 @@ from llmops.finetune.manifest import (
     verify_adapter,
 )
 from llmops.rag.prompt import PromptBuilder
-from llmops.corpus.qa import load_qa_file
+from llmops.corpus.qa import read_qa
 from llmops.index.retriever import Retriever
 from llmops.llm.tiny_llm import build_tiny_llm
 from tests.conftest import REPO_ROOT, write_corpus
@@ -288,7 +288,7 @@ def test_long_records_lose_contexts_then_are_skipped(setup):
 
     cfg, retriever = setup["cfg"], setup["retriever"]
     tok = AutoTokenizer.from_pretrained(setup["model"])
-    examples = load_qa_file(cfg.finetune.train_path)[:3]
+    examples = read_qa(cfg.finetune.train_path)[:3]
     builder = PromptBuilder(cfg.prompt)
     full, stats = build_sft_records(examples, retriever, builder, tok, k=2, mode="hybrid", max_length=4096)
     assert stats["contexts_dropped_for_length"] == 0 and all(len(r["sources"]) == 2 for r in full)

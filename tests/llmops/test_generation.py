@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import socket
 import threading
 
 import pytest
@@ -25,6 +24,7 @@ from llmops.llm.client import GenerationClient
 from llmops.llm.openai_client import OpenAICompatibleClient
 from llmops.llm.runtime import make_client
 from llmops.llm.transformers_client import TransformersClient, _clean_decode, _DeltaStreamer, _StopFilter
+from llmops.llm.vllm_server import free_port
 from tests.llm_fixtures import EOS_PROMPT, extra_eos_id
 
 QUESTIONS = [
@@ -289,12 +289,6 @@ def test_make_client_picks_the_backend(varied_llm_dir, tiny_lora_dir, monkeypatc
 # -- OpenAI-compatible client: failures, against real local HTTP servers ----------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _ErrorServer:
     """A tiny HTTP server that answers every chat request with one status and body, counting requests. With
     `events`, a 200 with those SSE `data:` payloads instead (a stream)."""
@@ -340,7 +334,7 @@ class _ErrorServer:
 
 
 def test_no_server_is_backend_unavailable():
-    client = OpenAICompatibleClient(f"http://127.0.0.1:{_free_port()}/v1", "tiny", max_retries=1, timeout_s=5)
+    client = OpenAICompatibleClient(f"http://127.0.0.1:{free_port()}/v1", "tiny", max_retries=1, timeout_s=5)
     with pytest.raises(BackendUnavailableError, match="cannot connect after 1 retries"):
         client.generate([chat("hi"), chat("ho")], GREEDY)
     with pytest.raises(BackendUnavailableError):
@@ -393,7 +387,7 @@ def _astream(client: OpenAICompatibleClient, messages=None) -> list:
 
 
 def test_stream_no_server_is_backend_unavailable():
-    client = OpenAICompatibleClient(f"http://127.0.0.1:{_free_port()}/v1", "tiny", max_retries=1, timeout_s=5)
+    client = OpenAICompatibleClient(f"http://127.0.0.1:{free_port()}/v1", "tiny", max_retries=1, timeout_s=5)
     with pytest.raises(BackendUnavailableError, match="cannot connect after 1 retries"):
         _astream(client)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from fastapi import FastAPI
 from llmops.config import PipelineConfig
 from llmops.release.registry import Release, ReleaseRegistry
 from llmops.release.artifacts import pin_artifacts
+from llmops.llm.vllm_server import free_port
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
 
@@ -128,12 +128,6 @@ def world(tmp_path_factory, tiny_llm) -> World:
     b = release_for(registry, cfg_b, out_b.artifact_uri, out_b.version)
     registry.promote(a.release, "production")
     return World(root, tiny_llm, cfg_a, registry, a, b)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

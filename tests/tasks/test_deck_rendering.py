@@ -18,7 +18,7 @@ from flytekit.core.data_persistence import FileAccessProvider
 
 from llmops.config import parse_config
 from llmops.provenance.stage_inputs import stage_keys
-from tests.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
+from scripts.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS
 

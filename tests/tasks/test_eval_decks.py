@@ -21,7 +21,7 @@ from eval.stage import release_candidate
 from llmops.release.promotion import promote_candidate
 from llmops.release.registry import ReleaseRegistry
 from tasks.decks import evaluation_deck, gates_deck, release_card
-from tests.chromium import dom_text, find_chromium
+from scripts.chromium import dom_text, find_chromium
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
 

@@ -12,7 +12,7 @@ from llmops.index.artifact import FileEntry
 from llmops.finetune.manifest import ADAPTER_SCHEMA_VERSION, AdapterManifest
 from llmops.htmlkit import page
 from tasks.decks import finetune_deck
-from tests.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
+from scripts.chromium import dom_text, find_chromium, nonwhite_fraction, render_to_png
 
 TRAIN = [[s, 6.6 - 0.03 * s] for s in range(1, 21)]
 VALIDATION = [[0, 6.62], [10, 6.3], [20, 6.1]]

@@ -12,7 +12,7 @@ import yaml
 
 from llmops.index.artifact import verify_artifact
 from llmops.index.retriever import Retriever
-from tests.chromium import dom_text, find_chromium
+from scripts.chromium import dom_text, find_chromium
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from llmops.release.registry import ReleaseRegistry
-from tests.chromium import dom_text, find_chromium
+from scripts.chromium import dom_text, find_chromium
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS
 

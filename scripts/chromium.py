@@ -1,4 +1,4 @@
-"""Headless Chromium for tests and scripts/render_html.py: screenshots, the rendered DOM, a blank-page check.
+"""Headless Chromium for scripts/render_html.py and the tests: screenshots, the rendered DOM, a blank-page check.
 
 Every run gets a fresh profile and no network: host resolution fails for every name, so a page that renders here
 renders offline, and a stray CDN link cannot slow a test down. Only file:// pages are loaded.
