@@ -14,9 +14,10 @@ import json
 import tempfile
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from eval.gates import GateResult, GateVerdict
+from llmops.records import validate_record
 from llmops.errors import EvalDataError
 from llmops.index.artifact import FusionSection
 from llmops.storage import fetch_file
@@ -196,12 +197,7 @@ def load_eval_record(uri: str, model: type[R]) -> R:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise EvalDataError(f"{what} {uri} is not valid JSON ({e.msg})") from None
-    if raw.get("schema_version") != EVAL_SCHEMA_VERSION:
-        raise EvalDataError(
-            f"{what} {uri} has schema_version {raw.get('schema_version')!r}; this llmops reads {EVAL_SCHEMA_VERSION}. "
-            "Re-run the evaluation with this version (or point gates.baseline_report at a report it wrote)"
-        )
-    try:
-        return model.model_validate(raw)
-    except ValidationError as e:
-        raise EvalDataError(f"{what} {uri} does not match its schema: {e}") from None
+    return validate_record(
+        raw, model, EVAL_SCHEMA_VERSION, where=f"{what} {uri}", what=what, error=EvalDataError,
+        remedy="Re-run the evaluation with this version of llmops (or point gates.baseline_report at a report it wrote)",
+    )

@@ -6,7 +6,6 @@ import typing
 
 from flytekit import task
 
-from llmops.corpus.ingest.report import read_ingest_report
 from llmops.corpus.stages import run_ingest
 from tasks.common import cpu_task_settings, decode_config
 from tasks.decks import ingest_deck, publish
@@ -21,6 +20,5 @@ IngestOutputs = typing.NamedTuple(
 @task(**cpu_task_settings(cached=False))  # model secrets: Hub datasets may be gated
 def ingest(config_json: str) -> IngestOutputs:
     out = run_ingest(decode_config(config_json))
-    report = read_ingest_report(out.report, "run_ingest")
-    publish("Ingest", ingest_deck(report, out.seconds))
-    return IngestOutputs(out.documents_uri, out.qa_uri, out.corpus_fingerprint, report.model_dump_json())
+    publish("Ingest", ingest_deck(out.report, out.seconds))
+    return IngestOutputs(out.documents_uri, out.qa_uri, out.corpus_fingerprint, out.report.model_dump_json())

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A package may import the packages of a lower rank, never its own rank's siblings or anything above.
 RANKS = {"llmops": 0, "eval": 1, "serving": 1, "tasks": 2, "workflows": 3, "cli": 3}
 
-LLMOPS_BASE = {"config", "errors", "storage", "htmlkit", "workspace", "exports"}
+LLMOPS_BASE = {"config", "errors", "storage", "htmlkit", "workspace", "exports", "records"}
 LLMOPS_DEPENDS = {
     "provenance": set(),
     "corpus": {"provenance"},  # the chunk stage's cache key names its code closure
@@ -37,6 +37,7 @@ BASE_DEPENDS = {
     "storage": {"errors"},
     "htmlkit": {"errors"},
     "exports": set(),
+    "records": set(),  # reading stored records back: schema version, then schema
     "workspace": {"config", "storage"},  # where stages keep their work: under the configured artifact root
 }
 # Private names of third-party libraries we have to reach, and why.

@@ -35,10 +35,7 @@ class IngestOutput:
     documents_uri: str
     qa_uri: str | None  # None when no source or eval.qa_path provides questions
     corpus_fingerprint: str
-    # The IngestReport's JSON object, as the ingest task hands it on (`read_ingest_report` reads it back). JSON rather
-    # than the model because in-process builds (tests/helpers.py, bench/common.py) pass it through json.dumps to
-    # mimic the task boundary.
-    report: dict
+    report: IngestReport  # the ingest task hands it on as JSON; `read_ingest_report` reads that back
     seconds: float
 
 
@@ -64,7 +61,7 @@ def run_ingest(cfg: PipelineConfig) -> IngestOutput:
     report = IngestReport.model_validate(
         result.report.model_dump() | {"qa_examples": len(qa), "eval_set": cfg.eval.qa_path}
     )
-    return IngestOutput(documents_uri, qa_uri, fingerprint, report.model_dump(mode="json"), result.seconds)
+    return IngestOutput(documents_uri, qa_uri, fingerprint, report, result.seconds)
 
 
 # ---------------------------------------------------------------------------------------------------------------

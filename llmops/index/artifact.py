@@ -20,9 +20,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal, Sequence, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from llmops.config import LexicalConfig
+from llmops.records import validate_record
 from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError
 from llmops.storage import file_checksums, is_remote, local_path, sha256_file
 
@@ -240,15 +241,10 @@ def load_manifest(
         raw = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactIntegrityError(f"{path} is not valid JSON: {e}") from None
-    if raw.get("schema_version") != schema_version:
-        raise ArtifactIntegrityError(
-            f"{path} has schema_version {raw.get('schema_version')!r}; this llmops reads {schema_version}. "
-            f"{remedy[0].upper()}{remedy[1:]} with this version of llmops"
-        )
-    try:
-        return model.model_validate(raw)
-    except ValidationError as e:
-        raise ArtifactIntegrityError(f"{path} does not match the {what} manifest schema: {e}") from None
+    return validate_record(
+        raw, model, schema_version, where=str(path), what=f"{what} manifest",
+        remedy=f"{remedy[0].upper()}{remedy[1:]} with this version of llmops", error=ArtifactIntegrityError,
+    )
 
 
 def file_problems(directory: Path, files: dict[str, FileEntry]) -> list[str]:

@@ -441,7 +441,7 @@ def build_locally(
             model_digest=ch.model_digest,
             max_tokens=ch.max_tokens,
             corpus_fingerprint=ing.corpus_fingerprint,
-            ingest_report=json.loads(json.dumps(ing.report)),  # as it crosses the Flyte task boundary
+            ingest_report=json.loads(ing.report.model_dump_json()),  # as it crosses the Flyte task boundary
             qa_uri=ing.qa_uri,
             run_id=run_id,
         ),

@@ -83,7 +83,7 @@ QUESTIONS = [
 
 
 def test_eval_retrieval_excludes_the_calibration_fraction_recorded_in_the_manifest(tmp_path):
-    from llmops.corpus.qa import load_qa_file
+    from llmops.corpus.qa import read_qa
     from llmops.index.artifact import read_manifest
     from llmops.index.tuning import split_calibration
 
@@ -91,7 +91,7 @@ def test_eval_retrieval_excludes_the_calibration_fraction_recorded_in_the_manife
     qa.write_text("".join(json.dumps({"question": q, "answers": [a]}, ensure_ascii=False) + "\n"
                           for q, a in QUESTIONS), encoding="utf-8")
     fraction, default_fraction = 0.6, 0.3
-    examples = load_qa_file(qa)
+    examples = read_qa(qa)
     calibration, held_out = split_calibration(examples, fraction)
     assert len(calibration) != len(split_calibration(examples, default_fraction)[0])  # the fractions are told apart
     cfg = make_config(tmp_path, write_corpus(tmp_path / "corpus", CORPUS),

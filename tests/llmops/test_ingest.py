@@ -455,8 +455,8 @@ def test_the_report_round_trips_through_its_schema(tmp_path):
     "edit, refusal",
     [
         (lambda r: r.pop("schema_version"), "has schema_version None; this llmops reads 1. Re-run the ingest task"),
-        (lambda r: r.update(documents="many"), "does not match its schema"),
-        (lambda r: r.update(seconds=1.5), "does not match its schema"),  # timings stay out: it is a cache input
+        (lambda r: r.update(documents="many"), "does not match the ingest report schema"),
+        (lambda r: r.update(seconds=1.5), "does not match the ingest report schema"),  # timings stay out: it is a cache input
     ],
     ids=["unversioned", "wrong type", "unknown field"],
 )

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from llmops.corpus.documents import Document, QAExample
+from llmops.records import validate_record
 from llmops.errors import IngestError
 
 __all__ = [
@@ -73,15 +74,10 @@ def read_ingest_report(data: IngestReport | Mapping[str, Any] | str, where: str)
         raw = json.loads(data) if isinstance(data, str) else dict(data)
     except json.JSONDecodeError as e:
         raise IngestError(f"{where}: the ingest report is not valid JSON ({e.msg}); re-run the ingest task") from None
-    if raw.get("schema_version") != INGEST_REPORT_SCHEMA_VERSION:
-        raise IngestError(
-            f"{where}: the ingest report has schema_version {raw.get('schema_version')!r}; this llmops reads "
-            f"{INGEST_REPORT_SCHEMA_VERSION}. Re-run the ingest task with this version of llmops"
-        )
-    try:
-        return IngestReport.model_validate(raw)
-    except ValidationError as e:
-        raise IngestError(f"{where}: the ingest report does not match its schema: {e}") from None
+    return validate_record(
+        raw, IngestReport, INGEST_REPORT_SCHEMA_VERSION, where=f"{where}: the ingest report", what="ingest report",
+        remedy="Re-run the ingest task with this version of llmops", error=IngestError,
+    )
 
 
 @dataclass
