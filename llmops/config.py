@@ -517,6 +517,17 @@ class ServingConfig(_Strict):
         description="query embeddings of the last this many distinct questions kept per served release (an LRU), so "
         "a repeated question skips the embedding model; exact text only, results unchanged. 0 disables",
     )
+    embedding_threads: int = Field(
+        default=1, ge=1,
+        description="torch intra-op threads of the API process, which embeds only queries: a question is too short "
+        "for a second thread to shorten its embedding, which then only doubles its CPU time (bench/README.md, "
+        "serving.py)",
+    )
+    retrieval_batch_size: int = Field(
+        default=32, ge=1,
+        description="the most concurrent requests' questions searched in one batch (one embedding pass); a request "
+        "never waits for a batch to fill, only for the search running when it arrived",
+    )
 
 
 class PipelineConfig(_Strict):

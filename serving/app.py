@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmops.index.embedding import limit_torch_threads
 from llmops.config import PipelineConfig, load_config
 from llmops.errors import AuthenticationError, BackendUnavailableError, LLMOpsError, NotReadyError
 from serving.errors import RequestTooLarge, error_info
@@ -72,6 +73,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         nonlocal manager
+        limit_torch_threads(serving.embedding_threads)
         if manager is None:
             manager = _registry_manager(config, backend_url, metrics)
         app.state.manager = manager

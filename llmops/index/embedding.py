@@ -27,6 +27,7 @@ __all__ = [
     "PROFILES",
     "QueryEmbeddingCache",
     "get_embedder",
+    "limit_torch_threads",
     "model_digest",
     "resolve_profile",
 ]
@@ -209,3 +210,10 @@ def _files_stamp(path: Path) -> tuple:
     """Changes when any file under `path` is added, removed, resized or rewritten."""
     files = (p for p in path.rglob("*") if p.is_file())
     return tuple(sorted((str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in files))
+
+
+def limit_torch_threads(threads: int) -> None:
+    """Set torch's intra-op threads for this process (the serving API: query embeddings only)."""
+    import torch
+
+    torch.set_num_threads(threads)

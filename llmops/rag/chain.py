@@ -15,6 +15,7 @@ from typing import AsyncIterator, Sequence
 from llmops.config import LLMConfig, PipelineConfig, SamplingConfig
 from llmops.errors import ConfigError, ContextLengthError
 from llmops.llm.client import Generation, GenerationClient, StreamDelta
+from llmops.rag.retrieval_batcher import RetrievalBatcher
 from llmops.rag.prompt import Prompt, PromptBuilder, chat_template_overhead, prompt_budget
 from llmops.index.retriever import Mode, Retriever, SearchHit
 
@@ -50,7 +51,9 @@ class RagChain:
         mode: Mode,
         max_model_len: int,
         template_overhead: int = 0,
+        retrieval_batch_size: int = 1,
     ):
+        """`retrieval_batch_size`: the most concurrent `aretrieve` questions searched together (1: one at a time)."""
         self.retriever = retriever
         self.client = client
         self.prompts = prompts
@@ -60,6 +63,7 @@ class RagChain:
         self.max_model_len = max_model_len
         # Tokens the chat template adds around the messages (roles, special tokens): the server counts them too.
         self.template_overhead = template_overhead
+        self._batcher = RetrievalBatcher(self._search, retrieval_batch_size)
         if self.prompt_budget(sampling) <= 0:
             raise ConfigError("config", [
                 f"sampling.max_tokens ({sampling.max_tokens}) and the chat template ({template_overhead} tokens) "
@@ -85,6 +89,7 @@ class RagChain:
             mode=cfg.retrieval.mode,
             max_model_len=cfg.llm.max_model_len,
             template_overhead=template_overhead,
+            retrieval_batch_size=cfg.serving.retrieval_batch_size,
         )
 
     def retrieve(self, questions: Sequence[str], k: int | None = None, mode: Mode | None = None):
@@ -92,6 +97,9 @@ class RagChain:
         start = time.perf_counter()
         hits = self.retriever.search_batch(list(questions), k or self.k, mode or self.mode)
         return hits, (time.perf_counter() - start) / max(len(questions), 1)
+
+    def _search(self, questions: Sequence[str], k: int, mode: Mode) -> list[list[SearchHit]]:
+        return self.retriever.search_batch(list(questions), k, mode)
 
     def prompt_budget(self, sampling: SamplingConfig | None = None) -> int:
         """The tokens a prompt's messages may take with `sampling` (the chain's own by default)."""
@@ -128,9 +136,9 @@ class RagChain:
     # -- async, per-request sampling (the serving API) ------------------------------------------------------------
 
     async def aretrieve(self, question: str, k: int | None = None, mode: Mode | None = None):
-        """Hits for one question and the retrieval time; the search runs in a worker thread (it is CPU-bound)."""
-        hits, retrieval_s = await asyncio.to_thread(self.retrieve, [question], k, mode)
-        return hits[0], retrieval_s
+        """Hits for one question and the retrieval time (queueing included). Concurrent calls are searched together
+        in a worker thread (`RetrievalBatcher`), with the hits each would get alone."""
+        return await self._batcher.search(question, k or self.k, mode or self.mode)
 
     async def aanswer(
         self, question: str, k: int | None = None, mode: Mode | None = None, sampling: SamplingConfig | None = None

@@ -106,6 +106,7 @@ class ReleaseLoader:
             mode=retrieval.mode,
             max_model_len=self.llm.max_model_len,
             template_overhead=await asyncio.to_thread(self._template_overhead, client),
+            retrieval_batch_size=self.config.serving.retrieval_batch_size,
         )
         return ReleaseState(release=release, chain=chain, adapter_name=adapter_name, reregister=reregister)
 
