@@ -1,6 +1,6 @@
 """Fine-tune task: RAG-aware LoRA SFT on a GPU node; publishes a verified, versioned PEFT adapter artifact.
 
-The logic lives in `llmops.finetune.lora`; this wrapper adds the GPU request, caching and the Deck (tasks/decks/finetune.py).
+The logic lives in `llmops.finetune.stage`; this wrapper adds the GPU request, caching and the Deck (tasks/decks/finetune.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import typing
 from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
-from llmops.finetune.lora import finetune as finetune_fn
+from llmops.finetune.stage import finetune as finetune_fn
 from tasks.common import (
     GPU_RESOURCES,
     TIMEOUTS,

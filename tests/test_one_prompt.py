@@ -5,7 +5,7 @@ The eval stage (`eval.stage.evaluate_model`) and the RAG API (`serving.app.creat
 index, whole and streamed answers) both run with `llm.backend: vllm` against `RecordingBackend`, a small
 OpenAI-compatible server that keeps every request body and answers "ok": the prompt is captured where it leaves the
 process, after the real openai client built the request. The fine-tune stage's records
-(`llmops.finetune.lora.build_sft_dataset`) are compared with the same prompts. Real parts: the quickstart corpus indexed
+(`llmops.finetune.sft_data.build_sft_dataset`) are compared with the same prompts. Real parts: the quickstart corpus indexed
 with MiniLM, the tiny LLM's tokenizer and chat template (`examples/tiny-llm`); no model runs.
 
 `llm.max_model_len` is chosen so that the question with the longest prompt loses a context to the chat template's
@@ -29,7 +29,7 @@ from eval.stage import evaluate_model
 from llmops.config import PipelineConfig, parse_config
 from llmops.corpus.documents import read_documents
 from llmops.corpus.qa import read_qa
-from llmops.finetune.lora import build_sft_dataset
+from llmops.finetune.sft_data import build_sft_dataset
 from llmops.rag.prompt import PromptBuilder, chat_template_overhead
 from llmops.release.registry import ReleaseRegistry
 from llmops.index.retriever import Retriever

@@ -8,7 +8,9 @@ from llmops.exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "lora": ("FinetuneOutput", "finetune", "train_lora"),
+        "sft_data": ("SFTDataset", "build_sft_dataset"),
+        "stage": ("FinetuneOutput", "finetune"),
+        "training": ("TrainResult", "train_lora"),
         "manifest": ("AdapterManifest", "read_adapter_manifest", "verify_adapter"),
     },
 )

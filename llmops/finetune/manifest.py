@@ -80,7 +80,7 @@ class RetrievalSettings(ArtifactModel):
 class TrainingHyperparameters(ArtifactModel):
     """The finetune section as trained on (its data path is in `data`), and what the config does not say: the
     precision chosen for the device, the retrieval the contexts came from and the prompt budget they were fitted to.
-    All of it goes into the adapter version (`llmops.finetune.lora.adapter_version`)."""
+    All of it goes into the adapter version (`llmops.finetune.stage.adapter_version`)."""
 
     validation_fraction: float
     lora: LoraConfig
@@ -103,7 +103,7 @@ class LoraSection(LoraConfig):
 
 
 class TrainingSection(ArtifactModel):
-    """How training went (`llmops.finetune.lora.TrainResult`)."""
+    """How training went (`llmops.finetune.training.TrainResult`)."""
 
     train_loss: list[tuple[int, float]]  # (optimizer step, training loss)
     validation_loss: list[tuple[int, float]]  # (optimizer step, validation loss); step 0 is before training

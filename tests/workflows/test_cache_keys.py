@@ -211,7 +211,7 @@ def test_each_change_reruns_exactly_the_tasks_that_read_it(workspace, pipeline, 
     assert rel.adapter_version is None
 
     # Code: the fine-tune stage's module; a Deck in tasks/; a library version.
-    _edit_code(tmp, "llmops/finetune/lora.py", "# a change to the fine-tune stage")
+    _edit_code(tmp, "llmops/finetune/stage.py", "# a change to the fine-tune stage")
     rel = check("the code of the fine-tune stage", cfg, TUNED)
 
     _edit_code(tmp, "tasks/decks/indexing.py", "DECK_NOTE = 'a new Deck string'")

@@ -120,7 +120,7 @@ def test_eval_retrieval_bad_eval_set_names_the_line(index_dir, tmp_path):
 def test_registry_commands_promote_show_diff_rollback(built, tmp_path):
     from llmops.release.registry import ReleaseRegistry
     from llmops.release.artifacts import pin_artifacts
-    from tests.llmops.test_registry import release_fields
+    from tests.llmops.release.test_registry import release_fields
 
     cfg, out = built
     config = tmp_path / "config.yaml"

@@ -17,16 +17,9 @@ import pytest
 from llmops.config import FinetuneConfig, parse_config
 from llmops.index.embedding import model_digest
 from llmops.errors import ArtifactIntegrityError, ArtifactNotFoundError, ConfigError, FinetuneError
-from llmops.finetune.lora import (
-    _hyperparameters,
-    adapter_version,
-    build_sft_records,
-    finetune,
-    load_training_examples,
-    split_records,
-    train_lora,
-    training_precision,
-)
+from llmops.finetune.sft_data import build_sft_records, load_training_examples, split_records
+from llmops.finetune.stage import _hyperparameters, adapter_version, finetune
+from llmops.finetune.training import train_lora, training_precision
 from llmops.finetune.manifest import (
     ADAPTER_MANIFEST,
     ADAPTER_SCHEMA_VERSION,

@@ -121,8 +121,8 @@ def test_every_field_that_names_a_file_or_model_is_keyed_by_content():
 
 
 def test_code_closure_follows_imports_and_leaves_decks_out():
-    finetune = code_closure(("llmops.finetune.lora",))
-    assert "llmops/finetune/lora.py" in finetune.files and "llmops/rag/prompt.py" in finetune.files
+    finetune = code_closure(("llmops.finetune.stage",))
+    assert "llmops/finetune/stage.py" in finetune.files and "llmops/rag/prompt.py" in finetune.files
     assert not any(f.startswith("tasks/") for f in finetune.files)  # Decks and task wrappers
     assert {"peft", "trl", "transformers"} <= set(finetune.libraries)
     assert "peft" not in code_closure(("llmops.index.build",)).libraries

@@ -10,7 +10,7 @@ import pytest
 from llmops.index.embedding import model_digest
 from llmops.llm.tiny_llm import MARKER, build_tiny_llm, main, random_weights_info
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO_ROOT / "examples" / "tiny-llm"
 
 MESSAGES = [
