@@ -89,7 +89,6 @@ class RagChain:
             mode=cfg.retrieval.mode,
             max_model_len=cfg.llm.max_model_len,
             template_overhead=template_overhead,
-            retrieval_batch_size=cfg.serving.retrieval_batch_size,
         )
 
     def retrieve(self, questions: Sequence[str], k: int | None = None, mode: Mode | None = None):
