@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from llmops.config import SamplingConfig
+
 __all__ = [
     "CPU_VLLM_ARGS",
     "EOS_PROMPT",
@@ -40,6 +42,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # What vLLM needs on a small CPU machine (../shared/PLATFORM.md): no torch.compile, a 64 MiB KV cache.
 CPU_VLLM_ARGS = ("--enforce-eager", "--kv-cache-memory-bytes", "67108864")
 EOS_PROMPT = [{"role": "user", "content": "What is Etna?"}]
+# Chat questions the client tests share: English, Japanese, a one-word greeting and a long one.
+QUESTIONS = [
+    "What is Etna?",
+    "Tell me about green tea and matcha in Japan, please.",
+    "富士山の高さは?",
+    "hello",
+    "How are backups restored after a failed migration on the primary cluster?",
+]
+GREEDY = SamplingConfig(temperature=0.0, max_tokens=10)
+
+
+def chat(question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": question}]
 
 
 def find_vllm_python() -> str | None:

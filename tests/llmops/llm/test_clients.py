@@ -25,21 +25,7 @@ from llmops.llm.openai_client import OpenAICompatibleClient
 from llmops.llm.runtime import make_client
 from llmops.llm.transformers_client import TransformersClient, _clean_decode, _DeltaStreamer, _StopFilter
 from llmops.llm.vllm_server import free_port
-from tests.llm_fixtures import EOS_PROMPT, extra_eos_id
-
-QUESTIONS = [
-    "What is Etna?",
-    "Tell me about green tea and matcha in Japan, please.",
-    "富士山の高さは?",
-    "hello",
-    "How are backups restored after a failed migration on the primary cluster?",
-]
-GREEDY = SamplingConfig(temperature=0.0, max_tokens=10)
-
-
-def chat(question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": question}]
-
+from tests.llm_fixtures import EOS_PROMPT, GREEDY, QUESTIONS, chat, extra_eos_id
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():

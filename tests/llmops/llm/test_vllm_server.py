@@ -25,21 +25,7 @@ from llmops.llm.openai_client import OpenAICompatibleClient
 from llmops.llm.runtime import make_client
 from llmops.llm.transformers_client import TransformersClient
 from llmops.llm.vllm_server import VLLMServer, list_models, load_lora_adapter, resolve_vllm_python
-from tests.llm_fixtures import CPU_VLLM_ARGS, EOS_PROMPT, make_lora_adapter
-
-QUESTIONS = [
-    "What is Etna?",
-    "Tell me about green tea and matcha in Japan, please.",
-    "富士山の高さは?",
-    "hello",
-    "How are backups restored after a failed migration on the primary cluster?",
-]
-GREEDY = SamplingConfig(temperature=0.0, max_tokens=10)
-
-
-def chat(question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": question}]
-
+from tests.llm_fixtures import CPU_VLLM_ARGS, EOS_PROMPT, GREEDY, QUESTIONS, chat, make_lora_adapter
 
 def group_alive(pgid: int) -> bool:
     try:
