@@ -5,8 +5,8 @@
 
 Routes: `POST /v1/chat/completions` (OpenAI-compatible, `stream: true` for SSE), `GET /v1/models`,
 `POST /v1/search`, `GET /healthz` (process up), `GET /readyz` (release loaded, backend reachable), `GET /metrics`,
-`POST /admin/reload` (bearer token from `serving.admin_token_env`). The app keeps no state but the release, so
-several workers and replicas can run behind a load balancer.
+`POST /admin/reload` (bearer token from `serving.admin_token_env`), the web chat at `/` (`serving/web.py`). The app
+keeps no state but the release, so several workers and replicas can run behind a load balancer.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from serving.protocol import (
 )
 from serving.release import ReleaseLoader, ReleaseManager
 from serving.service import RagService, SSEStream
+from serving.web import mount_web
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -173,6 +174,8 @@ def create_app(
             body = ErrorInfo(message=str(e), type="server_error", code=info)
             return JSONResponse(ErrorResponse(error=body).model_dump(mode="json"), status_code=status)
         return ReloadResponse(changed=result.changed, release=result.release, previous=result.previous)
+
+    mount_web(app)
 
     # ---------------------------------------------------------------------------------------------- middleware
     # Added last = outermost: metrics see every response, the 413s of the size limit included.

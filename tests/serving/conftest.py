@@ -225,3 +225,42 @@ def check_swap(outcomes: list[Outcome], old: str, new: str, promoted_at: float, 
     assert not late_old, f"{len(late_old)} requests went to the old release after the swap"
     assert any(o.release == old for o in outcomes) and outcomes[-1].release == new
     return first_new - promoted_at
+
+
+@contextlib.contextmanager
+def llmops_serve(cfg: PipelineConfig, workdir: Path, ready_timeout_s: float = 300, **serving) -> Iterator[str]:
+    """`llmops serve` as a user runs it (a subprocess on this checkout's code, on a free port), the `serving`
+    fields changed by `serving`: yields the API's base URL once it says it is ready; SIGTERM at the end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data = cfg.model_dump(mode="json")
+    port = free_port()
+    data["serving"].update({"port": port, "watch_interval_s": 0, **serving})
+    config_file = workdir / "serve.yaml"
+    config_file.write_text(json.dumps(data), encoding="utf-8")
+    checkout = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("llmops")), "serve", "--config", str(config_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while not any("RAG API ready" in line for line in lines):
+            assert process.poll() is None, "llmops serve exited:\n" + "".join(lines[-40:])
+            assert time.monotonic() < deadline, "llmops serve not ready in time:\n" + "".join(lines[-40:])
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
