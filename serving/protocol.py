@@ -26,12 +26,17 @@ __all__ = [
     "DeltaMessage",
     "ErrorInfo",
     "ErrorResponse",
+    "FeedbackRequest",
+    "FeedbackResponse",
     "ModelCard",
     "ModelList",
     "ReloadResponse",
     "ResponseMessage",
     "SearchRequest",
     "SearchResponse",
+    "SessionDeleted",
+    "SessionResponse",
+    "SessionTurn",
     "Source",
     "StreamOptions",
     "Usage",
@@ -42,6 +47,8 @@ RetrievalMode = Literal["dense", "lexical", "hybrid"]
 
 
 INT64_MAX = 2**63 - 1  # the backends' seed is a 64-bit integer
+MAX_FEEDBACK_COMMENT_CHARS = 2000
+RESPONSE_ID_PATTERN = r"^chatcmpl-[0-9a-f]{32}$"  # completion_id()'s format: anything else is no answer of ours
 
 
 class _Request(BaseModel):
@@ -166,6 +173,14 @@ class SearchRequest(_Request):
         return v
 
 
+class FeedbackRequest(_Request):
+    """A rating of one answer (its response `id`), by the key that got it."""
+
+    response_id: str = Field(pattern=RESPONSE_ID_PATTERN, description="the `id` of the rated chat completion")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=MAX_FEEDBACK_COMMENT_CHARS)
+
+
 # ------------------------------------------------------------------------------------------------------ responses
 
 
@@ -270,6 +285,37 @@ class ReloadResponse(_Response):
     changed: bool
     release: str | None
     previous: str | None
+
+
+class SessionTurn(_Response):
+    role: Literal["user", "assistant"]
+    content: str
+    response_id: str | None = Field(default=None, description="an assistant turn's answer id (for /v1/feedback)")
+    created: float
+
+
+class SessionResponse(_Response):
+    """A stored conversation (`GET /v1/sessions/{id}`); times are Unix seconds."""
+
+    id: str
+    object: Literal["session"] = "session"
+    created: float
+    updated: float
+    expires_at: float
+    turns: list[SessionTurn]
+    dropped_turns: int = Field(description="the oldest turns dropped by serving.sessions' max_turns / max_chars")
+
+
+class SessionDeleted(_Response):
+    id: str
+    object: Literal["session.deleted"] = "session.deleted"
+    deleted: Literal[True] = True
+
+
+class FeedbackResponse(_Response):
+    object: Literal["feedback"] = "feedback"
+    response_id: str
+    rating: Literal["up", "down"]
 
 
 def completion_id() -> str:
