@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmops.index.embedding import limit_torch_threads
 from llmops.config import PipelineConfig, load_config
 from llmops.errors import AuthenticationError, BackendUnavailableError, LLMOpsError, NotReadyError
-from serving.auth import ApiKeyAuth, ApiKeys
+from serving.auth import ApiKeyAuth, ApiKeys, request_owner
 from serving.errors import RequestTooLarge, error_info
 from serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from serving.protocol import (
@@ -85,7 +85,7 @@ def create_app(
         if manager is None:
             manager = _registry_manager(config, backend_url, metrics)
         app.state.manager = manager
-        app.state.service = RagService(manager.holder, serving, metrics)
+        app.state.service = RagService(manager.holder, serving, metrics, sessions=app.state.sessions)
         try:
             await manager.reload()  # before accepting requests: a replica joins the load balancer ready
         except Exception as e:  # noqa: BLE001 - stay up, not ready; the watcher (or /admin/reload) tries again
@@ -162,10 +162,11 @@ def create_app(
 
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
     async def chat_completions(body: ChatCompletionRequest, request: Request):
+        owner = request_owner(request.state)
         if body.stream:
-            stream = await service(request).open_stream(body)
+            stream = await service(request).open_stream(body, owner)
             return SSEResponse(stream)
-        return await service(request).chat(body)
+        return await service(request).chat(body, owner)
 
     @app.post("/v1/search", response_model=SearchResponse)
     async def search(body: SearchRequest, request: Request) -> SearchResponse:

@@ -50,6 +50,7 @@ RetrievalMode = Literal["dense", "lexical", "hybrid"]
 
 INT64_MAX = 2**63 - 1  # the backends' seed is a 64-bit integer
 MAX_FEEDBACK_COMMENT_CHARS = 2000
+SESSION_ID_PATTERN = r"^sess_[0-9a-f]{32}$"  # serving/sessions/store.py makes them
 RESPONSE_ID_PATTERN = r"^chatcmpl-[0-9a-f]{32}$"  # completion_id()'s format: anything else is no answer of ours
 
 
@@ -140,6 +141,11 @@ class ChatCompletionRequest(_Request):
     # RAG extras
     k: int | None = Field(default=None, ge=1, description="contexts to retrieve; at most serving.max_k")
     mode: RetrievalMode | None = Field(default=None, description="retrieval mode; default: the index's")
+    session_id: str | None = Field(
+        default=None, pattern=SESSION_ID_PATTERN,
+        description="continue this stored conversation: its turns go before `messages`, and this exchange is added",
+    )
+    store: bool | None = Field(default=None, description="OpenAI's `store`: true starts a stored conversation")
 
     @field_validator("stop")
     @classmethod
@@ -241,6 +247,7 @@ class ChatCompletionResponse(_Response):
     sources: list[Source]
     refusal: RefusalInfo | None = Field(default=None, description="set when the answer was withheld")
     retrieval_query: str | None = Field(default=None, description="what retrieval searched for (a follow-up's rewrite)")
+    session_id: str | None = Field(default=None, description="the stored conversation this answer was added to")
 
 
 class DeltaMessage(_Response):
@@ -266,6 +273,7 @@ class ChatCompletionChunk(_Response):
     sources: list[Source] | None = Field(default=None, description="only in the chunk that finishes the answer")
     refusal: RefusalInfo | None = Field(default=None, description="only in the chunk that finishes the answer")
     retrieval_query: str | None = Field(default=None, description="only in the chunk that finishes the answer")
+    session_id: str | None = Field(default=None, description="only in the chunk that finishes the answer")
 
 
 class ModelCard(_Response):

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Literal, Protocol, Sequence
 
 from llmops.config import SessionsConfig
 from llmops.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
+from serving.protocol import SESSION_ID_PATTERN
 
 __all__ = [
     "AnswerNotFound",
@@ -35,7 +36,7 @@ __all__ = [
 Role = Literal["user", "assistant"]
 Rating = Literal["up", "down"]
 
-SESSION_ID = re.compile(r"sess_[0-9a-f]{32}")
+SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 # Called with the operation's name when the store's backend fails (serving counts these in Prometheus).
 ErrorHook = Callable[[str], None]

@@ -53,6 +53,8 @@ CHAT_FIELDS = {
     "mode": st.one_of(st.sampled_from(["dense", "lexical", "hybrid", "sparse"]), JSON),
     "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": st.booleans()}), JSON),
     "user": JSON,
+    "session_id": st.one_of(st.just("sess_" + "0" * 32), NASTY_TEXT, JSON),  # well-formed: 404, never a 5xx
+    "store": st.one_of(st.booleans(), JSON),
 }
 SEARCH_FIELDS = {
     "query": st.one_of(NASTY_TEXT, JSON), "k": NUMBERS, "model": st.one_of(st.just("rag"), JSON),

@@ -133,3 +133,121 @@ def test_a_redis_that_is_down_is_503_and_counted(world, monkeypatch, caplog):
         metrics = c.get("/metrics").text
     assert 'llmops_session_store_errors_total{operation="load",store="redis"} 1.0' in metrics
     assert any("sessions_unavailable" in rec.getMessage() for rec in caplog.records)  # the details: in the log
+
+
+# ------------------------------------------------------------------------------------ chat completions with sessions
+
+
+def chat(base: str, key: str, question: str, **extra) -> dict:
+    import httpx
+
+    body = {"model": "rag", "messages": [{"role": "user", "content": question}], **extra}
+    r = httpx.post(base + "/v1/chat/completions", json=body, headers=bearer(key), timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def stream_chat(base: str, key: str, question: str, **extra) -> list[dict]:
+    import httpx
+
+    body = {"model": "rag", "messages": [{"role": "user", "content": question}], "stream": True, **extra}
+    with httpx.stream("POST", base + "/v1/chat/completions", json=body, headers=bearer(key), timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+@pytest.fixture(scope="module")
+def api(world):
+    """The app on a real uvicorn server, two API keys: its base URL."""
+    from tests.serving.conftest import running_api
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(KEYS_ENV, f"{KEY_A},{KEY_B}")
+        with running_api(world.serving_config(api_keys_env=KEYS_ENV)) as (base, _):
+            yield base
+
+
+def test_a_conversation_continues_in_its_session_across_requests_whole_and_streamed(api):
+    import httpx
+
+    first = chat(api, KEY_A, "Which volcano in Sicily is very active?", store=True)
+    session_id = first["session_id"]
+    assert session_id.startswith("sess_") and first["id"].startswith("chatcmpl-")
+    follow_up = "How high is it?"
+    alone = chat(api, KEY_A, follow_up)
+    assert alone.get("session_id") is None and alone["retrieval_query"] == follow_up
+    second = chat(api, KEY_A, follow_up, session_id=session_id)
+    # The stored history reached the engine: the follow-up was searched with the conversation, not on its own.
+    assert second["session_id"] == session_id and second["retrieval_query"] != follow_up
+    chunks = stream_chat(api, KEY_A, "And is it dangerous?", session_id=session_id)
+    final = [c for c in chunks if c["choices"] and c["choices"][0].get("finish_reason")]
+    assert len(final) == 1 and final[0]["session_id"] == session_id
+    assert all("session_id" not in c for c in chunks if c is not final[0])
+    streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]).strip()
+
+    body = httpx.get(f"{api}/v1/sessions/{session_id}", headers=bearer(KEY_A)).json()
+    assert [(t["role"], t["content"], t["response_id"]) for t in body["turns"]] == [
+        ("user", "Which volcano in Sicily is very active?", None),
+        ("assistant", first["choices"][0]["message"]["content"], first["id"]),
+        ("user", follow_up, None),
+        ("assistant", second["choices"][0]["message"]["content"], second["id"]),
+        ("user", "And is it dangerous?", None),
+        ("assistant", streamed, chunks[0]["id"]),
+    ]
+
+
+def test_sessions_and_answers_belong_to_the_key_that_made_them(api):
+    import httpx
+
+    first = chat(api, KEY_A, "What is matcha?", store=True)
+    session_id = first["session_id"]
+    r = httpx.post(api + "/v1/chat/completions", headers=bearer(KEY_B), timeout=120, json={
+        "model": "rag", "messages": [{"role": "user", "content": "and then?"}], "session_id": session_id})
+    assert_error(r, 404, "session_not_found", "session_id")
+    assert_error(httpx.get(f"{api}/v1/sessions/{session_id}", headers=bearer(KEY_B)), 404, "session_not_found",
+                 "session_id")
+    # Feedback: on the caller's own answers only, in a session or not; a second rating replaces the first.
+    unsessioned = chat(api, KEY_A, "What is matcha?")
+    for answer in (first, unsessioned):
+        for rating in ("down", "up"):
+            r = httpx.post(api + "/v1/feedback", headers=bearer(KEY_A),
+                           json={"response_id": answer["id"], "rating": rating, "comment": "手順が古い"})
+            assert r.json() == {"object": "feedback", "response_id": answer["id"], "rating": rating}, r.text
+        r = httpx.post(api + "/v1/feedback", headers=bearer(KEY_B), json={"response_id": answer["id"], "rating": "up"})
+        assert_error(r, 404, "response_not_found", "response_id")
+    # Deleted: gone for reading and for continuing.
+    assert httpx.delete(f"{api}/v1/sessions/{session_id}", headers=bearer(KEY_A)).json()["deleted"] is True
+    r = httpx.post(api + "/v1/chat/completions", headers=bearer(KEY_A), timeout=120, json={
+        "model": "rag", "messages": [{"role": "user", "content": "and then?"}], "session_id": session_id})
+    assert_error(r, 404, "session_not_found", "session_id")
+
+
+def test_a_malformed_session_id_in_a_chat_request_is_400(client):
+    body = {"model": "rag", "messages": [{"role": "user", "content": "q"}], "session_id": "sess_../../etc"}
+    assert_error(client.post("/v1/chat/completions", json=body, headers=bearer(KEY_A)), 400, "invalid_value",
+                 "session_id")
+
+
+def test_an_expired_session_cannot_be_read_or_continued(world):
+    import time
+
+    sessions = SessionsConfig(ttl_s=1.0, sqlite_path=str(world.root / "ttl-sessions.db"))
+    with TestClient(create_app(world.serving_config(sessions=sessions))) as c:
+        body = {"model": "rag", "messages": [{"role": "user", "content": "What is matcha?"}], "store": True}
+        session_id = c.post("/v1/chat/completions", json=body).json()["session_id"]
+        time.sleep(1.5)
+        assert_error(c.get(f"/v1/sessions/{session_id}"), 404, "session_not_found", "session_id")
+        follow = {"model": "rag", "messages": [{"role": "user", "content": "and?"}], "session_id": session_id}
+        assert_error(c.post("/v1/chat/completions", json=follow), 404, "session_not_found", "session_id")
+
+
+def test_without_a_store_answers_still_flow_and_sessions_are_503(world):
+    with TestClient(create_app(world.serving_config(sessions=SessionsConfig(store="off")))) as c:
+        body = {"model": "rag", "messages": [{"role": "user", "content": "What is matcha?"}]}
+        answer = c.post("/v1/chat/completions", json=body)
+        assert answer.status_code == 200 and answer.json().get("session_id") is None
+        assert_error(c.post("/v1/chat/completions", json={**body, "store": True}), 503, "sessions_unavailable")
+        assert_error(c.post("/v1/feedback", json={"response_id": answer.json()["id"], "rating": "up"}), 503,
+                     "sessions_unavailable")
