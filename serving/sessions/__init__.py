@@ -4,7 +4,8 @@
   and the session id format; `DisabledSessionStore` (`store: off`).
 - `sqlite_store`: `SQLiteSessionStore` (one file, WAL; the default). `redis_store`: `RedisSessionStore` (replicas).
 - `factory`: `open_session_store(config)`.
-- `auth`: API keys (`serving.api_keys_env`) and the owner id a key stands for.
+- `routes`: `GET`/`DELETE /v1/sessions/{id}`, `POST /v1/feedback`. `memory`: `ChatMemory`, what chat completions
+  do with the store. (API keys and the owner id a key stands for: `serving/auth.py`.)
 
 The re-exports below are lazy (`llmops.exports`): importing this package loads no Redis client.
 """
@@ -16,6 +17,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "store": ("AnswerRecord", "Feedback", "Session", "SessionNotFound", "SessionStore", "StoredTurn"),
         "factory": ("open_session_store",),
-        "auth": ("ApiKeys",),
+        "memory": ("ChatMemory",),
     },
 )
