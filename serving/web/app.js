@@ -76,13 +76,15 @@ function requestBody(question) {
   return { ...body, ...(state.sessions ? { store: true } : {}), messages: [...state.history, asked] };
 }
 
-/** Opens the stream; adapts once to a server without sessions, or one that forgot this session. */
+/** Opens the stream; adapts once to a server without sessions (or whose store is down: the page then sends the
+ * history itself), or one that forgot this session (expired: a new one is started with the history). */
 async function openStream(question, signal) {
   for (;;) {
     try {
       return await authed("v1/chat/completions", { method: "POST", body: requestBody(question), signal });
     } catch (e) {
-      if (e instanceof ApiError && e.param === "store" && state.sessions) state.sessions = false;
+      const storeOff = e.param === "store" || e.code === "sessions_unavailable"; // no sessions, or the store is down
+      if (e instanceof ApiError && storeOff && state.sessions) state.sessions = false;
       else if (e instanceof ApiError && e.param === "session_id" && state.sessionId) setSession(null);
       else throw e;
     }
