@@ -59,6 +59,8 @@ class QAExample:
     gold_doc_id: str | None = None  # the document the question was written on, when known (SQuAD contexts)
     lang: str = "en"
     reference_contexts: tuple[str, ...] = ()  # passages that support the answer (JSONL eval sets may give them)
+    # earlier turns of a conversation, (role, text) oldest first: the question is a follow-up (conversational QA)
+    history: tuple[tuple[str, str], ...] = ()
 
 
 def _write_table(rows: list[dict], schema: pa.Schema, path: Path) -> None:
