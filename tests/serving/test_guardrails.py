@@ -96,3 +96,10 @@ def test_decisions_and_their_time_are_in_metrics(api):
     assert samples[refused] >= 1 and samples[redacted] >= 1
     assert samples['llmops_guardrail_duration_seconds_count{stage="input"}'] >= 3
     assert samples['llmops_guardrail_duration_seconds_count{stage="output"}'] >= 2  # refused inputs never reach it
+
+
+def test_a_question_over_max_input_chars_is_refused(api):
+    base, _ = api
+    body = ask(base, "volcano " * 1001).json()  # 8,008 characters > guardrails.max_input_chars
+    assert body["choices"][0]["finish_reason"] == "content_filter"
+    assert (body["refusal"]["policy"], body["refusal"]["stage"]) == ("max_input_chars", "input")
