@@ -27,6 +27,7 @@ __all__ = [
     "EvalLineage",
     "GateCounts",
     "GateDecision",
+    "GuardrailSummary",
     "LatencySummary",
     "MetricRecord",
     "ModeScores",
@@ -112,6 +113,18 @@ class LatencySummary(_Record):
     completion_tokens_mean: float | None = None
 
 
+class GuardrailSummary(_Record):
+    """The guardrails on the eval run: answers refused (content_filter; "not in the documents" is not counted) and
+    the time the checks added per question (input and output)."""
+
+    questions: int
+    refusals: int
+    refusal_rate: float | None
+    by_policy: dict[str, int] = {}  # refusals per policy that fired
+    added_p50_s: float | None = None
+    added_p95_s: float | None = None
+
+
 class EvalLineage(_Record):
     index_version: str
     adapter_version: str | None = None
@@ -132,6 +145,7 @@ class RagEvalReport(_Record):
     primary_metric: str  # samples are ranked worst-first by it
     metrics: dict[str, MetricRecord]
     latency: LatencySummary
+    guardrails: GuardrailSummary | None = None  # None in reports written before guardrails existed
     seconds: float
     generation_seconds: float
     retrieval: RetrievalEvalReport | None = None

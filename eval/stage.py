@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from eval.gates import evaluate_gates
+from eval.guardrails import guardrail_metrics, guardrail_summary, percentile
 from eval.metrics import compute_metrics, metric_direction, sample_ranking_metric
 from eval.metrics.base import EvalSample, MetricValue
 from eval.runner import SampleRecord, run_engine
@@ -107,6 +108,8 @@ def evaluate_model(
     )
     _attach_per_sample(records, metrics)
     metrics.update(_retrieval_metrics(retrieval_report))
+    guardrails = guardrail_summary(records)
+    metrics.update(guardrail_metrics(guardrails))
     primary = sample_ranking_metric(metrics) or RETRIEVAL_HIT
     report = RagEvalReport(
         label=label,
@@ -126,6 +129,7 @@ def evaluate_model(
         metrics={name: MetricRecord(value=m.value, higher_is_better=m.higher_is_better, reason=m.reason)
                  for name, m in sorted(metrics.items())},
         latency=_latency(records),
+        guardrails=guardrails,
         seconds=round(time.perf_counter() - start, 3),
         generation_seconds=round(generation_s, 3),
         retrieval=retrieval_report,
@@ -177,18 +181,11 @@ def _retrieval_metrics(report: RetrievalEvalReport | None) -> dict[str, MetricVa
     }
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-
 def _latency(records: Sequence[SampleRecord]) -> LatencySummary:
     latencies = [r.latency_s for r in records]
     return LatencySummary(
-        p50_s=_percentile(latencies, 0.5),
-        p95_s=_percentile(latencies, 0.95),
+        p50_s=percentile(latencies, 0.5),
+        p95_s=percentile(latencies, 0.95),
         retrieval_mean_s=statistics.fmean(r.retrieval_s for r in records) if records else None,
         prompt_tokens_mean=statistics.fmean(r.prompt_tokens for r in records) if records else None,
         completion_tokens_mean=statistics.fmean(r.completion_tokens for r in records) if records else None,

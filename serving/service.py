@@ -22,6 +22,7 @@ from llmops.errors import (
 from llmops.llm.client import StreamDelta
 from llmops.chat.conversation import Conversation
 from llmops.chat.engine import ChatStream, Refusal
+from serving.audit import GuardrailAudit
 from serving.auth import ANONYMOUS
 from serving.errors import error_info
 from serving.metrics import ServingMetrics
@@ -100,12 +101,17 @@ class ChunkFrames:
 
 class RagService:
     def __init__(
-        self, holder: ReleaseHolder, config: ServingConfig, metrics: ServingMetrics | None = None,
+        self,
+        holder: ReleaseHolder,
+        config: ServingConfig,
+        metrics: ServingMetrics | None = None,
+        audit: GuardrailAudit | None = None,
         sessions: SessionStore | None = None,
     ):
         self.holder = holder
         self.config = config
         self.metrics = metrics or ServingMetrics()
+        self.audit = audit or GuardrailAudit()
         self.memory = ChatMemory(sessions or DisabledSessionStore())
         self.started_at = int(time.time())
 
@@ -161,6 +167,7 @@ class RagService:
             self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else 0.0,
                           prompt_tokens, completion_tokens)
             answer_id = completion_id()
+            self._account(answer_id, state.release_id, reply.decisions)
             await self.memory.remember(owner, opened.session_id, conversation.question, reply.text, answer_id,
                                        state.release_id)
             return ChatCompletionResponse(
@@ -270,8 +277,15 @@ class RagService:
         finally:
             done()
             await deltas.aclose()
+            self._account(answer_id, state.release_id, stream.decisions)  # a stream cut short: what was decided
 
     # ------------------------------------------------------------------------------------------------- helpers
+
+    def _account(self, answer_id: str, release_id: str, decisions) -> None:
+        """Count every guardrail decision and write it to the audit log."""
+        for d in decisions:
+            self.metrics.guardrail_decisions.labels(d.stage, d.policy, d.action).inc()
+        self.audit.record(answer_id, release_id, decisions)
 
     async def _on_backend(self, state: ReleaseState, call: Callable[[], Awaitable[T]]) -> T:
         """Run a generation call; when the backend no longer knows the release's adapter (a restarted vLLM forgets

@@ -49,6 +49,27 @@ def _retrieval_section(report: RagEvalReport) -> Html:
     )
 
 
+def _guardrails_section(report: RagEvalReport) -> Html:
+    g = report.guardrails
+    if g is None:
+        return section("Guardrails", Html('<p class="empty">not recorded for this run</p>'))
+    summary = kv_table(
+        {
+            "refused (content_filter)": f"{g.refusals} of {g.questions}",
+            "refusal rate": g.refusal_rate,
+            "added latency p50 (ms)": None if g.added_p50_s is None else round(g.added_p50_s * 1000, 3),
+            "added latency p95 (ms)": None if g.added_p95_s is None else round(g.added_p95_s * 1000, 3),
+        }
+    )
+    by_policy = table(["policy", "refusals"], [[p, n] for p, n in g.by_policy.items()]) if g.by_policy else Html("")
+    return section(
+        "Guardrails",
+        Html(summary + by_policy),
+        note="Input and output checks on the served chat path (the release's guardrails section); a refused "
+        "question gets the refusal message instead of an answer. Gates can use guardrails.refusal_rate.",
+    )
+
+
 def _sample_rows(samples: Sequence[SampleRecord], primary: str) -> list[list[object]]:
     def key(s: SampleRecord) -> float:
         v = s.scores.get(primary)
@@ -108,6 +129,7 @@ def evaluation_deck(report: RagEvalReport, samples: Sequence[SampleRecord]) -> s
     return fragment(
         section(f"Evaluation: {report.label}", summary, note=" ".join([*notes, LATENCY_NOTE])),
         _metrics_section(report),
+        _guardrails_section(report),
         _retrieval_section(report),
         section(
             f"Samples, worst {primary} first",

@@ -89,6 +89,9 @@ def test_report_has_metrics_lineage_and_per_sample_scores(setup):
     assert report["lineage"]["index_version"] == report["index_version"]
     assert report["config"]["sampling"]["max_tokens"] == 12
     assert all("rouge_l" in s.scores for s in run.samples)
+    guard = report["guardrails"]  # the served chat path's guardrails ran on every question
+    assert (guard["questions"], guard["refusals"], guard["refusal_rate"]) == (len(QA), 0, 0.0)
+    assert guard["added_p50_s"] > 0 and report["metrics"]["guardrails.refusal_rate"]["higher_is_better"] is False
     json.dumps(report, allow_nan=False)  # strict JSON: no NaN slips into report.json
 
 

@@ -68,6 +68,8 @@ def report(rouge: float = 0.0, random_weights: bool = True) -> RagEvalReport:
         "latency": {"p50_s": 0.4, "p95_s": 0.6, "retrieval_mean_s": 0.01, "prompt_tokens_mean": 300,
                     "completion_tokens_mean": 32},
         "retrieval": None,
+        "guardrails": {"questions": 2, "refusals": 1, "refusal_rate": 0.5, "by_policy": {"prompt_injection": 1},
+                       "added_p50_s": 0.0004, "added_p95_s": 0.0009},
     })
 
 
@@ -128,6 +130,8 @@ def test_evaluation_deck_says_the_model_is_random_and_latency_is_per_request(tmp
     assert "Random test model: its weights are untrained noise" in text and "random: answers are noise" in text
     assert "latency per request p50 (s)" in text and "Latency is per request" in text
     assert "latency s (request)" in text
+    assert "refused (content_filter)\t1 of 2" in text and "prompt_injection\t1" in text
+    assert "added latency p50 (ms)\t0.4" in text
     real = rendered(evaluation_deck(report(random_weights=False), samples), tmp_path)["text"]
     assert "Random test model" not in real and "random: answers are noise" not in real
 
