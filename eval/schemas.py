@@ -70,6 +70,7 @@ class RetrievalEvalReport(_Record):
     status: str = "measured"  # "not measured: <why>" when there was no eval set
     questions: int = 0
     excluded_calibration_questions: int = 0
+    excluded_unanswerable_questions: int = 0  # the documents do not answer them: no chunk is relevant
     primary_metric: str | None = None
     default_mode: str | None = None
     fusion: FusionSection | None = None  # the index's, as its manifest records it

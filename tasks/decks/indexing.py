@@ -131,6 +131,8 @@ def _metrics_section(report: RetrievalEvalReport) -> str:
         f"{report.questions} held-out questions"
         + (f" ({report.excluded_calibration_questions} calibration questions excluded)"
            if report.excluded_calibration_questions else "")
+        + (f"; {report.excluded_unanswerable_questions} unanswerable questions left out (no chunk answers them)"
+           if report.excluded_unanswerable_questions else "")
         + f". Default mode: {report.default_mode}"
         + (f"; fusion: {fusion.method}, dense weight {fusion.dense_weight}." if fusion is not None else ".")
     )
