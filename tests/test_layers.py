@@ -29,6 +29,7 @@ LLMOPS_DEPENDS = {
     "rag": {"corpus", "index", "llm"},
     "finetune": {"corpus", "index", "llm", "rag", "provenance"},
     "release": {"index", "llm", "finetune", "provenance"},
+    "chat": {"corpus", "index", "llm", "rag"},
 }
 # The base modules are the floor: they import no subpackage, and among themselves only what is listed here.
 BASE_DEPENDS = {
