@@ -1,4 +1,4 @@
-"""Run the shared RAG chain over an eval set and record what happened for every question.
+"""Run the served chat path (`llmops.chat.engine.ChatEngine`) over an eval set and record what happened for every question.
 
 The records are what the metrics score and what the per-sample table shows: question, answer, references,
 retrieved contexts with their sources, latency and token counts.
@@ -6,6 +6,7 @@ retrieved contexts with their sources, latency and token counts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,11 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from llmops.chat.conversation import Conversation, Turn
+from llmops.chat.engine import ChatEngine, ChatReply
 from llmops.corpus.documents import QAExample
 from llmops.errors import ContextLengthError, EvalDataError
-from llmops.rag.chain import RagAnswer, RagChain
 
-__all__ = ["SampleRecord", "read_samples", "run_chain", "write_samples"]
+__all__ = ["SampleRecord", "read_samples", "run_engine", "write_samples"]
 
 
 @dataclass
@@ -39,74 +41,85 @@ class SampleRecord:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    turns: int = 0  # earlier turns of the conversation (0: a single question)
+    retrieval_query: str = ""  # what retrieval searched for: the follow-up's rewrite
+    rewrite: str = "none"  # how the query was made (llmops.chat.rewrite: none, llm, concat, fallback)
+    refusal_kind: str | None = None  # content_filter / not_in_documents when the answer was withheld
+    refusal_policy: str | None = None
+    guard_s: float = 0.0  # time in the guardrails
     scores: dict[str, float | None] = field(default_factory=dict)  # per-sample metric values, filled later
 
 
-def run_chain(
-    chain: RagChain,
+def run_engine(
+    engine: ChatEngine,
     examples: Sequence[QAExample],
     gold_texts: Mapping[str, str],
     *,
-    batch_size: int = 8,
+    concurrency: int = 8,
     show_progress: bool = True,
 ) -> list[SampleRecord]:
-    """Answer every question in batches (the client bounds the requests in flight)."""
-    records: list[SampleRecord] = []
-    bar = tqdm(total=len(examples), desc="answering", unit="q", disable=not show_progress)
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start : start + batch_size]
-        try:
-            answers = chain.answer_batch([ex.question for ex in batch])
-        except ContextLengthError as e:
-            raise EvalDataError(
-                f"eval question(s) {_too_long(chain, batch)}: {e} (in the eval set), or raise llm.max_model_len"
-            ) from e
-        records.extend(_record(ex, ans, gold_texts) for ex, ans in zip(batch, answers))
-        bar.update(len(batch))
-    bar.close()
-    return records
+    """Answer every question (follow-ups with their conversation) through the chat path the API serves, at most
+    `concurrency` at a time; the records keep the examples' order."""
+    with tqdm(total=len(examples), desc="answering", unit="q", disable=not show_progress) as bar:
+        return asyncio.run(_answer_all(engine, examples, gold_texts, concurrency, bar))
 
 
-def _too_long(chain: RagChain, batch: Sequence[QAExample]) -> str:
-    """The qids of a batch's questions that do not fit the prompt budget even alone (serving refuses them too)."""
-    qids = []
-    for ex in batch:
-        try:
-            chain.fit_prompt(ex.question, [])
-        except ContextLengthError:
-            qids.append(ex.qid)
-    return ", ".join(qids)
+async def _answer_all(
+    engine: ChatEngine, examples: Sequence[QAExample], gold_texts: Mapping[str, str], concurrency: int, bar
+) -> list[SampleRecord]:
+    limit = asyncio.Semaphore(concurrency)
+
+    async def answer(ex: QAExample) -> SampleRecord:
+        conversation = Conversation(ex.question, tuple(Turn(role, text) for role, text in ex.history))
+        async with limit:
+            try:
+                reply = await engine.respond(conversation)
+            except ContextLengthError as e:
+                raise EvalDataError(
+                    f"eval question {ex.qid}: {e} (in the eval set), or raise llm.max_model_len"
+                ) from e
+        bar.update(1)
+        return _record(ex, reply, gold_texts)
+
+    return list(await asyncio.gather(*(answer(ex) for ex in examples)))
 
 
-def _record(ex: QAExample, ans: RagAnswer, gold_texts: Mapping[str, str]) -> SampleRecord:
+def _record(ex: QAExample, reply: ChatReply, gold_texts: Mapping[str, str]) -> SampleRecord:
     references = list(ex.reference_contexts)
     if not references and ex.gold_doc_id in gold_texts:
         references = [gold_texts[ex.gold_doc_id]]
     answers = [a.casefold() for a in ex.answers if a.strip()]
     hit = any(
         (ex.gold_doc_id is not None and h.doc_id == ex.gold_doc_id) or any(a in h.text.casefold() for a in answers)
-        for h in ans.sources
+        for h in reply.sources
     )
-    g = ans.generation
+    g = reply.generation
+    refusal = reply.refusal
     return SampleRecord(
         qid=ex.qid,
         question=ex.question,
         lang=ex.lang,
-        answer=ans.answer,
+        answer=reply.text,
         references=list(ex.answers),
-        contexts=[h.text for h in ans.sources],
+        contexts=[h.text for h in reply.sources],
         sources=[
             {"chunk_id": h.chunk_id, "doc_id": h.doc_id, "source": h.source, "title": h.title, "score": h.score}
-            for h in ans.sources
+            for h in reply.sources
         ],
         reference_contexts=references,
         retrieval_hit=hit,
-        retrieval_s=ans.retrieval_s,
-        latency_s=g.latency_s,
-        first_token_s=g.first_token_s,
-        prompt_tokens=g.prompt_tokens,
-        completion_tokens=g.completion_tokens,
-        finish_reason=g.finish_reason,
+        retrieval_s=reply.retrieval_s,
+        latency_s=g.latency_s if g else 0.0,
+        first_token_s=g.first_token_s if g else None,
+        prompt_tokens=g.prompt_tokens if g else 0,
+        completion_tokens=g.completion_tokens if g else 0,
+        finish_reason=reply.finish_reason,
+        turns=len(ex.history),
+        retrieval_query=reply.query,
+        rewrite=reply.rewrite.method if reply.rewrite else "none",
+        refusal_kind=refusal.kind if refusal else None,
+        refusal_policy=refusal.policy if refusal else None,
+        guard_s=reply.guard_s,
     )
 
 
@@ -126,6 +139,12 @@ _SCHEMA_FIELDS = [
     ("prompt_tokens", pa.int64()),
     ("completion_tokens", pa.int64()),
     ("finish_reason", pa.string()),
+    ("turns", pa.int64()),
+    ("retrieval_query", pa.string()),
+    ("rewrite", pa.string()),
+    ("refusal_kind", pa.string()),
+    ("refusal_policy", pa.string()),
+    ("guard_s", pa.float64()),
     ("scores_json", pa.string()),
 ]
 

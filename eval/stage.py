@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 from eval.gates import evaluate_gates
 from eval.metrics import compute_metrics, metric_direction, sample_ranking_metric
 from eval.metrics.base import EvalSample, MetricValue
-from eval.runner import SampleRecord, run_chain
+from eval.runner import SampleRecord, run_engine
 from eval.schemas import (
     EvalLineage,
     GateDecision,
@@ -37,6 +37,7 @@ from llmops.errors import EvalDataError
 from llmops.llm.runtime import open_client
 from llmops.release.promotion import Candidate
 from llmops.release.registry import GateOutcome
+from llmops.chat.engine import ChatEngine
 from llmops.rag.chain import RagChain
 from llmops.index.retriever import Retriever
 from llmops.provenance.stage_inputs import config_record, stage_code
@@ -93,8 +94,10 @@ def evaluate_model(
         )
     start = time.perf_counter()
     with open_client(cfg.llm, adapter_dir=adapter_dir, adapter_name=adapter_version) as client:
-        chain = RagChain.from_config(cfg, retriever, client)
-        records = run_chain(chain, questions, gold_texts, batch_size=cfg.llm.max_concurrency, show_progress=show_progress)
+        engine = ChatEngine.from_config(cfg, RagChain.from_config(cfg, retriever, client))
+        records = run_engine(
+            engine, questions, gold_texts, concurrency=cfg.llm.max_concurrency, show_progress=show_progress
+        )
         model_name = client.model_name
     generation_s = time.perf_counter() - start
     metrics = compute_metrics(

@@ -19,6 +19,7 @@ from llmops.errors import ConfigError
 __all__ = [
     "AnswerabilityConfig",
     "ArtifactsConfig",
+    "ChatConfig",
     "ChunkingConfig",
     "CorpusConfig",
     "DirectorySource",
@@ -300,6 +301,49 @@ class PromptConfig(_Strict):
                 f"fallback_language {self.fallback_language!r} has no template; have: {', '.join(self.templates)}"
             )
         return self
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Conversations (llmops/chat): follow-up questions, history in the prompt
+# ---------------------------------------------------------------------------------------------------------------
+
+DEFAULT_REWRITE_EN = (
+    "Rewrite the user's last message as one standalone search query that can be understood without the "
+    "conversation: resolve pronouns and references from the earlier turns. Reply with the query only, on one line."
+)
+DEFAULT_REWRITE_JA = (
+    "会話を読まなくても理解できるように、ユーザーの最後のメッセージを一つの独立した検索クエリに書き換えてください。"
+    "代名詞や指示語は前の発言から補ってください。クエリだけを一行で答えてください。"
+)
+
+
+class ChatConfig(_Strict):
+    """How a follow-up becomes a retrieval query, and how much of the conversation the prompt keeps."""
+
+    rewrite: Literal["llm", "concat", "off"] = Field(
+        default="llm",
+        description="follow-up -> standalone retrieval query: `llm` asks the served model (falling back to `concat` "
+        "when it fails, times out or answers off the conversation), `concat` prefixes the previous user message, "
+        "`off` searches the follow-up as it is",
+    )
+    rewrite_prompts: dict[str, str] = Field(
+        default_factory=lambda: {"en": DEFAULT_REWRITE_EN, "ja": DEFAULT_REWRITE_JA},
+        description="system message of the LLM rewrite, per prompt language (others use prompt.fallback_language)",
+    )
+    rewrite_max_tokens: int = Field(default=64, gt=0, description="longest rewritten query (tokens)")
+    rewrite_timeout_s: float = Field(default=20.0, gt=0, description="an LLM rewrite slower than this falls back")
+    rewrite_min_overlap: float = Field(
+        default=0.3, ge=0, le=1,
+        description="share of the rewrite's words that must occur in the conversation; below it the rewrite is "
+        "taken for noise and `concat` is used",
+    )
+    rewrite_turn_chars: int = Field(default=600, gt=0, description="earlier turns are cut to this length for the rewrite")
+    max_history_turns: int = Field(
+        default=6, ge=0, description="earlier messages (user and assistant) the prompt may keep, most recent first"
+    )
+    history_budget_fraction: float = Field(
+        default=0.3, ge=0, lt=1, description="share of the prompt budget the history may take; contexts get the rest"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -585,6 +629,7 @@ class PipelineConfig(_Strict):
     llm: LLMConfig | None = Field(default=None, description="required by llmops_pipeline and serving")
     sampling: SamplingConfig = SamplingConfig()
     prompt: PromptConfig = Field(default_factory=PromptConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
     finetune: FinetuneConfig = FinetuneConfig()
     gates: GatesConfig = GatesConfig()
     serving: ServingConfig = ServingConfig()

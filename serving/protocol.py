@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llmops.chat.conversation import Conversation
 from llmops.index.retriever import SearchHit
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ErrorResponse",
     "ModelCard",
     "ModelList",
+    "RefusalInfo",
     "ReloadResponse",
     "ResponseMessage",
     "SearchRequest",
@@ -144,12 +146,9 @@ class ChatCompletionRequest(_Request):
             raise ValueError("a stop sequence must not be empty")
         return stops
 
-    def question(self) -> str:
-        """The last user message: what retrieval searches for and the model answers."""
-        for m in reversed(self.messages):
-            if m.role == "user":
-                return m.text()
-        return ""
+    def conversation(self) -> Conversation:
+        """The last user message is the question; the user and assistant messages before it are the history."""
+        return Conversation.from_messages((m.role, m.text()) for m in self.messages)
 
 
 class SearchRequest(_Request):
@@ -188,6 +187,16 @@ class Source(_Response):
         return cls(index=index, **hit.to_dict())
 
 
+class RefusalInfo(_Response):
+    """Why an answer was withheld: a guardrail fired (`content_filter`) or the documents do not answer the question
+    (`not_in_documents`). The message is what the user is told; it is also the answer's content."""
+
+    kind: Literal["content_filter", "not_in_documents"]
+    policy: str = Field(description="the guardrail policy that fired, or `answerability`")
+    stage: Literal["input", "output", "retrieval"]
+    message: str
+
+
 class Usage(_Response):
     prompt_tokens: int
     completion_tokens: int
@@ -215,6 +224,8 @@ class ChatCompletionResponse(_Response):
     choices: list[Choice]
     usage: Usage | None = None
     sources: list[Source]
+    refusal: RefusalInfo | None = Field(default=None, description="set when the answer was withheld")
+    retrieval_query: str | None = Field(default=None, description="what retrieval searched for (a follow-up's rewrite)")
 
 
 class DeltaMessage(_Response):
@@ -238,6 +249,8 @@ class ChatCompletionChunk(_Response):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     sources: list[Source] | None = Field(default=None, description="only in the chunk that finishes the answer")
+    refusal: RefusalInfo | None = Field(default=None, description="only in the chunk that finishes the answer")
+    retrieval_query: str | None = Field(default=None, description="only in the chunk that finishes the answer")
 
 
 class ModelCard(_Response):

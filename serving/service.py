@@ -19,7 +19,8 @@ from llmops.errors import (
     ModelNotFoundError,
 )
 from llmops.llm.client import StreamDelta
-from llmops.rag.chain import RagStream
+from llmops.chat.conversation import Conversation
+from llmops.chat.engine import ChatStream, Refusal
 from serving.errors import error_info
 from serving.metrics import ServingMetrics
 from serving.protocol import (
@@ -32,6 +33,7 @@ from serving.protocol import (
     ErrorResponse,
     ModelCard,
     ModelList,
+    RefusalInfo,
     ResponseMessage,
     SearchRequest,
     SearchResponse,
@@ -79,8 +81,12 @@ class ChunkFrames:
     def content(self, text: str) -> bytes:
         return self._content_head + _json(text).encode() + self._content_tail
 
-    def finish(self, finish_reason: str, sources: list[Source]) -> bytes:
-        return sse_frame(self._body(DeltaMessage(), finish_reason, sources=sources))
+    def finish(
+        self, finish_reason: str, sources: list[Source], refusal: RefusalInfo | None = None,
+        retrieval_query: str | None = None,
+    ) -> bytes:
+        return sse_frame(self._body(DeltaMessage(), finish_reason, sources=sources, refusal=refusal,
+                                    retrieval_query=retrieval_query))
 
     def usage(self, usage: Usage) -> bytes:
         """OpenAI's shape: one last chunk with no choices and the usage."""
@@ -133,27 +139,30 @@ class RagService:
     # ------------------------------------------------------------------------------------------------- chat
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
-        question = self._check_chat(request)
+        conversation = self._check_chat(request)
         async with self.holder.use() as state:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
-            answer = await self._on_backend(
-                state, lambda: state.chain.aanswer(question, request.k, request.mode, sampling)
+            reply = await self._on_backend(
+                state, lambda: state.engine.respond(conversation, request.k, request.mode, sampling)
             )
-            g = answer.generation
-            self._observe(request.mode or state.chain.mode, answer.retrieval_s, g.latency_s,
-                          g.prompt_tokens, g.completion_tokens)
+            g = reply.generation
+            prompt_tokens, completion_tokens = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
+            self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else 0.0,
+                          prompt_tokens, completion_tokens)
             return ChatCompletionResponse(
                 id=completion_id(),
                 model=self.config.model_name,
                 system_fingerprint=state.release_id,
-                choices=[Choice(message=ResponseMessage(content=answer.answer), finish_reason=g.finish_reason)],
+                choices=[Choice(message=ResponseMessage(content=reply.text), finish_reason=reply.finish_reason)],
                 usage=Usage(
-                    prompt_tokens=g.prompt_tokens,
-                    completion_tokens=g.completion_tokens,
-                    total_tokens=g.prompt_tokens + g.completion_tokens,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    total_tokens=prompt_tokens + completion_tokens,
                 ),
-                sources=[Source.from_hit(i, h) for i, h in enumerate(answer.sources, 1)],
+                sources=[Source.from_hit(i, h) for i, h in enumerate(reply.sources, 1)],
+                refusal=_refusal_info(reply.refusal),
+                retrieval_query=reply.query or None,
             )
 
     async def open_stream(self, request: ChatCompletionRequest) -> "SSEStream":
@@ -162,42 +171,38 @@ class RagService:
         Everything that can fail before the first token fails here, while an HTTP status can still say so (a
         backend that is down is a 503, not a 200 with an error inside). Later failures become an error event.
         """
-        question = self._check_chat(request)
+        conversation = self._check_chat(request)
         started = time.perf_counter()
         state = self.holder.acquire()
         try:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
 
-            async def first_delta() -> tuple[RagStream, StreamDelta]:
-                stream = await state.chain.astream(question, request.k, request.mode, sampling)
+            async def first_delta() -> tuple[ChatStream, StreamDelta | None]:
+                stream = await state.engine.stream(conversation, request.k, request.mode, sampling)
                 try:
-                    return stream, await anext(stream.deltas)
+                    return stream, await anext(stream.deltas, None)
                 except BaseException:
                     await stream.deltas.aclose()
                     raise
 
             stream, first = await self._on_backend(state, first_delta)
-            deltas = stream.deltas
         except BaseException:
             self.holder.release(state)
             raise
         mode = request.mode or state.chain.mode
         self.metrics.retrieval.labels(mode).observe(stream.retrieval_s)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        sources = [Source.from_hit(i, h) for i, h in enumerate(stream.sources, 1)]
         done = _Once(lambda: self.holder.release(state))
-        frames = self._frames(state, deltas, first, sources, started, stream.retrieval_s, include_usage, done)
-        return SSEStream(frames, deltas, done)
+        frames = self._frames(state, stream, first, started, include_usage, done)
+        return SSEStream(frames, stream.deltas, done)
 
     async def _frames(
         self,
         state: ReleaseState,
-        deltas: AsyncIterator[StreamDelta],
-        first: StreamDelta,
-        sources: list[Source],
+        stream: ChatStream,
+        first: StreamDelta | None,
         started: float,
-        retrieval_s: float,
         include_usage: bool,
         done: Callable[[], None],
     ) -> AsyncIterator[bytes]:
@@ -205,9 +210,10 @@ class RagService:
         generation_started = time.perf_counter()
         finish_reason, prompt_tokens, completion_tokens = None, None, None
         first_token_seen = False
+        deltas = stream.deltas
         try:
             yield frames.role()
-            delta: StreamDelta | None = first
+            delta = first
             while delta is not None:
                 if delta.text:
                     if not first_token_seen:
@@ -219,12 +225,15 @@ class RagService:
                 if delta.completion_tokens is not None:
                     completion_tokens = delta.completion_tokens
                 delta = await anext(deltas, None)
-            yield frames.finish(finish_reason or "stop", sources)
+            sources = [Source.from_hit(i, h) for i, h in enumerate(stream.sources, 1)]
+            if stream.refusal is not None:
+                finish_reason, sources = stream.refusal.finish_reason, []  # withheld: no sources to show
+            yield frames.finish(finish_reason or "stop", sources, _refusal_info(stream.refusal), stream.query or None)
             if include_usage and prompt_tokens is not None and completion_tokens is not None:
                 yield frames.usage(Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                          total_tokens=prompt_tokens + completion_tokens))
             yield sse_frame("[DONE]")
-            self._observe(None, retrieval_s, time.perf_counter() - generation_started,
+            self._observe(None, stream.retrieval_s, time.perf_counter() - generation_started,
                           prompt_tokens or 0, completion_tokens or 0)
         except Exception as e:  # noqa: BLE001 - whatever it is, the client must learn the stream failed
             # Headers are sent: the failure travels as an error event (what vLLM and OpenAI do); clients raise it.
@@ -259,16 +268,16 @@ class RagService:
             self.metrics.backend_errors.labels("unavailable").inc()
             raise
 
-    def _check_chat(self, request: ChatCompletionRequest) -> str:
+    def _check_chat(self, request: ChatCompletionRequest) -> Conversation:
         self._check_model(request.model)
         self._check_k(request.k)
-        question = request.question()
-        if not question.strip():
+        conversation = request.conversation()
+        if not conversation.question.strip():
             raise InvalidRequestError(
                 "messages must contain a user message with text: its last one is the question that is answered",
                 param="messages",
             )
-        return question
+        return conversation
 
     def _check_model(self, model: str) -> None:
         if model != self.config.model_name:
@@ -313,6 +322,12 @@ class RagService:
         self.metrics.generation.observe(generation_s)
         self.metrics.prompt_tokens.inc(prompt)
         self.metrics.completion_tokens.inc(completion)
+
+
+def _refusal_info(refusal: Refusal | None) -> RefusalInfo | None:
+    if refusal is None:
+        return None
+    return RefusalInfo(kind=refusal.kind, policy=refusal.policy, stage=refusal.stage, message=refusal.message)
 
 
 class _Once:

@@ -27,6 +27,7 @@ LLMOPS_DEPENDS = {
     "index": {"corpus", "provenance"},
     "llm": {"corpus", "provenance"},
     "rag": {"corpus", "index", "llm"},
+    "chat": {"corpus", "index", "llm", "rag"},  # the conversation path around the chain (serving and eval)
     "finetune": {"corpus", "index", "llm", "rag", "provenance"},
     "release": {"index", "llm", "finetune", "provenance"},
     "chat": {"corpus", "index", "llm", "rag"},

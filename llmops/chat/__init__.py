@@ -1,5 +1,5 @@
-"""Chat: the one conversation path of serving and evaluation. This package's answerability check says whether the
-documents can answer a question at all ("answer only from the documents").
+"""Chat: the one conversation path of serving and evaluation (guardrails, follow-up rewrite, answerability, history
+in the prompt) around `llmops.rag.chain.RagChain`.
 
 The re-exports below are lazy (`llmops.exports`): importing this package loads no model library.
 """
@@ -9,6 +9,9 @@ from llmops.exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "conversation": ("Conversation", "Turn"),
+        "rewrite": ("QueryRewriter", "Rewrite"),
+        "engine": ("ChatEngine", "ChatReply", "ChatStream", "Refusal"),
         "answerability": ("Answerability", "AnswerabilityCheck"),
     },
 )

@@ -61,6 +61,8 @@ class QAExample:
     gold_doc_id: str | None = None  # the document the question was written on, when known (SQuAD contexts)
     lang: str = "en"
     reference_contexts: tuple[str, ...] = ()  # passages that support the answer (JSONL eval sets may give them)
+    # earlier turns of a conversation, (role, text) oldest first: the question is a follow-up (conversational QA)
+    history: tuple[tuple[str, str], ...] = ()
     # False: the documents do not answer it (SQuAD 2.0 `is_impossible`, JSONL `"answerable": false`); such questions
     # measure abstention ("not in the documents") and are left out of retrieval and answer metrics.
     answerable: bool = True

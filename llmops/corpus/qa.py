@@ -1,7 +1,10 @@
 """QA sets, read and written in one place: SQuAD-format JSON, or JSONL with `question`, `answers` and optional
-`id` (or `qid`), `gold_doc_id`, `lang`, `reference_contexts`, `answerable` (default true; `false` marks a question
-the documents do not answer, with no answers). The pipeline's own qa.jsonl (`write_qa`) is that
-JSONL with every field set, so the same reader reads eval sets and the ingest stage's output."""
+`id` (or `qid`), `gold_doc_id`, `lang`, `reference_contexts`, `history`, `answerable` (default true; `false` marks a
+question the documents do not answer, with no answers). The pipeline's own qa.jsonl (`write_qa`) is that JSONL with
+every field set, so the same reader reads eval sets and the ingest stage's output.
+
+Conversational QA: `history` holds the earlier turns as OpenAI messages (`[{"role": "user", "content": ...},
+{"role": "assistant", "content": ...}]`, oldest first) and `question` is the follow-up that is scored."""
 
 from __future__ import annotations
 
@@ -54,6 +57,7 @@ def _load_jsonl(path: Path) -> list[QAExample]:
             references = rec.get("reference_contexts", [])
             if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
                 raise EvalDataError(f"{path} line {n}: `reference_contexts` must be a list of strings")
+            history = _history(rec.get("history", []), path, n)
             out.append(
                 QAExample(
                     qid=str(rec.get("qid") or rec.get("id") or content_id(f"{path.name}:{n}:{question}")),
@@ -63,6 +67,7 @@ def _load_jsonl(path: Path) -> list[QAExample]:
                     lang=rec.get("lang") or detect_lang(question),
                     reference_contexts=tuple(references),
                     answerable=answerable,
+                    history=history,
                 )
             )
     if not out:
@@ -70,8 +75,23 @@ def _load_jsonl(path: Path) -> list[QAExample]:
     return out
 
 
+def _history(turns, path: Path, line: int) -> tuple[tuple[str, str], ...]:
+    ok = isinstance(turns, list) and all(
+        isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
+        for t in turns
+    )
+    if not ok:
+        raise EvalDataError(
+            f"{path} line {line}: `history` must be a list of {{\"role\": \"user\" | \"assistant\", \"content\": "
+            "string}} objects, oldest first"
+        )
+    return tuple((t["role"], t["content"]) for t in turns)
+
+
 def write_qa(examples: list[QAExample], path: Path) -> None:
     """JSONL, one QAExample a line with every field (what `read_qa` reads back unchanged)."""
     with open(path, "w", encoding="utf-8") as f:
         for ex in examples:
-            f.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
+            record = asdict(ex)
+            record["history"] = [{"role": role, "content": text} for role, text in ex.history]
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")

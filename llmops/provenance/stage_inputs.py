@@ -72,7 +72,7 @@ STAGES: dict[str, Stage] = {
     # eval.qa_path: training questions that are also eval questions are refused (no leak into the eval set).
     "finetune": Stage((*_OUT, *_RETRIEVER, *_GENERATION, "finetune", "eval.qa_path"), ("llmops.finetune.stage",)),
     "evaluate": Stage(
-        (*_OUT, *_RETRIEVER, *_GENERATION, "eval.max_samples", "eval.metrics"),
+        (*_OUT, *_RETRIEVER, *_GENERATION, "chat", "eval.max_samples", "eval.metrics"),
         ("eval.stage",),
     ),
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Mapping, Sequence
 
 from llmops.config import LLMConfig, PipelineConfig, SamplingConfig
 from llmops.errors import ConfigError, ContextLengthError
@@ -104,9 +104,17 @@ class RagChain:
         """The tokens a prompt's messages may take with `sampling` (the chain's own by default)."""
         return prompt_budget(self.max_model_len, (sampling or self.sampling).max_tokens, self.template_overhead)
 
-    def fit_prompt(self, question: str, hits: Sequence[SearchHit], sampling: SamplingConfig | None = None) -> Prompt:
-        """The one way a prompt is made: the template with as many contexts as fit `prompt_budget` (the
-        lowest-ranked are dropped); ContextLengthError when even the question alone does not fit."""
+    def fit_prompt(
+        self,
+        question: str,
+        hits: Sequence[SearchHit],
+        sampling: SamplingConfig | None = None,
+        history: Sequence[Mapping[str, str]] = (),
+        history_fraction: float = 0.0,
+    ) -> Prompt:
+        """The one way a prompt is made: the template with the conversation's most recent turns (`history`, at most
+        `history_fraction` of the budget) and as many contexts as fit `prompt_budget` (the lowest-ranked are
+        dropped); ContextLengthError when even the question alone does not fit."""
         sampling = sampling or self.sampling
         budget = self.prompt_budget(sampling)
         if budget <= 0:
@@ -115,7 +123,7 @@ class RagChain:
                 f"{self.max_model_len} tokens",
                 param="max_tokens",
             )
-        prompt = self.prompts.build(question, hits, budget)
+        prompt = self.prompts.build(question, hits, budget, history, int(budget * history_fraction))
         if prompt.tokens is not None and prompt.tokens > budget:
             raise ContextLengthError(
                 f"the question needs {prompt.tokens} prompt tokens with no context at all, but the model's context of "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from llmops.config import PromptConfig, PromptTemplateConfig
 from llmops.corpus.lang import detect_lang
@@ -30,6 +30,7 @@ class Prompt:
     lang: str
     contexts: tuple[SearchHit, ...]  # the hits that made it into the prompt, in order ([1], [2], ...)
     tokens: int | None = None  # the messages' content tokens, when a budget was fitted with a tokenizer
+    history_turns: int = 0  # earlier conversation messages kept between the system message and the question
 
 
 class PromptBuilder:
@@ -45,24 +46,53 @@ class PromptBuilder:
         return lang, self.config.templates[lang]
 
     def build(
-        self, question: str, hits: Sequence[SearchHit], max_prompt_tokens: int | None = None
+        self,
+        question: str,
+        hits: Sequence[SearchHit],
+        max_prompt_tokens: int | None = None,
+        history: Sequence[Mapping[str, str]] = (),
+        history_tokens: int | None = None,
     ) -> Prompt:
-        """Messages for one question. With a token budget, the lowest-ranked contexts are dropped to fit."""
+        """Messages for one question: the system message, the earlier turns of the conversation (`history`, OpenAI
+        messages, oldest first), then the contexts and the question. With a token budget, the oldest turns are
+        dropped until the history takes at most `history_tokens`, then the lowest-ranked contexts until it all fits."""
         lang, template = self.template_for(question)
+        delimiters = _delimiter_pattern(template.context)
+        turns = self._fit_history(history, history_tokens, delimiters)
         kept = list(hits)
         while True:
-            messages = self._messages(template, question, kept)
+            messages = self._messages(template, question, kept, turns, delimiters)
             if max_prompt_tokens is None or self.count_tokens is None:
-                return Prompt(messages=messages, lang=lang, contexts=tuple(kept))
+                return Prompt(messages=messages, lang=lang, contexts=tuple(kept), history_turns=len(turns))
             tokens = sum(self.count_tokens(m["content"]) for m in messages)
             if tokens <= max_prompt_tokens or not kept:
                 # The count goes with the prompt: callers check the budget without tokenizing it again.
-                return Prompt(messages=messages, lang=lang, contexts=tuple(kept), tokens=tokens)
+                return Prompt(messages=messages, lang=lang, contexts=tuple(kept), tokens=tokens, history_turns=len(turns))
             kept.pop()
 
+    def _fit_history(
+        self, history: Sequence[Mapping[str, str]], max_tokens: int | None, delimiters: re.Pattern[str]
+    ) -> list[dict[str, str]]:
+        """The most recent turns that fit `max_tokens`, starting with a user turn (chat templates expect a user
+        message after the system one). The turns are escaped like the question: they are the user's text too."""
+        turns = [{"role": t["role"], "content": _escape_text(t["content"], delimiters)} for t in history]
+        if max_tokens is not None and self.count_tokens is not None:
+            sizes = [self.count_tokens(t["content"]) for t in turns]
+            while turns and sum(sizes) > max_tokens:
+                turns.pop(0)
+                sizes.pop(0)
+        while turns and turns[0]["role"] != "user":
+            turns.pop(0)
+        return turns
+
     @staticmethod
-    def _messages(template: PromptTemplateConfig, question: str, hits: Sequence[SearchHit]) -> list[dict[str, str]]:
-        delimiters = _delimiter_pattern(template.context)
+    def _messages(
+        template: PromptTemplateConfig,
+        question: str,
+        hits: Sequence[SearchHit],
+        history: Sequence[dict[str, str]],
+        delimiters: re.Pattern[str],
+    ) -> list[dict[str, str]]:
         blocks = [
             template.context.format(
                 index=i,
@@ -74,7 +104,7 @@ class PromptBuilder:
         ]
         # The question is the user's text: escaped like chunk text, or it could forge a context block of its own.
         user = template.user.format(contexts="\n\n".join(blocks), question=_escape_text(question.strip(), delimiters))
-        return [{"role": "system", "content": template.system}, {"role": "user", "content": user}]
+        return [{"role": "system", "content": template.system}, *history, {"role": "user", "content": user}]
 
 
 def prompt_budget(max_model_len: int, max_tokens: int, template_overhead: int) -> int:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from llmops.config import PipelineConfig, PromptConfig, RetrievalConfig, SamplingConfig
+from llmops.chat.engine import ChatEngine
+from llmops.config import PipelineConfig
 from llmops.errors import BackendUnavailableError, GenerationError, RegistryError
 from llmops.index.retriever import Retriever
 from llmops.llm.runtime import adapter_model_name
@@ -30,14 +31,25 @@ __all__ = ["ReleaseLoader", "served_adapter_name"]
 log = logging.getLogger("llmops.serving")
 
 
-def _section(release: Release, name: str, model, default):
-    """A config section as the release was evaluated with it; the serving config's when the release has none."""
+# The config sections a release is served with as it was evaluated (its `config`): prompt, decoding, retrieval and
+# the chat path. The rest (llm, serving, artifacts) is the server's own.
+RELEASE_SECTIONS = ("sampling", "prompt", "retrieval", "chat")
+
+
+def release_config(release: Release, config: PipelineConfig) -> PipelineConfig:
+    """The serving config with the release's own `RELEASE_SECTIONS`, each as the release was evaluated with it (the
+    serving config's where the release records none)."""
+    return config.model_copy(update={name: _section(release, name, config) for name in RELEASE_SECTIONS})
+
+
+def _section(release: Release, name: str, config: PipelineConfig):
+    default = getattr(config, name)
     data = release.config.get(name) if isinstance(release.config, dict) else None
     if data is None:
         log.info("release %s records no %s section; using the serving config's", release.release, name)
         return default
     try:
-        return model.model_validate(data)
+        return type(default).model_validate(data)
     except ValidationError as e:
         raise RegistryError(f"release {release.release}: its config's {name} section is invalid: {e}") from None
 
@@ -94,21 +106,20 @@ class ReleaseLoader:
                 await self.register_adapter(name, path)
 
         client = await asyncio.to_thread(self._client, adapter_dir, adapter_name)
-        sampling = _section(release, "sampling", SamplingConfig, self.config.sampling)
-        prompt = _section(release, "prompt", PromptConfig, self.config.prompt)
-        retrieval = _section(release, "retrieval", RetrievalConfig, self.config.retrieval)
+        cfg = release_config(release, self.config)
         chain = RagChain(
             retriever,
             client,
-            PromptBuilder(prompt, count_tokens=client.count_tokens),
-            sampling,
-            k=retrieval.k,
-            mode=retrieval.mode,
+            PromptBuilder(cfg.prompt, count_tokens=client.count_tokens),
+            cfg.sampling,
+            k=cfg.retrieval.k,
+            mode=cfg.retrieval.mode,
             max_model_len=self.llm.max_model_len,
             template_overhead=await asyncio.to_thread(self._template_overhead, client),
             retrieval_batch_size=self.config.serving.retrieval_batch_size,
         )
-        return ReleaseState(release=release, chain=chain, adapter_name=adapter_name, reregister=reregister)
+        engine = ChatEngine.from_config(cfg, chain)
+        return ReleaseState(release=release, engine=engine, adapter_name=adapter_name, reregister=reregister)
 
     def _client(self, adapter_dir: Path | None, adapter_name: str | None):
         from llmops.llm.runtime import make_client

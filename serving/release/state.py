@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
+from llmops.chat.engine import ChatEngine
 from llmops.errors import NotReadyError
 from llmops.index.retriever import Retriever
 from llmops.rag.chain import RagChain
@@ -27,7 +28,7 @@ class ReleaseState:
     """One loaded release. `active` counts the requests running on it; `idle` is set while there are none."""
 
     release: Release
-    chain: RagChain
+    engine: ChatEngine  # the chat path around the release's RAG chain
     adapter_name: str | None = None  # the name vLLM serves the adapter under; None: base model or in-process
     # Registers the adapter with the backend again (after a vLLM restart, runtime-loaded adapters are gone).
     reregister: Callable[[], Awaitable[None]] | None = None
@@ -41,6 +42,10 @@ class ReleaseState:
     @property
     def release_id(self) -> str:
         return self.release.release
+
+    @property
+    def chain(self) -> RagChain:
+        return self.engine.chain
 
     @property
     def retriever(self) -> Retriever:

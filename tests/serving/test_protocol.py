@@ -26,9 +26,12 @@ def test_question_is_the_last_user_message_with_text_parts_joined():
             {"role": "user", "content": [{"type": "text", "text": "second "}, {"type": "text", "text": "question"}]},
         ],
     })
-    assert req.question() == "second question"
+    conversation = req.conversation()
+    assert conversation.question == "second question"
+    # the client's system message is dropped (the release's template writes it); the turns before are the history
+    assert [(t.role, t.content) for t in conversation.history] == [("user", "first question"), ("assistant", "an answer")]
     assert ChatCompletionRequest.model_validate(request() | {"messages": [{"role": "system", "content": "x"}]}
-                                                ).question() == ""
+                                                ).conversation().question == ""
 
 
 def test_openai_fields_and_rag_extras():
