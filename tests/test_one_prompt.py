@@ -109,6 +109,7 @@ def config(tmp: Path, backend_url: str, max_model_len: int) -> PipelineConfig:
             "embedding": {"model": MINILM, "shard_size": 16},
             "chunking": {"max_tokens": 128, "overlap_tokens": 24},
             "retrieval": {"k": 4, "mode": "hybrid", "fusion": {"dense_weight": 0.5}},  # fixed: no calibration split
+            "answerability": {"threshold": 0.0},  # fixed threshold: no calibration split
             "eval": {"qa_path": str(REPO_ROOT / "examples/quickstart/qa.jsonl"),
                      "metrics": {"bleu": True, "rouge": False, "ragas": {"enabled": False}}},
             "artifacts": {"root": str(tmp / "artifacts")},

@@ -121,8 +121,11 @@ class ChatEngine:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, chain: RagChain) -> "ChatEngine":
-        """The engine of a release (serving) or an eval run: the config's `chat` section around `chain`."""
-        return cls(chain, cfg.chat)
+        """The engine of a release (serving) or an eval run: the config's `chat` section around `chain`, and the
+        answerability check with the threshold its index resolved (`answerability.enabled: false`: none)."""
+        from llmops.chat.answerability import Answerability
+
+        return cls(chain, cfg.chat, answerability=Answerability.for_retriever(chain.retriever, cfg.answerability))
 
     @property
     def sampling(self) -> SamplingConfig:

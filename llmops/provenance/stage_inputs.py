@@ -66,13 +66,14 @@ STAGES: dict[str, Stage] = {
          "eval.ks", "eval.max_questions", *_ANSWERABILITY_THRESHOLD),
         ("llmops.index.build",),
     ),
-    # retrieval_eval and evaluate leave out the calibration questions the index's fusion weight was tuned on; they
+    # retrieval_eval and evaluate leave out the calibration questions the index tuned on (fusion weight, answerability
+    # threshold); they
     # take the share from the index's manifest, not from eval.calibration_fraction (which the index version covers).
     "retrieval_eval": Stage((*_OUT, *_RETRIEVER, "eval.ks", "eval.max_questions"), ("eval.retrieval",)),
     # eval.qa_path: training questions that are also eval questions are refused (no leak into the eval set).
     "finetune": Stage((*_OUT, *_RETRIEVER, *_GENERATION, "finetune", "eval.qa_path"), ("llmops.finetune.stage",)),
     "evaluate": Stage(
-        (*_OUT, *_RETRIEVER, *_GENERATION, "chat", "eval.max_samples", "eval.metrics"),
+        (*_OUT, *_RETRIEVER, *_GENERATION, "chat", "answerability", "eval.max_samples", "eval.metrics"),
         ("eval.stage",),
     ),
 }
