@@ -105,6 +105,10 @@ def _index_section(manifest: IndexManifest, stats: dict) -> str:
         "lexical": "disabled" if manifest.lexical is None else f"BM25, tokenizer {manifest.lexical.tokenizer}",
         "default retrieval": f"{manifest.retrieval.mode}, k={manifest.retrieval.k}",
         "fusion": f"{fusion.method}, dense weight {fusion.dense_weight} ({fusion.chosen_by})",
+        "answerability threshold": (
+            "none recorded (index from before answerability)" if manifest.answerability is None
+            else f"{manifest.answerability.threshold} ({manifest.answerability.chosen_by})"
+        ),
         "chunks / vectors": f"{manifest.counts.chunks} / {manifest.counts.vectors}",
         "vectors: embedded in this run / from the embedding cache / reused shard files": (
             f"{stats.get('computed', 0)} / {stats.get('cached', 0)} / {stats.get('reused', 0)}"
