@@ -34,6 +34,7 @@ __all__ = [
     "EvalConfig",
     "SquadSource",
     "ServingConfig",
+    "SessionsConfig",
     "load_config",
     "parse_config",
 ]
@@ -548,6 +549,59 @@ class ArtifactsConfig(_Strict):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+class SessionsConfig(_Strict):
+    """Server-side conversations and feedback (serving/sessions/): where they are kept and how much of each."""
+
+    store: Literal["sqlite", "redis", "off"] = Field(
+        default="sqlite",
+        description="sqlite: one local file (one host; several workers share it); redis: several replicas; "
+        "off: no sessions, no feedback (those routes answer 503)",
+    )
+    sqlite_path: str | None = Field(
+        default=None, description="the SQLite file (a local path); None = <artifacts.root>/serving/sessions.db, "
+        "which must then be a local folder"
+    )
+    redis_url_env: str = Field(
+        default="LLMOPS_REDIS_URL",
+        description="environment variable holding the Redis URL (redis://[:password@]host:port/db): URLs carry "
+        "passwords, so the config names the variable, not the URL",
+    )
+    key_prefix: str = Field(default="llmops:", description="Redis key prefix (several deployments on one Redis)")
+    redis_timeout_s: float = Field(
+        default=2.0, gt=0, description="Redis connect and reply timeout: a Redis that is down answers 503 this fast"
+    )
+    ttl_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0,
+        description="a session (and an answer's right to feedback) expires this long after its last write",
+    )
+    max_turns: int = Field(default=50, ge=1, description="turns kept per session; the oldest are dropped beyond it")
+    max_chars: int = Field(
+        default=100_000, ge=1,
+        description="characters kept per session, all turns together; the oldest turns are dropped beyond it",
+    )
+
+    @model_validator(mode="after")
+    def _local_sqlite_path(self) -> "SessionsConfig":
+        if self.sqlite_path is not None and "://" in self.sqlite_path:
+            raise ValueError(
+                f"sqlite_path must be a local file path, got {self.sqlite_path!r}: SQLite cannot live in an object "
+                "store (use store: redis for several replicas)"
+            )
+        return self
+
+    def sqlite_file(self, artifacts_root: str) -> Path:
+        """The SQLite file: `sqlite_path`, or under a local `artifacts.root`."""
+        if self.sqlite_path is not None:
+            return Path(self.sqlite_path)
+        if "://" in artifacts_root:
+            raise ConfigError(
+                "serving.sessions.sqlite_path",
+                [f"artifacts.root {artifacts_root!r} is not a local folder, so the session store needs its own file: "
+                 "set serving.sessions.sqlite_path to a local path (or store: redis / off)"],
+            )
+        return Path(artifacts_root) / "serving" / "sessions.db"
+
+
 class ServingConfig(_Strict):
     host: str = Field(default="127.0.0.1", description="interface the RAG API listens on (0.0.0.0 in containers)")
     port: int = Field(default=8000, ge=1, le=65535, description="RAG API port")
@@ -615,6 +669,13 @@ class ServingConfig(_Strict):
         description="the most concurrent requests' questions searched in one batch (one embedding pass); a request "
         "never waits for a batch to fill, only for the search running when it arrived",
     )
+    api_keys_env: str = Field(
+        default="LLMOPS_API_KEYS",
+        description="environment variable holding the API keys (comma-separated) every /v1/* request must bring "
+        "as `Authorization: Bearer <key>`; unset or empty = open API, every caller is owner `anonymous`. Sessions "
+        "and feedback belong to the caller's key",
+    )
+    sessions: SessionsConfig = SessionsConfig()
 
 
 class PipelineConfig(_Strict):
@@ -682,6 +743,8 @@ class PipelineConfig(_Strict):
             ),
             "finetune": self.finetune.model_copy(update={"train_path": absolute(self.finetune.train_path)}),
             "gates": self.gates.model_copy(update={"baseline_report": absolute(self.gates.baseline_report)}),
+            "serving": self.serving.model_copy(update={"sessions": self.serving.sessions.model_copy(
+                update={"sqlite_path": absolute(self.serving.sessions.sqlite_path)})}),
         }
         if self.llm is not None:
             update["llm"] = self.llm.model_copy(update={"model": model_ref(self.llm.model)})

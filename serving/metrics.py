@@ -57,6 +57,10 @@ class ServingMetrics:
             multiprocess_mode="liveall",
         )
         self.reloads = Counter("llmops_release_reloads", "release swaps and failed loads", ["result"], registry=r)
+        self.session_store_errors = Counter(
+            "llmops_session_store_errors", "session store failures by store and operation", ["store", "operation"],
+            registry=r,
+        )
 
     def set_release(self, release, previous=None) -> None:
         if previous is not None and _release_labels(previous) != _release_labels(release):

@@ -8,6 +8,7 @@ Errors are raised in the `llmops.errors` vocabulary; `serving/app.py` maps them 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
@@ -21,6 +22,7 @@ from llmops.errors import (
 from llmops.llm.client import StreamDelta
 from llmops.chat.conversation import Conversation
 from llmops.chat.engine import ChatStream, Refusal
+from serving.auth import ANONYMOUS
 from serving.errors import error_info
 from serving.metrics import ServingMetrics
 from serving.protocol import (
@@ -42,6 +44,8 @@ from serving.protocol import (
     completion_id,
 )
 from serving.release import ReleaseHolder, ReleaseState
+from serving.sessions.memory import ChatMemory
+from serving.sessions.store import DisabledSessionStore, SessionStore
 
 __all__ = ["ChunkFrames", "RagService", "SSEStream", "sse_frame"]
 
@@ -83,10 +87,10 @@ class ChunkFrames:
 
     def finish(
         self, finish_reason: str, sources: list[Source], refusal: RefusalInfo | None = None,
-        retrieval_query: str | None = None,
+        retrieval_query: str | None = None, session_id: str | None = None,
     ) -> bytes:
         return sse_frame(self._body(DeltaMessage(), finish_reason, sources=sources, refusal=refusal,
-                                    retrieval_query=retrieval_query))
+                                    retrieval_query=retrieval_query, session_id=session_id))
 
     def usage(self, usage: Usage) -> bytes:
         """OpenAI's shape: one last chunk with no choices and the usage."""
@@ -95,10 +99,14 @@ class ChunkFrames:
 
 
 class RagService:
-    def __init__(self, holder: ReleaseHolder, config: ServingConfig, metrics: ServingMetrics | None = None):
+    def __init__(
+        self, holder: ReleaseHolder, config: ServingConfig, metrics: ServingMetrics | None = None,
+        sessions: SessionStore | None = None,
+    ):
         self.holder = holder
         self.config = config
         self.metrics = metrics or ServingMetrics()
+        self.memory = ChatMemory(sessions or DisabledSessionStore())
         self.started_at = int(time.time())
 
     # ------------------------------------------------------------------------------------------------- models
@@ -138,20 +146,25 @@ class RagService:
 
     # ------------------------------------------------------------------------------------------------- chat
 
-    async def chat(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+    async def chat(self, request: ChatCompletionRequest, owner: str = ANONYMOUS) -> ChatCompletionResponse:
+        """`owner`: the caller's key (its hash), whose session it continues and whose answer it records."""
         conversation = self._check_chat(request)
+        opened = await self.memory.open(owner, conversation, request.session_id, bool(request.store))
         async with self.holder.use() as state:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
             reply = await self._on_backend(
-                state, lambda: state.engine.respond(conversation, request.k, request.mode, sampling)
+                state, lambda: state.engine.respond(opened.conversation, request.k, request.mode, sampling)
             )
             g = reply.generation
             prompt_tokens, completion_tokens = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
             self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else None,
                           prompt_tokens, completion_tokens)
+            answer_id = completion_id()
+            await self.memory.remember(owner, opened.session_id, conversation.question, reply.text, answer_id,
+                                       state.release_id)
             return ChatCompletionResponse(
-                id=completion_id(),
+                id=answer_id,
                 model=self.config.model_name,
                 system_fingerprint=state.release_id,
                 choices=[Choice(message=ResponseMessage(content=reply.text), finish_reason=reply.finish_reason)],
@@ -163,9 +176,10 @@ class RagService:
                 sources=[Source.from_hit(i, h) for i, h in enumerate(reply.sources, 1)],
                 refusal=_refusal_info(reply.refusal),
                 retrieval_query=reply.query or None,
+                session_id=opened.session_id,
             )
 
-    async def open_stream(self, request: ChatCompletionRequest) -> "SSEStream":
+    async def open_stream(self, request: ChatCompletionRequest, owner: str = ANONYMOUS) -> "SSEStream":
         """Validate, retrieve, and wait for the backend's first delta; then return the SSE frames.
 
         Everything that can fail before the first token fails here, while an HTTP status can still say so (a
@@ -173,13 +187,14 @@ class RagService:
         """
         conversation = self._check_chat(request)
         started = time.perf_counter()
+        opened = await self.memory.open(owner, conversation, request.session_id, bool(request.store))
         state = self.holder.acquire()
         try:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
 
             async def first_delta() -> tuple[ChatStream, StreamDelta | None]:
-                stream = await state.engine.stream(conversation, request.k, request.mode, sampling)
+                stream = await state.engine.stream(opened.conversation, request.k, request.mode, sampling)
                 try:
                     return stream, await anext(stream.deltas, None)
                 except BaseException:
@@ -194,7 +209,8 @@ class RagService:
         self.metrics.retrieval.labels(mode).observe(stream.retrieval_s)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         done = _Once(lambda: self.holder.release(state))
-        frames = self._frames(state, stream, first, started, include_usage, done)
+        remember = functools.partial(self.memory.remember, owner, opened.session_id, conversation.question)
+        frames = self._frames(state, stream, first, started, include_usage, done, opened.session_id, remember)
         return SSEStream(frames, stream.deltas, done)
 
     async def _frames(
@@ -205,8 +221,14 @@ class RagService:
         started: float,
         include_usage: bool,
         done: Callable[[], None],
+        session_id: str | None,
+        remember: Callable[[str, str, str], Awaitable[None]],
     ) -> AsyncIterator[bytes]:
-        frames = ChunkFrames(completion_id(), int(time.time()), self.config.model_name, state.release_id)
+        """The SSE frames; a completed stream is remembered (`remember(answer, answer_id, release)`) before
+        `[DONE]`, so a client that saw `[DONE]` finds it in its session."""
+        answer_id = completion_id()
+        frames = ChunkFrames(answer_id, int(time.time()), self.config.model_name, state.release_id)
+        answer: list[str] = []
         generation_started = time.perf_counter()
         finish_reason, prompt_tokens, completion_tokens = None, None, None
         first_token_seen = False
@@ -219,6 +241,7 @@ class RagService:
                     if not first_token_seen:
                         first_token_seen = True
                         self.metrics.ttft.observe(time.perf_counter() - started)
+                    answer.append(delta.text)
                     yield frames.content(delta.text)
                 finish_reason = delta.finish_reason or finish_reason
                 prompt_tokens = delta.prompt_tokens if delta.prompt_tokens is not None else prompt_tokens
@@ -228,10 +251,13 @@ class RagService:
             sources = [Source.from_hit(i, h) for i, h in enumerate(stream.sources, 1)]
             if stream.refusal is not None:
                 finish_reason, sources = stream.refusal.finish_reason, []  # withheld: no sources to show
-            yield frames.finish(finish_reason or "stop", sources, _refusal_info(stream.refusal), stream.query or None)
+            yield frames.finish(finish_reason or "stop", sources, _refusal_info(stream.refusal), stream.query or None,
+                                session_id)
             if include_usage and prompt_tokens is not None and completion_tokens is not None:
                 yield frames.usage(Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                          total_tokens=prompt_tokens + completion_tokens))
+            text = stream.refusal.message if stream.refusal is not None else "".join(answer).strip()
+            await remember(text, answer_id, state.release_id)
             yield sse_frame("[DONE]")
             # no prompt: refused before generation (input guardrail, not in the documents), nothing was generated
             self._observe(None, stream.retrieval_s,
