@@ -24,6 +24,7 @@ from llmops.storage import fetch_file
 
 __all__ = [
     "EVAL_SCHEMA_VERSION",
+    "AnswerabilitySummary",
     "EvalLineage",
     "GateCounts",
     "GateDecision",
@@ -71,6 +72,7 @@ class RetrievalEvalReport(_Record):
     status: str = "measured"  # "not measured: <why>" when there was no eval set
     questions: int = 0
     excluded_calibration_questions: int = 0
+    excluded_unanswerable_questions: int = 0  # the documents do not answer them: no chunk is relevant
     primary_metric: str | None = None
     default_mode: str | None = None
     fusion: FusionSection | None = None  # the index's, as its manifest records it
@@ -134,6 +136,18 @@ class EvalLineage(_Record):
     libraries: dict[str, str] = {}
 
 
+class AnswerabilitySummary(_Record):
+    """The answerability check of an eval run: its threshold (the index manifest's) and what it refused."""
+
+    enabled: bool
+    threshold: float | None = None  # None when disabled
+    threshold_from: str | None = None  # config | calibrated | fallback
+    answerable_questions: int
+    unanswerable_questions: int
+    refused_answerable: int
+    refused_unanswerable: int
+
+
 class RagEvalReport(_Record):
     schema_version: int = EVAL_SCHEMA_VERSION
     kind: Literal["rag_eval"] = "rag_eval"
@@ -149,6 +163,8 @@ class RagEvalReport(_Record):
     seconds: float
     generation_seconds: float
     retrieval: RetrievalEvalReport | None = None
+    # answer metrics score the answerable questions only; the unanswerable ones measure abstention
+    answerability: AnswerabilitySummary | None = None  # None: a report from before answerability
     config: dict  # the config the stage read (llmops.provenance.stage_inputs.config_record)
     lineage: EvalLineage
     samples: str | None = None  # the per-sample parquet beside report.json, once stored

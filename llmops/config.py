@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from llmops.errors import ConfigError
 
 __all__ = [
+    "AnswerabilityConfig",
     "ArtifactsConfig",
     "ChatConfig",
     "ChunkingConfig",
@@ -605,6 +606,48 @@ class EvalConfig(_Strict):
     metrics: MetricsConfig = MetricsConfig()
 
 
+DEFAULT_NOT_IN_DOCUMENTS = {
+    "en": "I cannot answer that from the provided documents: none of them is about it.",
+    "ja": "提供された文書にはその質問に答える情報が見つかりませんでした。",
+}
+
+
+class AnswerabilityConfig(_Strict):
+    """"Answer only from the documents": a question whose best dense match in the index scores below the threshold
+    gets `messages` instead of a generated answer (serving and evaluation alike)."""
+
+    enabled: bool = True
+    threshold: float | Literal["auto"] = Field(
+        default="auto",
+        description="lowest best-match cosine similarity (query vs. the index's chunks) that counts as answerable; "
+        "`auto` calibrates it at index time on the eval set's calibration split",
+    )
+    target_answerable_recall: float = Field(
+        default=0.95, gt=0, le=1,
+        description="auto: the highest threshold that keeps at least this share of the answerable calibration "
+        "questions",
+    )
+    fallback_threshold: float = Field(
+        default=0.2, ge=-1, le=1,
+        description="auto with no eval set to calibrate on: this threshold, recorded as a fallback (its right "
+        "value depends on the embedding model; about 0.2 separates off-corpus questions for MiniLM)",
+    )
+    messages: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_NOT_IN_DOCUMENTS),
+        description="the reply per language (prompt.language codes); `en` is used for languages without one",
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> "AnswerabilityConfig":
+        if isinstance(self.threshold, float) and not -1.0 <= self.threshold <= 1.0:
+            raise ValueError("threshold must be a cosine similarity between -1 and 1, or 'auto'")
+        if "en" not in self.messages:
+            raise ValueError("messages needs an `en` entry (the reply for languages without their own)")
+        if empty := [lang for lang, text in self.messages.items() if not text.strip()]:
+            raise ValueError(f"messages: empty reply for {', '.join(empty)}")
+        return self
+
+
 class ArtifactsConfig(_Strict):
     root: str = Field(
         default="artifacts",
@@ -775,6 +818,7 @@ class PipelineConfig(_Strict):
     finetune: FinetuneConfig = FinetuneConfig()
     gates: GatesConfig = GatesConfig()
     serving: ServingConfig = ServingConfig()
+    answerability: AnswerabilityConfig = Field(default_factory=AnswerabilityConfig)
 
     @model_validator(mode="after")
     def _hybrid_needs_lexical(self) -> "PipelineConfig":

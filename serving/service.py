@@ -164,7 +164,7 @@ class RagService:
             )
             g = reply.generation
             prompt_tokens, completion_tokens = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
-            self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else 0.0,
+            self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else None,
                           prompt_tokens, completion_tokens)
             answer_id = completion_id()
             self._account(answer_id, state.release_id, reply.decisions)
@@ -266,7 +266,9 @@ class RagService:
             text = stream.refusal.message if stream.refusal is not None else "".join(answer).strip()
             await remember(text, answer_id, state.release_id)
             yield sse_frame("[DONE]")
-            self._observe(None, stream.retrieval_s, time.perf_counter() - generation_started,
+            # no prompt: refused before generation (input guardrail, not in the documents), nothing was generated
+            self._observe(None, stream.retrieval_s,
+                          time.perf_counter() - generation_started if stream.prompt is not None else None,
                           prompt_tokens or 0, completion_tokens or 0)
         except Exception as e:  # noqa: BLE001 - whatever it is, the client must learn the stream failed
             # Headers are sent: the failure travels as an error event (what vLLM and OpenAI do); clients raise it.
@@ -356,10 +358,14 @@ class RagService:
             update["seed"] = request.seed
         return state.chain.sampling.model_copy(update=update)
 
-    def _observe(self, mode: str | None, retrieval_s: float, generation_s: float, prompt: int, completion: int) -> None:
+    def _observe(
+        self, mode: str | None, retrieval_s: float, generation_s: float | None, prompt: int, completion: int
+    ) -> None:
+        """`generation_s` None: the answer was refused before generation, so the generation histogram skips it."""
         if mode is not None:
             self.metrics.retrieval.labels(mode).observe(retrieval_s)
-        self.metrics.generation.observe(generation_s)
+        if generation_s is not None:
+            self.metrics.generation.observe(generation_s)
         self.metrics.prompt_tokens.inc(prompt)
         self.metrics.completion_tokens.inc(completion)
 

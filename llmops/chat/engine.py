@@ -122,10 +122,13 @@ class ChatEngine:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, chain: RagChain) -> "ChatEngine":
-        """The engine of a release (serving) or an eval run: the config's `chat` section around `chain`, with the
-        config's guardrails."""
+        """The engine of a release (serving) or an eval run: the config's `chat` section around `chain`, the config's
+        guardrails, and the answerability check with the threshold its index resolved (`enabled: false`: none)."""
+        from llmops.chat.answerability import Answerability
+
         guardrails = Guardrails.from_config(cfg.guardrails) if cfg.guardrails.enabled else None
-        return cls(chain, cfg.chat, guardrails=guardrails)
+        answerability = Answerability.for_retriever(chain.retriever, cfg.answerability)
+        return cls(chain, cfg.chat, guardrails=guardrails, answerability=answerability)
 
     @property
     def sampling(self) -> SamplingConfig:

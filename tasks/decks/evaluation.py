@@ -70,6 +70,41 @@ def _guardrails_section(report: RagEvalReport) -> Html:
     )
 
 
+def _answerability_section(report: RagEvalReport) -> Html:
+    a = report.answerability
+    if a is None:
+        return section("Answer only from the documents", Html('<p class="empty">not measured in this run</p>'))
+    if not a.enabled:
+        return section("Answer only from the documents", status_badge(None, "off (answerability.enabled: false)"))
+
+    def rate(refused: int, total: int) -> str:
+        return f"{refused} of {total}" + (f" ({refused / total:.0%})" if total else "")
+
+    return section(
+        "Answer only from the documents",
+        kv_table({
+            "threshold (best dense cosine)": a.threshold,
+            "threshold from": {"calibrated": "calibrated on the eval set's calibration split",
+                               "config": "set in the config",
+                               "fallback": "fallback_threshold: no eval set to calibrate on"}.get(
+                                   a.threshold_from or "", a.threshold_from),
+            "unanswerable refused (higher is better)": rate(a.refused_unanswerable, a.unanswerable_questions),
+            "answerable refused (lower is better)": rate(a.refused_answerable, a.answerable_questions),
+        }),
+        note="A question whose best dense match in the index scores below the threshold gets the configured "
+        "message instead of a generated answer; the threshold is the index manifest's, as served. Answer metrics "
+        "score the answerable questions only.",
+    )
+
+
+def _retrieval_cell(s: SampleRecord) -> Html:
+    if not s.answerable:
+        return status_badge(s.refused, "unanswerable: refused" if s.refused else "unanswerable: answered")
+    if s.refused:
+        return status_badge(False, "refused: not in the documents")
+    return status_badge(s.retrieval_hit, "hit" if s.retrieval_hit else "miss")
+
+
 def _sample_rows(samples: Sequence[SampleRecord], primary: str) -> list[list[object]]:
     def key(s: SampleRecord) -> float:
         v = s.scores.get(primary)
@@ -84,7 +119,7 @@ def _sample_rows(samples: Sequence[SampleRecord], primary: str) -> list[list[obj
                 s.question,
                 s.answer or "(empty)",
                 " | ".join(s.references) or "\u2014",
-                status_badge(s.retrieval_hit, "hit" if s.retrieval_hit else "miss"),
+                _retrieval_cell(s),
                 sources,
                 round(s.latency_s, 3),
                 s.completion_tokens,
@@ -131,6 +166,7 @@ def evaluation_deck(report: RagEvalReport, samples: Sequence[SampleRecord]) -> s
         _metrics_section(report),
         _guardrails_section(report),
         _retrieval_section(report),
+        _answerability_section(report),
         section(
             f"Samples, worst {primary} first",
             table(

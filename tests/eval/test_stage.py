@@ -38,6 +38,7 @@ def setup(tmp_path_factory):
             "embedding": {"model": MINILM, "shard_size": 4},
             "chunking": {"max_tokens": 64, "overlap_tokens": 8},
             "retrieval": {"k": 3, "fusion": {"dense_weight": 0.5}},  # fixed weight: no calibration split
+            "answerability": {"threshold": 0.0},  # fixed threshold: no calibration split
             "eval": {
                 "qa_path": str(qa),
                 "metrics": {"bertscore": {"model": MINILM, "num_layers": 6}},

@@ -49,7 +49,9 @@ def test_a_stage_cannot_read_a_field_its_key_does_not_cover(tmp_path, digest_cac
 
 def test_the_record_of_a_stage_config_holds_only_what_it_read(tmp_path, digest_cache):
     record = config_record(stage_config(_config(tmp_path), "evaluate"))
-    assert set(record) == {"artifacts", "retrieval", "llm", "sampling", "prompt", "chat", "guardrails", "eval"}
+    assert set(record) == {
+        "artifacts", "retrieval", "llm", "sampling", "prompt", "chat", "guardrails", "answerability", "eval"
+    }
     assert set(record["eval"]) == {"max_samples", "metrics"}  # the calibration share is the index manifest's
 
 
