@@ -24,9 +24,11 @@ from llmops.storage import fetch_file
 
 __all__ = [
     "EVAL_SCHEMA_VERSION",
+    "AnswerabilitySummary",
     "EvalLineage",
     "GateCounts",
     "GateDecision",
+    "GuardrailSummary",
     "LatencySummary",
     "MetricRecord",
     "ModeScores",
@@ -70,6 +72,7 @@ class RetrievalEvalReport(_Record):
     status: str = "measured"  # "not measured: <why>" when there was no eval set
     questions: int = 0
     excluded_calibration_questions: int = 0
+    excluded_unanswerable_questions: int = 0  # the documents do not answer them: no chunk is relevant
     primary_metric: str | None = None
     default_mode: str | None = None
     fusion: FusionSection | None = None  # the index's, as its manifest records it
@@ -112,6 +115,18 @@ class LatencySummary(_Record):
     completion_tokens_mean: float | None = None
 
 
+class GuardrailSummary(_Record):
+    """The guardrails on the eval run: answers refused (content_filter; "not in the documents" is not counted) and
+    the time the checks added per question (input and output)."""
+
+    questions: int
+    refusals: int
+    refusal_rate: float | None
+    by_policy: dict[str, int] = {}  # refusals per policy that fired
+    added_p50_s: float | None = None
+    added_p95_s: float | None = None
+
+
 class EvalLineage(_Record):
     index_version: str
     adapter_version: str | None = None
@@ -119,6 +134,18 @@ class EvalLineage(_Record):
     code_version: str
     execution_id: str | None = None
     libraries: dict[str, str] = {}
+
+
+class AnswerabilitySummary(_Record):
+    """The answerability check of an eval run: its threshold (the index manifest's) and what it refused."""
+
+    enabled: bool
+    threshold: float | None = None  # None when disabled
+    threshold_from: str | None = None  # config | calibrated | fallback
+    answerable_questions: int
+    unanswerable_questions: int
+    refused_answerable: int
+    refused_unanswerable: int
 
 
 class RagEvalReport(_Record):
@@ -132,9 +159,12 @@ class RagEvalReport(_Record):
     primary_metric: str  # samples are ranked worst-first by it
     metrics: dict[str, MetricRecord]
     latency: LatencySummary
+    guardrails: GuardrailSummary | None = None  # None in reports written before guardrails existed
     seconds: float
     generation_seconds: float
     retrieval: RetrievalEvalReport | None = None
+    # answer metrics score the answerable questions only; the unanswerable ones measure abstention
+    answerability: AnswerabilitySummary | None = None  # None: a report from before answerability
     config: dict  # the config the stage read (llmops.provenance.stage_inputs.config_record)
     lineage: EvalLineage
     samples: str | None = None  # the per-sample parquet beside report.json, once stored

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmops.index.embedding import limit_torch_threads
 from llmops.config import PipelineConfig, load_config
 from llmops.errors import AuthenticationError, BackendUnavailableError, LLMOpsError, NotReadyError
+from serving.audit import GuardrailAudit
 from serving.auth import ApiKeyAuth, ApiKeys, request_owner
 from serving.errors import RequestTooLarge, error_info
 from serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
@@ -87,7 +88,9 @@ def create_app(
         if manager is None:
             manager = _registry_manager(config, backend_url, metrics)
         app.state.manager = manager
-        app.state.service = RagService(manager.holder, serving, metrics, sessions=app.state.sessions)
+        app.state.service = RagService(
+            manager.holder, serving, metrics, GuardrailAudit(serving.audit_log), sessions=app.state.sessions
+        )
         try:
             await manager.reload()  # before accepting requests: a replica joins the load balancer ready
         except Exception as e:  # noqa: BLE001 - stay up, not ready; the watcher (or /admin/reload) tries again
@@ -233,7 +236,7 @@ def _registry_manager(config: PipelineConfig, backend_url: str | None, metrics: 
     return ReleaseManager(
         ReleaseRegistry(config.artifacts.registry_root),
         config.serving.alias,
-        ReleaseLoader(config, backend_url=backend_url),
+        ReleaseLoader(config, backend_url=backend_url, observe_guardrails=metrics.observe_guardrails),
         unload_grace_s=config.serving.adapter_unload_grace_s,
         on_swap=on_swap,
         on_failure=lambda e: metrics.reloads.labels("failed").inc(),

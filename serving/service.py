@@ -22,6 +22,7 @@ from llmops.errors import (
 from llmops.llm.client import StreamDelta
 from llmops.chat.conversation import Conversation
 from llmops.chat.engine import ChatStream, Refusal
+from serving.audit import GuardrailAudit
 from serving.auth import ANONYMOUS
 from serving.errors import error_info
 from serving.metrics import ServingMetrics
@@ -100,12 +101,17 @@ class ChunkFrames:
 
 class RagService:
     def __init__(
-        self, holder: ReleaseHolder, config: ServingConfig, metrics: ServingMetrics | None = None,
+        self,
+        holder: ReleaseHolder,
+        config: ServingConfig,
+        metrics: ServingMetrics | None = None,
+        audit: GuardrailAudit | None = None,
         sessions: SessionStore | None = None,
     ):
         self.holder = holder
         self.config = config
         self.metrics = metrics or ServingMetrics()
+        self.audit = audit or GuardrailAudit()
         self.memory = ChatMemory(sessions or DisabledSessionStore())
         self.started_at = int(time.time())
 
@@ -158,9 +164,10 @@ class RagService:
             )
             g = reply.generation
             prompt_tokens, completion_tokens = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
-            self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else 0.0,
+            self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else None,
                           prompt_tokens, completion_tokens)
             answer_id = completion_id()
+            self._account(answer_id, state.release_id, reply.decisions)
             await self.memory.remember(owner, opened.session_id, conversation.question, reply.text, answer_id,
                                        state.release_id)
             return ChatCompletionResponse(
@@ -259,7 +266,9 @@ class RagService:
             text = stream.refusal.message if stream.refusal is not None else "".join(answer).strip()
             await remember(text, answer_id, state.release_id)
             yield sse_frame("[DONE]")
-            self._observe(None, stream.retrieval_s, time.perf_counter() - generation_started,
+            # no prompt: refused before generation (input guardrail, not in the documents), nothing was generated
+            self._observe(None, stream.retrieval_s,
+                          time.perf_counter() - generation_started if stream.prompt is not None else None,
                           prompt_tokens or 0, completion_tokens or 0)
         except Exception as e:  # noqa: BLE001 - whatever it is, the client must learn the stream failed
             # Headers are sent: the failure travels as an error event (what vLLM and OpenAI do); clients raise it.
@@ -270,8 +279,15 @@ class RagService:
         finally:
             done()
             await deltas.aclose()
+            self._account(answer_id, state.release_id, stream.decisions)  # a stream cut short: what was decided
 
     # ------------------------------------------------------------------------------------------------- helpers
+
+    def _account(self, answer_id: str, release_id: str, decisions) -> None:
+        """Count every guardrail decision and write it to the audit log."""
+        for d in decisions:
+            self.metrics.guardrail_decisions.labels(d.stage, d.policy, d.action).inc()
+        self.audit.record(answer_id, release_id, decisions)
 
     async def _on_backend(self, state: ReleaseState, call: Callable[[], Awaitable[T]]) -> T:
         """Run a generation call; when the backend no longer knows the release's adapter (a restarted vLLM forgets
@@ -342,10 +358,14 @@ class RagService:
             update["seed"] = request.seed
         return state.chain.sampling.model_copy(update=update)
 
-    def _observe(self, mode: str | None, retrieval_s: float, generation_s: float, prompt: int, completion: int) -> None:
+    def _observe(
+        self, mode: str | None, retrieval_s: float, generation_s: float | None, prompt: int, completion: int
+    ) -> None:
+        """`generation_s` None: the answer was refused before generation, so the generation histogram skips it."""
         if mode is not None:
             self.metrics.retrieval.labels(mode).observe(retrieval_s)
-        self.metrics.generation.observe(generation_s)
+        if generation_s is not None:
+            self.metrics.generation.observe(generation_s)
         self.metrics.prompt_tokens.inc(prompt)
         self.metrics.completion_tokens.inc(completion)
 

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Literal, Protocol, Sequence
 from llmops.chat.conversation import Conversation
 from llmops.chat.rewrite import QueryRewriter, Rewrite
 from llmops.config import ChatConfig, PipelineConfig, SamplingConfig
+from llmops.guardrails.pipeline import Guardrails
 from llmops.index.retriever import Mode, SearchHit
 from llmops.llm.client import Generation, StreamDelta
 from llmops.rag.chain import RagChain
@@ -121,8 +122,13 @@ class ChatEngine:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, chain: RagChain) -> "ChatEngine":
-        """The engine of a release (serving) or an eval run: the config's `chat` section around `chain`."""
-        return cls(chain, cfg.chat)
+        """The engine of a release (serving) or an eval run: the config's `chat` section around `chain`, the config's
+        guardrails, and the answerability check with the threshold its index resolved (`enabled: false`: none)."""
+        from llmops.chat.answerability import Answerability
+
+        guardrails = Guardrails.from_config(cfg.guardrails) if cfg.guardrails.enabled else None
+        answerability = Answerability.for_retriever(chain.retriever, cfg.answerability)
+        return cls(chain, cfg.chat, guardrails=guardrails, answerability=answerability)
 
     @property
     def sampling(self) -> SamplingConfig:
