@@ -126,7 +126,7 @@ async function ask(question) {
     return;
   }
   settle(view, result);
-  remember(history, question, view.text);
+  if (!result.error) remember(history, question, result.refusal?.message || view.text); // a failed turn is not history
 }
 
 function settle(view, { id, finish, sources, refusal, error }) {
