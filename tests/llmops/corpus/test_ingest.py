@@ -519,6 +519,8 @@ def test_quickstart_corpus_answers_are_in_its_documents():
     assert {d.metadata["format"] for d in res.documents} == {"md", "txt", "html"}
     assert sum(d.lang == "ja" for d in res.documents) == 3
     questions = [json.loads(line) for line in (quickstart / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
-    for q in questions:
+    answerable = [q for q in questions if q.get("answerable", True)]
+    assert len(answerable) < len(questions)  # the set also holds questions the documents do not answer
+    for q in answerable:
         holders = {d.source for d in res.documents for a in q["answers"] if a in d.text}
         assert len(holders) == 1, (q["question"], holders)
