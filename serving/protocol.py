@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -43,6 +43,7 @@ __all__ = [
     "StreamOptions",
     "Usage",
     "completion_id",
+    "public_source",
 ]
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
@@ -204,8 +205,24 @@ class Source(_Response):
     end: int
 
     @classmethod
-    def from_hit(cls, index: int, hit: SearchHit) -> "Source":
-        return cls(index=index, **hit.to_dict())
+    def from_hit(cls, index: int, hit: SearchHit, roots: Sequence[str] = ()) -> "Source":
+        """`roots`: the corpus sources' paths; `source` is given relative to them (`public_source`)."""
+        return cls(index=index, **{**hit.to_dict(), "source": public_source(hit.source, roots)})
+
+
+def public_source(source: str, roots: Sequence[str]) -> str:
+    """A chunk's source as clients see it: relative to the corpus source it came from (`runbooks/failover.md`,
+    `dev.json#article=3,paragraph=1`), so the server's folders and buckets stay private; a source under no known root
+    keeps only its last path segment. Public web pages (http/https) are shown as they are."""
+    if source.startswith(("https://", "http://")):
+        return source
+    for root in sorted((r.rstrip("/") for r in roots if r.strip("/")), key=len, reverse=True):
+        rest = source[len(root):] if source.startswith(root) else None
+        if rest and rest[0] == "/":
+            return rest[1:]
+        if rest and rest[0] == "#":
+            return root.rsplit("/", 1)[-1] + rest
+    return source.rsplit("/", 1)[-1]
 
 
 class RefusalInfo(_Response):

@@ -147,7 +147,7 @@ class RagService:
                 mode=mode,
                 query=request.query,
                 retrieval_ms=round(retrieval_s * 1000, 3),
-                hits=[Source.from_hit(i, h) for i, h in enumerate(hits, 1)],
+                hits=[Source.from_hit(i, h, state.source_roots) for i, h in enumerate(hits, 1)],
             )
 
     # ------------------------------------------------------------------------------------------------- chat
@@ -180,7 +180,7 @@ class RagService:
                     completion_tokens=completion_tokens,
                     total_tokens=prompt_tokens + completion_tokens,
                 ),
-                sources=[Source.from_hit(i, h) for i, h in enumerate(reply.sources, 1)],
+                sources=[Source.from_hit(i, h, state.source_roots) for i, h in enumerate(reply.sources, 1)],
                 refusal=_refusal_info(reply.refusal),
                 retrieval_query=reply.query or None,
                 session_id=opened.session_id,
@@ -255,7 +255,7 @@ class RagService:
                 if delta.completion_tokens is not None:
                     completion_tokens = delta.completion_tokens
                 delta = await anext(deltas, None)
-            sources = [Source.from_hit(i, h) for i, h in enumerate(stream.sources, 1)]
+            sources = [Source.from_hit(i, h, state.source_roots) for i, h in enumerate(stream.sources, 1)]
             if stream.refusal is not None:
                 finish_reason, sources = stream.refusal.finish_reason, []  # withheld: no sources to show
             yield frames.finish(finish_reason or "stop", sources, _refusal_info(stream.refusal), stream.query or None,

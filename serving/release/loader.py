@@ -56,6 +56,14 @@ def _section(release: Release, name: str, config: PipelineConfig):
         raise RegistryError(f"release {release.release}: its config's {name} section is invalid: {e}") from None
 
 
+def _source_roots(release: Release, config: PipelineConfig) -> tuple[str, ...]:
+    """Where the release's documents came from: its config's corpus sources, and the serving config's."""
+    recorded = release.config.get("corpus", {}) if isinstance(release.config, dict) else {}
+    paths = [s.get("path") for s in recorded.get("sources", ()) if isinstance(s, dict)]
+    paths += [s.path for s in config.corpus.sources]
+    return tuple(dict.fromkeys(p for p in paths if isinstance(p, str) and p))
+
+
 class ReleaseLoader:
     """Turns a registry `Release` into a `ReleaseState`.
 
@@ -130,7 +138,10 @@ class ReleaseLoader:
         engine = ChatEngine.from_config(cfg, chain)
         if engine.guardrails is not None and self.observe_guardrails is not None:
             engine.guardrails = TimedGuardrails(engine.guardrails, self.observe_guardrails)
-        return ReleaseState(release=release, engine=engine, adapter_name=adapter_name, reregister=reregister)
+        return ReleaseState(
+            release=release, engine=engine, adapter_name=adapter_name, reregister=reregister,
+            source_roots=_source_roots(release, self.config),
+        )
 
     def _client(self, adapter_dir: Path | None, adapter_name: str | None):
         from llmops.llm.runtime import make_client

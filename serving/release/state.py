@@ -32,6 +32,8 @@ class ReleaseState:
     adapter_name: str | None = None  # the name vLLM serves the adapter under; None: base model or in-process
     # Registers the adapter with the backend again (after a vLLM restart, runtime-loaded adapters are gone).
     reregister: Callable[[], Awaitable[None]] | None = None
+    # The corpus sources' paths (the release's and the server's config): hits name their source relative to them.
+    source_roots: tuple[str, ...] = ()
     loaded_at: float = field(default_factory=time.time)
     active: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)

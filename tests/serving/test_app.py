@@ -50,7 +50,7 @@ def test_chat_completion_answers_with_sources_from_the_served_release(client, wo
     assert usage["completion_tokens"] <= 8 and usage["prompt_tokens"] > 0
     sources = body["sources"]
     assert [s["index"] for s in sources] == list(range(1, len(sources) + 1)) and 1 <= len(sources) <= 2
-    assert sources[0]["source"].endswith("volcano.md")  # retrieval found the right document
+    assert sources[0]["source"] == "volcano.md"  # retrieval found the right document
     assert "Etna" in " ".join(s["text"] for s in sources)
 
 
@@ -99,7 +99,7 @@ def test_search_returns_ranked_hits_without_generating(client, world):
     body = r.json()
     assert body["release"] == world.release_a.release and body["index_version"] == world.release_a.index_version
     assert [h["rank"] for h in body["hits"]] == [1, 2, 3]
-    assert body["hits"][0]["source"].endswith("rail.md") and body["retrieval_ms"] > 0
+    assert body["hits"][0]["source"] == "rail.md" and body["retrieval_ms"] > 0
 
 
 def test_models_lists_the_served_model_and_its_release(client, world):

@@ -8,7 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from llmops.index.retriever import SearchHit
-from serving.protocol import ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, DeltaMessage, SearchRequest, Source
+from serving.protocol import (
+    ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, DeltaMessage, SearchRequest, Source, public_source,
+)
 from serving.service import ChunkFrames, sse_frame
 
 
@@ -68,6 +70,19 @@ def test_search_request_needs_a_query():
 def test_source_numbers_the_hit_as_cited():
     hit = SearchHit(rank=2, score=0.5, chunk_id="c", doc_id="d", text="t", source="s.md", title="T", start=0, end=1)
     assert Source.from_hit(1, hit).model_dump() == {"index": 1, **hit.to_dict()}
+
+
+@pytest.mark.parametrize(("source", "public"), [
+    ("/srv/data/corpus/runbooks/failover.md", "runbooks/failover.md"),  # relative to its corpus folder
+    ("s3://bucket/docs/guide.md", "guide.md"),  # the longest root wins
+    ("/srv/data/squad/dev.json#article=3,paragraph=1", "dev.json#article=3,paragraph=1"),
+    ("/elsewhere/secret/notes.txt", "notes.txt"),  # under no root: the last segment only
+    ("/srv/data/corpus-old/x.md", "x.md"),  # a sibling folder is not under the root
+    ("https://example.com/faq", "https://example.com/faq"),  # public web pages as they are
+])
+def test_public_sources_hide_the_servers_paths(source, public):
+    roots = ["/srv/data/corpus/", "s3://bucket", "s3://bucket/docs", "/srv/data/squad/dev.json", ""]
+    assert public_source(source, roots) == public
 
 
 @pytest.mark.parametrize("text", ["Hel", "", ' "quoted" \\ back', "line\nbreak\ttab", "富士山 🗻", "\x00\x1f", "}}]}"])
