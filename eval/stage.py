@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from eval.conversations import summarize_conversations
 from eval.gates import evaluate_gates
 from eval.metrics import compute_metrics, metric_direction, sample_ranking_metric
 from eval.metrics.base import EvalSample, MetricValue
@@ -129,6 +130,7 @@ def evaluate_model(
         seconds=round(time.perf_counter() - start, 3),
         generation_seconds=round(generation_s, 3),
         retrieval=retrieval_report,
+        conversations=summarize_conversations(records),
         config=config_record(cfg),
         lineage=EvalLineage(
             index_version=retriever.version,

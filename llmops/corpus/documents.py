@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,6 +16,7 @@ __all__ = [
     "Document",
     "QAExample",
     "content_id",
+    "followup_query",
     "read_chunks",
     "read_documents",
     "write_chunks",
@@ -61,6 +63,20 @@ class QAExample:
     reference_contexts: tuple[str, ...] = ()  # passages that support the answer (JSONL eval sets may give them)
     # earlier turns of a conversation, (role, text) oldest first: the question is a follow-up (conversational QA)
     history: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def search_query(self) -> str:
+        """What the stages that run without an LLM (retrieval evaluation, fusion tuning, SFT data) search for: a
+        follow-up in its deterministic `concat` form, a single question as it is."""
+        return followup_query(self.question, self.history)
+
+
+def followup_query(question: str, history: Sequence[tuple[str, str]]) -> str:
+    """The deterministic standalone query of a follow-up: the previous user message, then the follow-up ("How long
+    are internal certificates valid? And when are they renewed?"). The chat path's `concat` rewrite and its fallback
+    (`llmops.chat.rewrite`) are this function, so offline stages search follow-ups as the served fallback does."""
+    previous = next((text for role, text in reversed(history) if role == "user"), None)
+    return f"{previous.strip()} {question.strip()}" if previous else question
 
 
 def _write_table(rows: list[dict], schema: pa.Schema, path: Path) -> None:
