@@ -94,17 +94,22 @@ def _conversation_section(report: RagEvalReport, samples: Sequence[SampleRecord]
          status_badge(s.retrieval_hit, "hit" if s.retrieval_hit else "miss"), s.answer or "(empty)"]
         for s in samples if s.turns
     ]
-    return section(
-        "Conversations",
-        Html("\n".join([
+    return Html("\n".join([
+        section(
+            "Conversations",
             head,
-            table(["metric", "multi-turn", "single-turn"], rows),
+            note="Follow-ups are answered with their earlier turns through the served chat path. Their retrieval "
+            "query is the model's rewrite (llm), the previous user message + the follow-up (concat), or that form "
+            "after a failed rewrite (fallback).",
+        ),
+        section("Follow-ups vs single questions", table(["metric", "multi-turn", "single-turn"], rows),
+                note="retrieval_hit_rate: a retrieved context is from the gold document or holds an answer; the "
+                "others are the means of the per-sample answer metrics."),
+        section(
+            "Follow-ups",
             table(["follow-up", "earlier turns", "searched for", "rewrite", "retrieval", "answer"], follow_ups),
-        ])),
-        note="Follow-ups are answered with their earlier turns through the served chat path. Their retrieval query "
-        "is the model's rewrite (llm), the previous user message + the follow-up (concat), or that form after a "
-        "failed rewrite (fallback).",
-    )
+        ),
+    ]))
 
 
 RANDOM_MODEL_NOTE = (
