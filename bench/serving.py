@@ -47,11 +47,13 @@ own (vLLM on core 0, the API and this client on core 1).
 
 Conversations (`--conversations N`, default 8; 0 skips them): N conversations of 3 questions on the same SQuAD
 paragraph, each turn a streamed `POST /v1/chat/completions` carrying the earlier questions and the API's own answers
-in `messages`. They run through a fresh RAG API per `chat.rewrite` (`llm`, then `concat`; the same vLLM server):
-a warm-up conversation, then `--conversation-rounds` rounds, `--conversation-concurrency` conversations at a time.
-Per turn: p50/p95 latency and TTFT; the rewrite's cost = llm - concat on the follow-up turns (p50 latency and TTFT);
-its fallback rate = the follow-ups the `llm` run searched in the concat form (the response's `retrieval_query` equals
-the previous user message + the follow-up).
+in `messages`. They run through two RAG APIs, each serving a release of the index made with `chat.rewrite: llm` or
+`concat` (a release carries its chat section; the same vLLM server): a warm-up
+conversation on each, then `--conversation-rounds` rounds, `--conversation-concurrency` conversations at a time,
+the API that goes first alternating per round. Per turn: p50/p95 latency and TTFT; the rewrite's cost = llm - concat
+on the follow-up turns (p50 latency and TTFT), and the rewrite request alone (the request `QueryRewriter` sends for
+each follow-up, straight to vLLM, one at a time); its fallback rate = the follow-ups the `llm` run searched in the
+concat form (the response's `retrieval_query` equals the previous user message + the follow-up).
 
     python -m bench.serving              # 300 paragraphs, 5 timed rounds per concurrency (~3.5 min on 2 cores)
     python -m bench.serving --quick      # 96 paragraphs, 1 round, at least 8 requests per round (~2.5 min)
@@ -667,24 +669,65 @@ async def run_conversation(client, url: str, model: str, questions: Sequence[str
     return results
 
 
-async def run_conversations(api_url: str, model: str, conversations, rounds: int, concurrency: int) -> list[tuple]:
-    """A warm-up conversation, then `rounds` rounds of every conversation, `concurrency` conversations at a time;
-    (questions, results per turn) of every timed conversation."""
+async def run_conversations(api_urls: dict[str, str], model: str, conversations, rounds: int,
+                            concurrency: int) -> dict[str, list[tuple]]:
+    """Per RAG API (one per rewrite method): a warm-up conversation, then `rounds` rounds of every conversation,
+    `concurrency` at a time, the API that goes first alternating per round (load drifts on a shared machine);
+    (questions, results per turn) of every timed conversation, per method."""
     import httpx
 
-    url = api_url + "/v1/chat/completions"
-    timed_results: list[tuple[tuple[str, ...], list[Result]]] = []
+    timed: dict[str, list[tuple[tuple[str, ...], list[Result]]]] = {method: [] for method in api_urls}
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0)) as client:
-        await run_conversation(client, url, model, conversations[0])
-        for _ in range(rounds):
-            pending = iter(conversations)
+        for url in api_urls.values():
+            await run_conversation(client, url + "/v1/chat/completions", model, conversations[0])
+        for round_index in range(rounds):
+            order = list(api_urls) if round_index % 2 == 0 else list(reversed(api_urls))
+            for method in order:
+                url = api_urls[method] + "/v1/chat/completions"
+                pending = iter(conversations)
 
-            async def worker() -> None:
-                for questions in pending:
-                    timed_results.append((questions, await run_conversation(client, url, model, questions)))
+                async def worker() -> None:
+                    for questions in pending:
+                        timed[method].append((questions, await run_conversation(client, url, model, questions)))
 
-            await asyncio.gather(*(worker() for _ in range(min(concurrency, len(conversations)))))
-    return timed_results
+                await asyncio.gather(*(worker() for _ in range(min(concurrency, len(conversations)))))
+    return timed
+
+
+def rewrite_requests(vllm_url: str, served_model: str, chat, timed: list[tuple]) -> dict:
+    """The rewrite alone: for every follow-up of the timed conversations (with the answers the API gave), the request
+    `QueryRewriter` sends, straight to vLLM, one at a time (non-streamed, as the rewriter asks)."""
+    import httpx
+
+    from llmops.chat.conversation import Conversation, Turn
+    from llmops.chat.rewrite import QueryRewriter
+    from llmops.corpus.lang import detect_lang
+    from llmops.llm.openai_client import OpenAICompatibleClient
+
+    client = OpenAICompatibleClient(vllm_url, served_model)
+    rewriter = QueryRewriter(client, chat)
+    latencies, completion_tokens = [], []
+    with httpx.Client(timeout=120) as http:
+        for questions, results in timed:
+            for turn in range(1, len(questions)):
+                history = tuple(t for q, r in zip(questions[:turn], results)
+                                for t in (Turn("user", q), Turn("assistant", r.text or "(no answer)")))
+                conversation = Conversation(questions[turn], history)
+                body = client.request_body(rewriter.messages(conversation, detect_lang(questions[turn])),
+                                           rewriter.sampling)
+                started = time.perf_counter()
+                response = http.post(vllm_url + "/chat/completions", json=body)
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+                completion_tokens.append(response.json()["usage"]["completion_tokens"])
+    client.close()
+    return {
+        "requests": len(latencies),
+        "latency_p50_ms": 1000 * percentile(latencies, 50) if latencies else None,
+        "latency_p95_ms": 1000 * percentile(latencies, 95) if latencies else None,
+        "completion_tokens_mean": statistics.fmean(completion_tokens) if completion_tokens else None,
+        "max_tokens": chat.rewrite_max_tokens,
+    }
 
 
 def turn_summary(timed: list[tuple[tuple[str, ...], list[Result]]]) -> list[dict]:
@@ -720,29 +763,37 @@ def turn_summary(timed: list[tuple[tuple[str, ...], list[Result]]]) -> list[dict
     return summary
 
 
-def measure_conversations(cfg_api, examples, args, work: Path, api_env: dict[str, str]) -> dict:
-    """Each rewrite method in turn through a fresh RAG API (`llmops serve`, the same vLLM server): the same
-    conversations, per-turn figures; the rewrite's cost = llm - concat on the follow-ups, its fallback rate = the
-    follow-ups that `llm` searched in the concat form."""
+def measure_conversations(cfg_api, out, examples, args, work: Path, api_env: dict[str, str], vllm_url: str,
+                          served_model: str) -> dict:
+    """The same conversations through two RAG APIs (`llmops serve`, the same vLLM server), each serving a release of
+    the index made with `chat.rewrite: llm` or `concat` (a release is served with its own chat section), rounds
+    alternating: per-turn figures; the rewrite's cost = llm - concat on the follow-ups, and the
+    rewrite request alone straight to vLLM; its fallback rate = the follow-ups `llm` searched in the concat form."""
     conversations = conversation_questions(examples, args.conversations)
     if not conversations:
         raise RuntimeError(f"no {CONVERSATION_TURNS} questions share a document: no conversation to measure")
-    per_method = {}
-    for method in REWRITE_METHODS:
-        cfg = with_sections(cfg_api, chat={"rewrite": method}, serving={"port": free_port()})
-        workdir = work / f"conversations-{method}"
-        workdir.mkdir()
-        api = ApiProcess(cfg, workdir, api_env)
-        progress(f"conversations, chat.rewrite {method}: {len(conversations)} x {CONVERSATION_TURNS} turns, "
-                 f"{args.conversation_rounds} round(s), {args.conversation_concurrency} at a time")
-        try:
-            api.start()
+    apis = {}
+    try:
+        for method in REWRITE_METHODS:
+            cfg = with_sections(cfg_api, chat={"rewrite": method},
+                                serving={"port": free_port(), "alias": f"bench-rewrite-{method}"})
+            register_release(cfg, out)
+            workdir = work / f"conversations-{method}"
+            workdir.mkdir()
+            apis[method] = ApiProcess(cfg, workdir, api_env)
+            apis[method].start()
+        for api in apis.values():
             api.wait_ready()
-            timed = asyncio.run(run_conversations(api.url, cfg.serving.model_name, conversations,
-                                                  args.conversation_rounds, args.conversation_concurrency))
-        finally:
+        progress(f"conversations: {len(conversations)} x {CONVERSATION_TURNS} turns, {args.conversation_rounds} "
+                 f"round(s), {args.conversation_concurrency} at a time, chat.rewrite {' and '.join(apis)}")
+        timed = asyncio.run(run_conversations({m: a.url for m, a in apis.items()}, cfg_api.serving.model_name,
+                                              conversations, args.conversation_rounds, args.conversation_concurrency))
+    finally:
+        for api in apis.values():
             api.stop()
-        per_method[method] = turn_summary(timed)
+    per_method = {method: turn_summary(results) for method, results in timed.items()}
+    progress("the rewrite request alone, straight to vLLM")
+    rewrite_alone = rewrite_requests(vllm_url, served_model, cfg_api.chat, timed["llm"])
     follow_ups = range(1, CONVERSATION_TURNS)
 
     def added(key: str) -> dict:
@@ -759,10 +810,13 @@ def measure_conversations(cfg_api, examples, args, work: Path, api_env: dict[str
         "per_turn": per_method,
         "rewrite_added_latency_p50_ms": added("latency_p50_ms"),
         "rewrite_added_ttft_p50_ms": added("ttft_p50_ms"),
+        "rewrite_request_alone": rewrite_alone,
         "llm_rewrite_fallback_rate": statistics.fmean(shares) if None not in shares else None,
-        "definition": "per_turn: the same conversations through a fresh RAG API per chat.rewrite; rewrite added = "
-                      "llm - concat (p50 of the follow-up turns); fallback rate: follow-ups that the llm run "
-                      "searched in the concat form (retrieval_query == previous user message + follow-up)",
+        "definition": "per_turn: the same conversations through one RAG API per chat.rewrite, rounds alternating; "
+                      "rewrite added = llm - concat (p50 of the follow-up turns); rewrite_request_alone: the "
+                      "rewriter's request for each follow-up straight to vLLM, one at a time; fallback rate: "
+                      "follow-ups that the llm run searched in the concat form (retrieval_query == previous user "
+                      "message + follow-up)",
     }
 
 
@@ -779,6 +833,10 @@ def print_conversations(conv: dict) -> None:
         f"{turn} {_f(conv['rewrite_added_latency_p50_ms'][turn])} / {_f(conv['rewrite_added_ttft_p50_ms'][turn])}"
         for turn in conv["rewrite_added_latency_p50_ms"]) + f"; llm rewrite fallback rate "
         f"{_f(conv['llm_rewrite_fallback_rate'], 2)}")
+    alone = conv["rewrite_request_alone"]
+    print(f"the rewrite request alone, straight to vLLM, one at a time ({alone['requests']} follow-ups): p50 "
+          f"{_f(alone['latency_p50_ms'])} ms, p95 {_f(alone['latency_p95_ms'])} ms, "
+          f"{_f(alone['completion_tokens_mean'])} completion tokens (max {alone['max_tokens']})")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -870,7 +928,8 @@ def main() -> None:
         conversations = None
         if args.conversations:
             api.stop()  # the conversation runs start their own RAG API per rewrite method
-            conversations = measure_conversations(cfg_api, examples, args, work, api_env)
+            conversations = measure_conversations(cfg_api, out, examples, args, work, api_env, server.base_url,
+                                                  prompt_info["served_model"])
         server_args = list(server.server_args())
     finally:
         if api is not None:
