@@ -58,6 +58,10 @@ concat form (the response's `retrieval_query` equals the previous user message +
     python -m bench.serving              # 300 paragraphs, 5 timed rounds per concurrency (~3.5 min on 2 cores)
     python -m bench.serving --quick      # 96 paragraphs, 1 round, at least 8 requests per round (~2.5 min)
     python -m bench.serving --split-cores --name serving_split_cores
+    python -m bench.serving --guardrails-only   # only the built-in guardrails' added latency (bench/guardrails.py)
+
+Guardrails, as their own section (`guardrails_builtin` in the JSON): the built-in checks' added latency per request,
+`check_input` + `check_output` on realistic questions and answers, English and Japanese (bench/guardrails.py).
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ from bench.common import (
     with_sections,
     write_result,
 )
+from bench.guardrails import guardrail_latency, print_guardrails
 from llmops.llm.vllm_server import free_port
 
 # configs/quickstart.yaml's vLLM flags, with a KV cache that holds 32 streams of 2,048 tokens (2 KiB per token for
@@ -857,7 +862,15 @@ def main() -> None:
     parser.add_argument("--split-cores", action="store_true",
                         help="vLLM on core 0, the RAG API and this client on core 1: the API's CPU no longer taken "
                              "from generation (as where vLLM has a GPU and the API other cores), scaled down")
+    parser.add_argument("--guardrails-only", action="store_true",
+                        help="measure only the built-in guardrails' added latency (no vLLM, no API)")
     args = parser.parse_args()
+    guardrails = guardrail_latency()
+    print_guardrails(guardrails)
+    if args.guardrails_only:
+        path = write_result(args.name or "serving_guardrails", {"benchmark": "serving", "guardrails_builtin": guardrails})
+        print(f"results: {path}")
+        return
     api_env = dict(kv.split("=", 1) for kv in args.api_env)
     if args.quick:
         args.paragraphs, args.rounds, args.min_requests = 96, 1, 8
@@ -971,6 +984,7 @@ def main() -> None:
             "rag_api_start_seconds": api_start_s,
             "prompt": prompt_info,
             "retrieval_unloaded": retrieval,
+            "guardrails_builtin": guardrails,
             "concurrency": {str(c): lv for c, lv in levels.items()},
             "conversations": conversations,
             "targets": {

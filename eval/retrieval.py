@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 
-from llmops.corpus.documents import QAExample
+from llmops.corpus.documents import QAExample, split_answerable
 from llmops.index.relevance import (
     MRR_DEPTH,
     NDCG_DEPTH,
@@ -87,20 +87,23 @@ def evaluate_retrieval_modes(
 ) -> RetrievalEvalReport:
     """Metrics for every mode the index supports, on the held-out questions.
 
-    When the index's fusion weight was tuned, the calibration split it was tuned on (the fraction its manifest
-    records) is excluded, so hybrid numbers are not flattered by the tuning. `max_questions` takes a deterministic
+    Unanswerable questions are left out (counted in `excluded_unanswerable_questions`): no chunk is relevant to
+    them. When the index tuned something on the eval set (fusion weight, answerability threshold), the calibration
+    split it was tuned on (the fraction its manifest records) is excluded, so the numbers are not flattered by it. `max_questions` takes a deterministic
     sample (by question id).
     """
     fusion = retriever.manifest.retrieval.fusion
-    scored = select_questions(
-        examples, calibration_fraction=fusion.calibration_fraction if fusion.tuned else None, max_samples=max_questions
-    )
+    answerable, unanswerable = split_answerable(examples)
+    held_out = select_questions(answerable, calibration_fraction=retriever.manifest.calibration_fraction,
+                                max_samples=None)
+    scored = select_questions(held_out, calibration_fraction=None, max_samples=max_questions)
     modes = ["dense"] if retriever.manifest.lexical is None else ["dense", "lexical", "hybrid"]
     results = {mode: evaluate_mode(retriever, scored, mode, ks) for mode in modes}
     return RetrievalEvalReport(
         index_version=retriever.version,
         questions=len(scored),
-        excluded_calibration_questions=len(examples) - len(scored) if fusion.tuned else 0,
+        excluded_calibration_questions=len(answerable) - len(held_out),
+        excluded_unanswerable_questions=len(unanswerable),
         follow_up_questions=sum(1 for ex in scored if ex.history),
         primary_metric=PRIMARY_METRIC,
         default_mode=retriever.default_mode,

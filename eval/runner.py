@@ -21,7 +21,9 @@ from llmops.chat.engine import ChatEngine, ChatReply
 from llmops.corpus.documents import QAExample
 from llmops.errors import ContextLengthError, EvalDataError
 
-__all__ = ["SampleRecord", "read_samples", "run_engine", "write_samples"]
+__all__ = ["NOT_IN_DOCUMENTS", "SampleRecord", "read_samples", "run_engine", "write_samples"]
+
+NOT_IN_DOCUMENTS = "not_in_documents"  # the refusal kind of the answerability check (llmops.chat.engine.Refusal)
 
 
 @dataclass
@@ -48,7 +50,13 @@ class SampleRecord:
     refusal_kind: str | None = None  # content_filter / not_in_documents when the answer was withheld
     refusal_policy: str | None = None
     guard_s: float = 0.0  # time in the guardrails
+    answerable: bool = True  # False: the eval set says the documents do not answer it
     scores: dict[str, float | None] = field(default_factory=dict)  # per-sample metric values, filled later
+
+    @property
+    def refused(self) -> bool:
+        """The engine said "not in the documents" instead of generating (the answerability check)."""
+        return self.refusal_kind == NOT_IN_DOCUMENTS
 
 
 def run_engine(
@@ -90,7 +98,7 @@ def _record(ex: QAExample, reply: ChatReply, gold_texts: Mapping[str, str]) -> S
     if not references and ex.gold_doc_id in gold_texts:
         references = [gold_texts[ex.gold_doc_id]]
     answers = [a.casefold() for a in ex.answers if a.strip()]
-    hit = any(
+    hit = ex.answerable and any(  # no chunk is relevant to an unanswerable question
         (ex.gold_doc_id is not None and h.doc_id == ex.gold_doc_id) or any(a in h.text.casefold() for a in answers)
         for h in reply.sources
     )
@@ -122,6 +130,7 @@ def _record(ex: QAExample, reply: ChatReply, gold_texts: Mapping[str, str]) -> S
         refusal_kind=refusal.kind if refusal else None,
         refusal_policy=refusal.policy if refusal else None,
         guard_s=reply.guard_s,
+        answerable=ex.answerable,
     )
 
 
@@ -148,6 +157,7 @@ _SCHEMA_FIELDS = [
     ("refusal_kind", pa.string()),
     ("refusal_policy", pa.string()),
     ("guard_s", pa.float64()),
+    ("answerable", pa.bool_()),
     ("scores_json", pa.string()),
 ]
 

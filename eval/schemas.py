@@ -25,9 +25,11 @@ from llmops.storage import fetch_file
 __all__ = [
     "EVAL_SCHEMA_VERSION",
     "ConversationSummary",
+    "AnswerabilitySummary",
     "EvalLineage",
     "GateCounts",
     "GateDecision",
+    "GuardrailSummary",
     "LatencySummary",
     "MetricRecord",
     "ModeScores",
@@ -72,6 +74,7 @@ class RetrievalEvalReport(_Record):
     questions: int = 0
     excluded_calibration_questions: int = 0
     follow_up_questions: int = 0  # conversational questions, searched as previous user message + follow-up
+    excluded_unanswerable_questions: int = 0  # the documents do not answer them: no chunk is relevant
     primary_metric: str | None = None
     default_mode: str | None = None
     fusion: FusionSection | None = None  # the index's, as its manifest records it
@@ -124,6 +127,16 @@ class ConversationSummary(_Record):
     rewrite_mean_s: float | None = None  # time in the query rewrite per follow-up
     # multi_turn.<metric> and single_turn.<metric>: retrieval_hit_rate, then the mean of each per-sample answer metric
     metrics: dict[str, float | None] = {}
+class GuardrailSummary(_Record):
+    """The guardrails on the eval run: answers refused (content_filter; "not in the documents" is not counted) and
+    the time the checks added per question (input and output)."""
+
+    questions: int
+    refusals: int
+    refusal_rate: float | None
+    by_policy: dict[str, int] = {}  # refusals per policy that fired
+    added_p50_s: float | None = None
+    added_p95_s: float | None = None
 
 
 class EvalLineage(_Record):
@@ -133,6 +146,18 @@ class EvalLineage(_Record):
     code_version: str
     execution_id: str | None = None
     libraries: dict[str, str] = {}
+
+
+class AnswerabilitySummary(_Record):
+    """The answerability check of an eval run: its threshold (the index manifest's) and what it refused."""
+
+    enabled: bool
+    threshold: float | None = None  # None when disabled
+    threshold_from: str | None = None  # config | calibrated | fallback
+    answerable_questions: int
+    unanswerable_questions: int
+    refused_answerable: int
+    refused_unanswerable: int
 
 
 class RagEvalReport(_Record):
@@ -146,10 +171,13 @@ class RagEvalReport(_Record):
     primary_metric: str  # samples are ranked worst-first by it
     metrics: dict[str, MetricRecord]
     latency: LatencySummary
+    guardrails: GuardrailSummary | None = None  # None in reports written before guardrails existed
     seconds: float
     generation_seconds: float
     retrieval: RetrievalEvalReport | None = None
     conversations: ConversationSummary | None = None  # None in reports written before conversational QA
+    # answer metrics score the answerable questions only; the unanswerable ones measure abstention
+    answerability: AnswerabilitySummary | None = None  # None: a report from before answerability
     config: dict  # the config the stage read (llmops.provenance.stage_inputs.config_record)
     lineage: EvalLineage
     samples: str | None = None  # the per-sample parquet beside report.json, once stored

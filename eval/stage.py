@@ -10,16 +10,19 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from eval.conversations import summarize_conversations
 from eval.gates import evaluate_gates
+from eval.guardrails import guardrail_metrics, guardrail_summary, percentile
 from eval.metrics import compute_metrics, metric_direction, sample_ranking_metric
+from eval.metrics.answerability import RefusalCounts, refusal_metrics
 from eval.metrics.base import EvalSample, MetricValue
 from eval.runner import SampleRecord, run_engine
 from eval.schemas import (
+    AnswerabilitySummary,
     EvalLineage,
     GateDecision,
     LatencySummary,
@@ -84,30 +87,40 @@ def evaluate_model(
         raise EvalDataError("evaluation needs an llm section in the config (the model to evaluate)")
     questions = select_questions(
         examples,
-        # the calibration split the index's fusion weight was tuned on (None when it was not tuned)
-        calibration_fraction=retriever.manifest.retrieval.fusion.calibration_fraction,
+        # the calibration split the index tuned its fusion weight or answerability threshold on (None: nothing)
+        calibration_fraction=retriever.manifest.calibration_fraction,
         max_samples=cfg.eval.max_samples,
     )
     if not questions:
         raise EvalDataError(
             "no eval questions left to answer: add eval.qa_path or a squad source to the config, or lower "
-            "eval.calibration_fraction and rebuild the index (its fusion weight was tuned on the rest)"
+            "eval.calibration_fraction and rebuild the index (it tuned on the rest)"
         )
     start = time.perf_counter()
     with open_client(cfg.llm, adapter_dir=adapter_dir, adapter_name=adapter_version) as client:
         engine = ChatEngine.from_config(cfg, RagChain.from_config(cfg, retriever, client))
+        check = engine.answerability
         records = run_engine(
             engine, questions, gold_texts, concurrency=cfg.llm.max_concurrency, show_progress=show_progress
         )
         model_name = client.model_name
     generation_s = time.perf_counter() - start
+    # Answer metrics score the answerable questions (a refused one with the message it got); the unanswerable ones
+    # have no reference answer and measure abstention instead.
+    answerable = [r for r in records if r.answerable]
     metrics = compute_metrics(
-        [_metric_sample(r) for r in records],
+        [_metric_sample(r) for r in answerable],
         cfg.eval.metrics,
         embedding_model=retriever.manifest.embedding.model,
-    )
-    _attach_per_sample(records, metrics)
+    ) if answerable else {}
+    _attach_per_sample(answerable, metrics)
+    if len(answerable) < len(records):
+        metrics = {name: _noting_left_out(m, len(records) - len(answerable)) for name, m in metrics.items()}
+    counts = RefusalCounts.of([r.answerable for r in records], [r.refused for r in records])
+    metrics.update(refusal_metrics(counts))
     metrics.update(_retrieval_metrics(retrieval_report))
+    guardrails = guardrail_summary(records)
+    metrics.update(guardrail_metrics(guardrails))
     primary = sample_ranking_metric(metrics) or RETRIEVAL_HIT
     report = RagEvalReport(
         label=label,
@@ -127,10 +140,20 @@ def evaluate_model(
         metrics={name: MetricRecord(value=m.value, higher_is_better=m.higher_is_better, reason=m.reason)
                  for name, m in sorted(metrics.items())},
         latency=_latency(records),
+        guardrails=guardrails,
         seconds=round(time.perf_counter() - start, 3),
         generation_seconds=round(generation_s, 3),
         retrieval=retrieval_report,
         conversations=summarize_conversations(records),
+        answerability=AnswerabilitySummary(
+            enabled=check is not None,
+            threshold=check.threshold if check is not None else None,
+            threshold_from=check.threshold_from if check is not None else None,
+            answerable_questions=counts.answerable,
+            unanswerable_questions=counts.unanswerable,
+            refused_answerable=counts.refused_answerable,
+            refused_unanswerable=counts.refused_unanswerable,
+        ),
         config=config_record(cfg),
         lineage=EvalLineage(
             index_version=retriever.version,
@@ -159,6 +182,12 @@ def _metric_sample(r: SampleRecord) -> EvalSample:
     )
 
 
+def _noting_left_out(metric: MetricValue, unanswerable: int) -> MetricValue:
+    """`metric` with a note that it covers the answerable questions only (never left out silently)."""
+    note = f"{unanswerable} unanswerable questions left out"
+    return replace(metric, reason=f"{metric.reason}; {note}" if metric.reason else note)
+
+
 def _attach_per_sample(records: list[SampleRecord], metrics: Mapping[str, MetricValue]) -> None:
     for name, m in metrics.items():
         if m.per_sample is None:
@@ -179,18 +208,11 @@ def _retrieval_metrics(report: RetrievalEvalReport | None) -> dict[str, MetricVa
     }
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-
 def _latency(records: Sequence[SampleRecord]) -> LatencySummary:
     latencies = [r.latency_s for r in records]
     return LatencySummary(
-        p50_s=_percentile(latencies, 0.5),
-        p95_s=_percentile(latencies, 0.95),
+        p50_s=percentile(latencies, 0.5),
+        p95_s=percentile(latencies, 0.95),
         retrieval_mean_s=statistics.fmean(r.retrieval_s for r in records) if records else None,
         prompt_tokens_mean=statistics.fmean(r.prompt_tokens for r in records) if records else None,
         completion_tokens_mean=statistics.fmean(r.completion_tokens for r in records) if records else None,

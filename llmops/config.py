@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from llmops.errors import ConfigError
 
 __all__ = [
+    "AnswerabilityConfig",
     "ArtifactsConfig",
     "ChatConfig",
     "ChunkingConfig",
@@ -24,15 +25,21 @@ __all__ = [
     "DirectorySource",
     "EmbeddingConfig",
     "FusionConfig",
+    "GuardrailsConfig",
     "HFDatasetSource",
     "IndexConfig",
     "JsonlSource",
     "LexicalConfig",
+    "ModerationConfig",
+    "PiiConfig",
     "PipelineConfig",
+    "PromptInjectionConfig",
     "RetrievalConfig",
     "EvalConfig",
     "SquadSource",
+    "TermListConfig",
     "ServingConfig",
+    "SessionsConfig",
     "load_config",
     "parse_config",
 ]
@@ -303,6 +310,119 @@ class PromptConfig(_Strict):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Guardrails: input and output policies of the chat path (llmops/guardrails/), part of the release's config
+# ---------------------------------------------------------------------------------------------------------------
+
+PiiKind = Literal["email", "phone", "credit_card", "ipv4", "my_number"]
+PiiAction = Literal["redact", "refuse", "off"]
+GuardStage = Literal["input", "output"]
+# Policy names a blocked topic may not take: a decision's policy says which check fired.
+RESERVED_POLICIES = ("pii", "blocked_terms", "prompt_injection", "max_input_chars", "max_output_chars", "moderation")
+
+
+class PiiConfig(_Strict):
+    kinds: tuple[PiiKind, ...] = Field(
+        default=("email", "phone", "credit_card", "ipv4", "my_number"),
+        description="patterns checked: email, phone (international and Japanese formats), credit_card (Luhn), ipv4, "
+        "my_number (Japanese individual number, 12 digits with its check digit)",
+    )
+    input_action: PiiAction = Field(default="redact", description="redact: replaced by [EMAIL] etc.; refuse; off")
+    output_action: PiiAction = "redact"
+
+
+class TermListConfig(_Strict):
+    """Terms or phrases, matched case- and width-insensitively (NFKC); whole words in Latin script."""
+
+    terms: tuple[str, ...] = ()
+    stages: tuple[GuardStage, ...] = Field(default=("input", "output"), min_length=1)
+
+    @model_validator(mode="after")
+    def _no_blank_terms(self) -> "TermListConfig":
+        if any(not t.strip() for t in self.terms):
+            raise ValueError("terms must not be blank")
+        return self
+
+
+class PromptInjectionConfig(_Strict):
+    enabled: bool = Field(default=True, description="refuse input with prompt-injection markers (English, Japanese)")
+    extra_markers: tuple[str, ...] = Field(default=(), description="more phrases, matched like blocked terms")
+
+
+class ModerationConfig(_Strict):
+    """A moderation model behind any OpenAI-compatible endpoint (e.g. Llama Guard served by vLLM)."""
+
+    base_url: str = Field(description="…/v1 of the endpoint")
+    model: str
+    api_key_env: str = Field(default="LLMOPS_MODERATION_API_KEY", description="environment variable with the key")
+    timeout_s: float = Field(default=5.0, gt=0)
+    on_error: Literal["allow", "refuse"] = Field(
+        default="refuse",
+        description="when the endpoint fails, times out or answers something unparseable: refuse (fail closed) or "
+        "allow",
+    )
+    stages: tuple[GuardStage, ...] = Field(default=("input", "output"), min_length=1)
+    prompt_style: Literal["instruction", "chat_template"] = Field(
+        default="instruction",
+        description="instruction: a fixed classification prompt holding the text (any instruct model); "
+        "chat_template: the text as the conversation, classified by the model's own template (Llama Guard)",
+    )
+    choice_field: Literal["structured_outputs", "guided_choice", "none"] = Field(
+        default="structured_outputs",
+        description="how the allowed answers are requested: structured_outputs (vLLM >= 0.10), guided_choice "
+        "(older vLLM), none (the answer text is parsed)",
+    )
+    categories: dict[str, str] = Field(
+        default_factory=lambda: dict(LLAMA_GUARD_CATEGORIES),
+        min_length=1,
+        description="category code -> description, as the classifier names them (default: Llama Guard 3's)",
+    )
+
+
+LLAMA_GUARD_CATEGORIES = {
+    "S1": "Violent Crimes", "S2": "Non-Violent Crimes", "S3": "Sex-Related Crimes", "S4": "Child Sexual Exploitation",
+    "S5": "Defamation", "S6": "Specialized Advice", "S7": "Privacy", "S8": "Intellectual Property",
+    "S9": "Indiscriminate Weapons", "S10": "Hate", "S11": "Suicide & Self-Harm", "S12": "Sexual Content",
+    "S13": "Elections", "S14": "Code Interpreter Abuse",
+}
+
+DEFAULT_REFUSALS = {
+    "en": "I can't help with that request.",
+    "ja": "申し訳ありませんが、そのご依頼にはお答えできません。",
+}
+
+
+class GuardrailsConfig(_Strict):
+    """Input and output policies of the chat path; built-in checks on, moderation off by default."""
+
+    enabled: bool = True
+    pii: PiiConfig = PiiConfig()
+    blocked_terms: TermListConfig = TermListConfig()
+    blocked_topics: dict[str, TermListConfig] = Field(
+        default_factory=dict, description="topic name -> its terms; the name is the policy reported when one fires"
+    )
+    prompt_injection: PromptInjectionConfig = PromptInjectionConfig()
+    max_input_chars: int | None = Field(default=8000, gt=0, description="longer questions are refused; None = no limit")
+    max_output_chars: int | None = Field(default=16000, gt=0, description="longer answers are refused; None = no limit")
+    moderation: ModerationConfig | None = None
+    refusal_messages: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_REFUSALS), description="language -> the message a refusal answers with"
+    )
+    fallback_language: str = Field(default="en", description="refusal message for languages without one")
+
+    @model_validator(mode="after")
+    def _names_and_messages(self) -> "GuardrailsConfig":
+        clash = sorted(set(self.blocked_topics) & set(RESERVED_POLICIES))
+        if clash:
+            raise ValueError(f"blocked_topics names {clash} are reserved for built-in policies")
+        if self.fallback_language not in self.refusal_messages:
+            raise ValueError(
+                f"fallback_language {self.fallback_language!r} has no refusal message; have: "
+                f"{', '.join(self.refusal_messages)}"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Conversations (llmops/chat): follow-up questions, history in the prompt
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -486,6 +606,48 @@ class EvalConfig(_Strict):
     metrics: MetricsConfig = MetricsConfig()
 
 
+DEFAULT_NOT_IN_DOCUMENTS = {
+    "en": "I cannot answer that from the provided documents: none of them is about it.",
+    "ja": "提供された文書にはその質問に答える情報が見つかりませんでした。",
+}
+
+
+class AnswerabilityConfig(_Strict):
+    """"Answer only from the documents": a question whose best dense match in the index scores below the threshold
+    gets `messages` instead of a generated answer (serving and evaluation alike)."""
+
+    enabled: bool = True
+    threshold: float | Literal["auto"] = Field(
+        default="auto",
+        description="lowest best-match cosine similarity (query vs. the index's chunks) that counts as answerable; "
+        "`auto` calibrates it at index time on the eval set's calibration split",
+    )
+    target_answerable_recall: float = Field(
+        default=0.95, gt=0, le=1,
+        description="auto: the highest threshold that keeps at least this share of the answerable calibration "
+        "questions",
+    )
+    fallback_threshold: float = Field(
+        default=0.2, ge=-1, le=1,
+        description="auto with no eval set to calibrate on: this threshold, recorded as a fallback (its right "
+        "value depends on the embedding model; about 0.2 separates off-corpus questions for MiniLM)",
+    )
+    messages: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_NOT_IN_DOCUMENTS),
+        description="the reply per language (prompt.language codes); `en` is used for languages without one",
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> "AnswerabilityConfig":
+        if isinstance(self.threshold, float) and not -1.0 <= self.threshold <= 1.0:
+            raise ValueError("threshold must be a cosine similarity between -1 and 1, or 'auto'")
+        if "en" not in self.messages:
+            raise ValueError("messages needs an `en` entry (the reply for languages without their own)")
+        if empty := [lang for lang, text in self.messages.items() if not text.strip()]:
+            raise ValueError(f"messages: empty reply for {', '.join(empty)}")
+        return self
+
+
 class ArtifactsConfig(_Strict):
     root: str = Field(
         default="artifacts",
@@ -503,6 +665,59 @@ class ArtifactsConfig(_Strict):
 # ---------------------------------------------------------------------------------------------------------------
 # Serving: the RAG API in front of vLLM (`llmops serve`, serving/)
 # ---------------------------------------------------------------------------------------------------------------
+
+
+class SessionsConfig(_Strict):
+    """Server-side conversations and feedback (serving/sessions/): where they are kept and how much of each."""
+
+    store: Literal["sqlite", "redis", "off"] = Field(
+        default="sqlite",
+        description="sqlite: one local file (one host; several workers share it); redis: several replicas; "
+        "off: no sessions, no feedback (those routes answer 503)",
+    )
+    sqlite_path: str | None = Field(
+        default=None, description="the SQLite file (a local path); None = <artifacts.root>/serving/sessions.db, "
+        "which must then be a local folder"
+    )
+    redis_url_env: str = Field(
+        default="LLMOPS_REDIS_URL",
+        description="environment variable holding the Redis URL (redis://[:password@]host:port/db): URLs carry "
+        "passwords, so the config names the variable, not the URL",
+    )
+    key_prefix: str = Field(default="llmops:", description="Redis key prefix (several deployments on one Redis)")
+    redis_timeout_s: float = Field(
+        default=2.0, gt=0, description="Redis connect and reply timeout: a Redis that is down answers 503 this fast"
+    )
+    ttl_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0,
+        description="a session (and an answer's right to feedback) expires this long after its last write",
+    )
+    max_turns: int = Field(default=50, ge=1, description="turns kept per session; the oldest are dropped beyond it")
+    max_chars: int = Field(
+        default=100_000, ge=1,
+        description="characters kept per session, all turns together; the oldest turns are dropped beyond it",
+    )
+
+    @model_validator(mode="after")
+    def _local_sqlite_path(self) -> "SessionsConfig":
+        if self.sqlite_path is not None and "://" in self.sqlite_path:
+            raise ValueError(
+                f"sqlite_path must be a local file path, got {self.sqlite_path!r}: SQLite cannot live in an object "
+                "store (use store: redis for several replicas)"
+            )
+        return self
+
+    def sqlite_file(self, artifacts_root: str) -> Path:
+        """The SQLite file: `sqlite_path`, or under a local `artifacts.root`."""
+        if self.sqlite_path is not None:
+            return Path(self.sqlite_path)
+        if "://" in artifacts_root:
+            raise ConfigError(
+                "serving.sessions.sqlite_path",
+                [f"artifacts.root {artifacts_root!r} is not a local folder, so the session store needs its own file: "
+                 "set serving.sessions.sqlite_path to a local path (or store: redis / off)"],
+            )
+        return Path(artifacts_root) / "serving" / "sessions.db"
 
 
 class ServingConfig(_Strict):
@@ -567,11 +782,23 @@ class ServingConfig(_Strict):
         "for a second thread to shorten its embedding, which then only doubles its CPU time (bench/README.md, "
         "serving.py)",
     )
+    audit_log: str | None = Field(
+        default=None,
+        description="file the guardrails' audit log is appended to (JSON lines: time, answer id, release, stage, "
+        "policy, action, detail; never the text); the `llmops.audit` logger gets the lines either way",
+    )
     retrieval_batch_size: int = Field(
         default=32, ge=1,
         description="the most concurrent requests' questions searched in one batch (one embedding pass); a request "
         "never waits for a batch to fill, only for the search running when it arrived",
     )
+    api_keys_env: str = Field(
+        default="LLMOPS_API_KEYS",
+        description="environment variable holding the API keys (comma-separated) every /v1/* request must bring "
+        "as `Authorization: Bearer <key>`; unset or empty = open API, every caller is owner `anonymous`. Sessions "
+        "and feedback belong to the caller's key",
+    )
+    sessions: SessionsConfig = SessionsConfig()
 
 
 class PipelineConfig(_Strict):
@@ -587,9 +814,11 @@ class PipelineConfig(_Strict):
     sampling: SamplingConfig = SamplingConfig()
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     finetune: FinetuneConfig = FinetuneConfig()
     gates: GatesConfig = GatesConfig()
     serving: ServingConfig = ServingConfig()
+    answerability: AnswerabilityConfig = Field(default_factory=AnswerabilityConfig)
 
     @model_validator(mode="after")
     def _hybrid_needs_lexical(self) -> "PipelineConfig":
@@ -638,6 +867,8 @@ class PipelineConfig(_Strict):
             ),
             "finetune": self.finetune.model_copy(update={"train_path": absolute(self.finetune.train_path)}),
             "gates": self.gates.model_copy(update={"baseline_report": absolute(self.gates.baseline_report)}),
+            "serving": self.serving.model_copy(update={"sessions": self.serving.sessions.model_copy(
+                update={"sqlite_path": absolute(self.serving.sessions.sqlite_path)})}),
         }
         if self.llm is not None:
             update["llm"] = self.llm.model_copy(update={"model": model_ref(self.llm.model)})

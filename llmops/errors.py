@@ -26,6 +26,8 @@ __all__ = [
     "NotReadyError",
     "GenerationError",
     "VLLMServerError",
+    "NotFoundError",
+    "StoreUnavailableError",
 ]
 
 
@@ -134,3 +136,20 @@ class GenerationError(LLMOpsError):
 
 class VLLMServerError(LLMOpsError):
     """A vLLM server cannot be started (no vLLM interpreter, bad arguments, crash at start-up, not ready in time)."""
+
+
+# Stored conversations and feedback (serving/sessions/).
+
+
+class NotFoundError(LLMOpsError):
+    """A stored thing the caller asked for does not exist for them: missing, expired or another key's (one answer
+    for all three, so nothing leaks). `code` is machine-readable (`session_not_found`), `param` the request field."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "not_found"):
+        self.param = param
+        self.code = code
+        super().__init__(message)
+
+
+class StoreUnavailableError(LLMOpsError):
+    """The session store is switched off, cannot be reached or failed; the message (paths, URLs) is internal."""

@@ -4,9 +4,10 @@
     llmops serve --config configs/....yaml          # also starts the vLLM server
 
 Routes: `POST /v1/chat/completions` (OpenAI-compatible, `stream: true` for SSE), `GET /v1/models`,
-`POST /v1/search`, `GET /healthz` (process up), `GET /readyz` (release loaded, backend reachable), `GET /metrics`,
+`POST /v1/search`, `GET`/`DELETE /v1/sessions/{id}`, `POST /v1/feedback`, `GET /healthz` (process up), `GET /readyz` (release loaded, backend reachable), `GET /metrics`,
 `POST /admin/reload` (bearer token from `serving.admin_token_env`). The app keeps no state but the release, so
-several workers and replicas can run behind a load balancer.
+several workers and replicas can run behind a load balancer (with `serving.sessions.store: redis` when they
+share conversations). With API keys set (`serving.api_keys_env`) every `/v1/*` route needs one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmops.index.embedding import limit_torch_threads
 from llmops.config import PipelineConfig, load_config
 from llmops.errors import AuthenticationError, BackendUnavailableError, LLMOpsError, NotReadyError
+from serving.audit import GuardrailAudit
+from serving.auth import ApiKeyAuth, ApiKeys, request_owner
 from serving.errors import RequestTooLarge, error_info
 from serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from serving.protocol import (
@@ -43,6 +46,8 @@ from serving.protocol import (
 )
 from serving.release import ReleaseLoader, ReleaseManager
 from serving.service import RagService, SSEStream
+from serving.sessions.factory import open_session_store
+from serving.sessions.routes import router as sessions_router
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -74,10 +79,16 @@ def create_app(
     async def lifespan(app: FastAPI):
         nonlocal manager
         limit_torch_threads(serving.embedding_threads)
+        store_kind = serving.sessions.store
+        app.state.sessions = open_session_store(
+            config, on_error=lambda operation: metrics.session_store_errors.labels(store_kind, operation).inc()
+        )
         if manager is None:
             manager = _registry_manager(config, backend_url, metrics)
         app.state.manager = manager
-        app.state.service = RagService(manager.holder, serving, metrics)
+        app.state.service = RagService(
+            manager.holder, serving, metrics, GuardrailAudit(serving.audit_log), sessions=app.state.sessions
+        )
         try:
             await manager.reload()  # before accepting requests: a replica joins the load balancer ready
         except Exception as e:  # noqa: BLE001 - stay up, not ready; the watcher (or /admin/reload) tries again
@@ -93,6 +104,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             await manager.close()
+            await app.state.sessions.close()
 
     # No /openapi.json: the schema would list the admin routes and internals to anyone. The API is OpenAI's (plus
     # the README's extras); clients need no schema from the server.
@@ -153,14 +165,17 @@ def create_app(
 
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
     async def chat_completions(body: ChatCompletionRequest, request: Request):
+        owner = request_owner(request.state)
         if body.stream:
-            stream = await service(request).open_stream(body)
+            stream = await service(request).open_stream(body, owner)
             return SSEResponse(stream)
-        return await service(request).chat(body)
+        return await service(request).chat(body, owner)
 
     @app.post("/v1/search", response_model=SearchResponse)
     async def search(body: SearchRequest, request: Request) -> SearchResponse:
         return await service(request).search(body)
+
+    app.include_router(sessions_router)
 
     @app.post("/admin/reload", response_model=ReloadResponse, include_in_schema=False)
     async def admin_reload(request: Request):
@@ -175,7 +190,10 @@ def create_app(
         return ReloadResponse(changed=result.changed, release=result.release, previous=result.previous)
 
     # ---------------------------------------------------------------------------------------------- middleware
-    # Added last = outermost: metrics see every response, the 413s of the size limit included.
+    # Added last = outermost: metrics see every response, the 413s of the size limit included. The API key check
+    # is innermost: CORS preflights (no key) pass, and a 401 is counted.
+
+    app.add_middleware(ApiKeyAuth, keys=ApiKeys.from_env(serving.api_keys_env))
 
     if serving.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -214,7 +232,7 @@ def _registry_manager(config: PipelineConfig, backend_url: str | None, metrics: 
     return ReleaseManager(
         ReleaseRegistry(config.artifacts.registry_root),
         config.serving.alias,
-        ReleaseLoader(config, backend_url=backend_url),
+        ReleaseLoader(config, backend_url=backend_url, observe_guardrails=metrics.observe_guardrails),
         unload_grace_s=config.serving.adapter_unload_grace_s,
         on_swap=on_swap,
         on_failure=lambda e: metrics.reloads.labels("failed").inc(),

@@ -19,7 +19,9 @@ from llmops.errors import (
     GenerationError,
     InvalidRequestError,
     ModelNotFoundError,
+    NotFoundError,
     NotReadyError,
+    StoreUnavailableError,
 )
 from serving.protocol import ErrorInfo
 
@@ -45,6 +47,8 @@ _PUBLIC_MESSAGES = {
     "the backend's answer)",
     "backend_error": "the generation backend failed to answer; retry later",
     "internal_error": "internal server error (see the server log)",
+    "sessions_unavailable": "conversations and feedback are unavailable right now (the session store is off or "
+    "down); requests without session_id still work",
 }
 
 _HTTP_TYPES = {
@@ -76,6 +80,10 @@ def error_info(exc: BaseException) -> tuple[int, ErrorInfo]:
                               code=exc.code or "invalid_value")
     if isinstance(exc, ModelNotFoundError):
         return 404, ErrorInfo(message=str(exc), type="invalid_request_error", param=exc.param, code="model_not_found")
+    if isinstance(exc, NotFoundError):
+        return 404, ErrorInfo(message=str(exc), type="not_found_error", param=exc.param, code=exc.code)
+    if isinstance(exc, StoreUnavailableError):
+        return 503, _internal(exc, "service_unavailable_error", "sessions_unavailable")
     if isinstance(exc, RequestTooLarge):
         return 413, ErrorInfo(message=str(exc), type="invalid_request_error", code="request_too_large")
     if isinstance(exc, AuthenticationError):

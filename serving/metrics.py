@@ -17,6 +17,9 @@ __all__ = ["CONTENT_TYPE_LATEST", "ServingMetrics"]
 # Seconds: from a few milliseconds (retrieval, first token on a GPU) to a long CPU answer.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
+# Seconds: the built-in checks take well under a millisecond, a moderation model tens of milliseconds or more.
+_GUARD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
 
 class ServingMetrics:
     def __init__(self) -> None:
@@ -57,6 +60,21 @@ class ServingMetrics:
             multiprocess_mode="liveall",
         )
         self.reloads = Counter("llmops_release_reloads", "release swaps and failed loads", ["result"], registry=r)
+        self.session_store_errors = Counter(
+            "llmops_session_store_errors", "session store failures by store and operation", ["store", "operation"],
+            registry=r,
+        )
+        self.guardrail_decisions = Counter(
+            "llmops_guardrail_decisions", "guardrail decisions by stage, policy and action (allow/redact/refuse)",
+            ["stage", "policy", "action"], registry=r,
+        )
+        self.guardrail_duration = Histogram(
+            "llmops_guardrail_duration_seconds", "time in the guardrails per request and stage (input, output)",
+            ["stage"], buckets=_GUARD_BUCKETS, registry=r,
+        )
+
+    def observe_guardrails(self, stage: str, seconds: float) -> None:
+        self.guardrail_duration.labels(stage).observe(seconds)
 
     def set_release(self, release, previous=None) -> None:
         if previous is not None and _release_labels(previous) != _release_labels(release):

@@ -27,6 +27,8 @@ __all__ = [
     "DeltaMessage",
     "ErrorInfo",
     "ErrorResponse",
+    "FeedbackRequest",
+    "FeedbackResponse",
     "ModelCard",
     "ModelList",
     "RefusalInfo",
@@ -34,6 +36,9 @@ __all__ = [
     "ResponseMessage",
     "SearchRequest",
     "SearchResponse",
+    "SessionDeleted",
+    "SessionResponse",
+    "SessionTurn",
     "Source",
     "StreamOptions",
     "Usage",
@@ -44,6 +49,9 @@ RetrievalMode = Literal["dense", "lexical", "hybrid"]
 
 
 INT64_MAX = 2**63 - 1  # the backends' seed is a 64-bit integer
+MAX_FEEDBACK_COMMENT_CHARS = 2000
+SESSION_ID_PATTERN = r"^sess_[0-9a-f]{32}$"  # serving/sessions/store.py makes them
+RESPONSE_ID_PATTERN = r"^chatcmpl-[0-9a-f]{32}$"  # completion_id()'s format: anything else is no answer of ours
 
 
 class _Request(BaseModel):
@@ -133,6 +141,11 @@ class ChatCompletionRequest(_Request):
     # RAG extras
     k: int | None = Field(default=None, ge=1, description="contexts to retrieve; at most serving.max_k")
     mode: RetrievalMode | None = Field(default=None, description="retrieval mode; default: the index's")
+    session_id: str | None = Field(
+        default=None, pattern=SESSION_ID_PATTERN,
+        description="continue this stored conversation: its turns go before `messages`, and this exchange is added",
+    )
+    store: bool | None = Field(default=None, description="OpenAI's `store`: true starts a stored conversation")
 
     @field_validator("stop")
     @classmethod
@@ -163,6 +176,14 @@ class SearchRequest(_Request):
         if not v.strip():
             raise ValueError("the query is only whitespace: send the text to search for")
         return v
+
+
+class FeedbackRequest(_Request):
+    """A rating of one answer (its response `id`), by the key that got it."""
+
+    response_id: str = Field(pattern=RESPONSE_ID_PATTERN, description="the `id` of the rated chat completion")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=MAX_FEEDBACK_COMMENT_CHARS)
 
 
 # ------------------------------------------------------------------------------------------------------ responses
@@ -226,6 +247,7 @@ class ChatCompletionResponse(_Response):
     sources: list[Source]
     refusal: RefusalInfo | None = Field(default=None, description="set when the answer was withheld")
     retrieval_query: str | None = Field(default=None, description="what retrieval searched for (a follow-up's rewrite)")
+    session_id: str | None = Field(default=None, description="the stored conversation this answer was added to")
 
 
 class DeltaMessage(_Response):
@@ -251,6 +273,7 @@ class ChatCompletionChunk(_Response):
     sources: list[Source] | None = Field(default=None, description="only in the chunk that finishes the answer")
     refusal: RefusalInfo | None = Field(default=None, description="only in the chunk that finishes the answer")
     retrieval_query: str | None = Field(default=None, description="only in the chunk that finishes the answer")
+    session_id: str | None = Field(default=None, description="only in the chunk that finishes the answer")
 
 
 class ModelCard(_Response):
@@ -283,6 +306,37 @@ class ReloadResponse(_Response):
     changed: bool
     release: str | None
     previous: str | None
+
+
+class SessionTurn(_Response):
+    role: Literal["user", "assistant"]
+    content: str
+    response_id: str | None = Field(default=None, description="an assistant turn's answer id (for /v1/feedback)")
+    created: float
+
+
+class SessionResponse(_Response):
+    """A stored conversation (`GET /v1/sessions/{id}`); times are Unix seconds."""
+
+    id: str
+    object: Literal["session"] = "session"
+    created: float
+    updated: float
+    expires_at: float
+    turns: list[SessionTurn]
+    dropped_turns: int = Field(description="the oldest turns dropped by serving.sessions' max_turns / max_chars")
+
+
+class SessionDeleted(_Response):
+    id: str
+    object: Literal["session.deleted"] = "session.deleted"
+    deleted: Literal[True] = True
+
+
+class FeedbackResponse(_Response):
+    object: Literal["feedback"] = "feedback"
+    response_id: str
+    rating: Literal["up", "down"]
 
 
 def completion_id() -> str:

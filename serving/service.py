@@ -8,6 +8,7 @@ Errors are raised in the `llmops.errors` vocabulary; `serving/app.py` maps them 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
@@ -21,6 +22,8 @@ from llmops.errors import (
 from llmops.llm.client import StreamDelta
 from llmops.chat.conversation import Conversation
 from llmops.chat.engine import ChatStream, Refusal
+from serving.audit import GuardrailAudit
+from serving.auth import ANONYMOUS
 from serving.errors import error_info
 from serving.metrics import ServingMetrics
 from serving.protocol import (
@@ -42,6 +45,8 @@ from serving.protocol import (
     completion_id,
 )
 from serving.release import ReleaseHolder, ReleaseState
+from serving.sessions.memory import ChatMemory
+from serving.sessions.store import DisabledSessionStore, SessionStore
 
 __all__ = ["ChunkFrames", "RagService", "SSEStream", "sse_frame"]
 
@@ -83,10 +88,10 @@ class ChunkFrames:
 
     def finish(
         self, finish_reason: str, sources: list[Source], refusal: RefusalInfo | None = None,
-        retrieval_query: str | None = None,
+        retrieval_query: str | None = None, session_id: str | None = None,
     ) -> bytes:
         return sse_frame(self._body(DeltaMessage(), finish_reason, sources=sources, refusal=refusal,
-                                    retrieval_query=retrieval_query))
+                                    retrieval_query=retrieval_query, session_id=session_id))
 
     def usage(self, usage: Usage) -> bytes:
         """OpenAI's shape: one last chunk with no choices and the usage."""
@@ -95,10 +100,19 @@ class ChunkFrames:
 
 
 class RagService:
-    def __init__(self, holder: ReleaseHolder, config: ServingConfig, metrics: ServingMetrics | None = None):
+    def __init__(
+        self,
+        holder: ReleaseHolder,
+        config: ServingConfig,
+        metrics: ServingMetrics | None = None,
+        audit: GuardrailAudit | None = None,
+        sessions: SessionStore | None = None,
+    ):
         self.holder = holder
         self.config = config
         self.metrics = metrics or ServingMetrics()
+        self.audit = audit or GuardrailAudit()
+        self.memory = ChatMemory(sessions or DisabledSessionStore())
         self.started_at = int(time.time())
 
     # ------------------------------------------------------------------------------------------------- models
@@ -138,20 +152,26 @@ class RagService:
 
     # ------------------------------------------------------------------------------------------------- chat
 
-    async def chat(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+    async def chat(self, request: ChatCompletionRequest, owner: str = ANONYMOUS) -> ChatCompletionResponse:
+        """`owner`: the caller's key (its hash), whose session it continues and whose answer it records."""
         conversation = self._check_chat(request)
+        opened = await self.memory.open(owner, conversation, request.session_id, bool(request.store))
         async with self.holder.use() as state:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
             reply = await self._on_backend(
-                state, lambda: state.engine.respond(conversation, request.k, request.mode, sampling)
+                state, lambda: state.engine.respond(opened.conversation, request.k, request.mode, sampling)
             )
             g = reply.generation
             prompt_tokens, completion_tokens = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
-            self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else 0.0,
+            self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else None,
                           prompt_tokens, completion_tokens)
+            answer_id = completion_id()
+            self._account(answer_id, state.release_id, reply.decisions)
+            await self.memory.remember(owner, opened.session_id, conversation.question, reply.text, answer_id,
+                                       state.release_id)
             return ChatCompletionResponse(
-                id=completion_id(),
+                id=answer_id,
                 model=self.config.model_name,
                 system_fingerprint=state.release_id,
                 choices=[Choice(message=ResponseMessage(content=reply.text), finish_reason=reply.finish_reason)],
@@ -163,9 +183,10 @@ class RagService:
                 sources=[Source.from_hit(i, h) for i, h in enumerate(reply.sources, 1)],
                 refusal=_refusal_info(reply.refusal),
                 retrieval_query=reply.query or None,
+                session_id=opened.session_id,
             )
 
-    async def open_stream(self, request: ChatCompletionRequest) -> "SSEStream":
+    async def open_stream(self, request: ChatCompletionRequest, owner: str = ANONYMOUS) -> "SSEStream":
         """Validate, retrieve, and wait for the backend's first delta; then return the SSE frames.
 
         Everything that can fail before the first token fails here, while an HTTP status can still say so (a
@@ -173,13 +194,14 @@ class RagService:
         """
         conversation = self._check_chat(request)
         started = time.perf_counter()
+        opened = await self.memory.open(owner, conversation, request.session_id, bool(request.store))
         state = self.holder.acquire()
         try:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
 
             async def first_delta() -> tuple[ChatStream, StreamDelta | None]:
-                stream = await state.engine.stream(conversation, request.k, request.mode, sampling)
+                stream = await state.engine.stream(opened.conversation, request.k, request.mode, sampling)
                 try:
                     return stream, await anext(stream.deltas, None)
                 except BaseException:
@@ -194,7 +216,8 @@ class RagService:
         self.metrics.retrieval.labels(mode).observe(stream.retrieval_s)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         done = _Once(lambda: self.holder.release(state))
-        frames = self._frames(state, stream, first, started, include_usage, done)
+        remember = functools.partial(self.memory.remember, owner, opened.session_id, conversation.question)
+        frames = self._frames(state, stream, first, started, include_usage, done, opened.session_id, remember)
         return SSEStream(frames, stream.deltas, done)
 
     async def _frames(
@@ -205,8 +228,14 @@ class RagService:
         started: float,
         include_usage: bool,
         done: Callable[[], None],
+        session_id: str | None,
+        remember: Callable[[str, str, str], Awaitable[None]],
     ) -> AsyncIterator[bytes]:
-        frames = ChunkFrames(completion_id(), int(time.time()), self.config.model_name, state.release_id)
+        """The SSE frames; a completed stream is remembered (`remember(answer, answer_id, release)`) before
+        `[DONE]`, so a client that saw `[DONE]` finds it in its session."""
+        answer_id = completion_id()
+        frames = ChunkFrames(answer_id, int(time.time()), self.config.model_name, state.release_id)
+        answer: list[str] = []
         generation_started = time.perf_counter()
         finish_reason, prompt_tokens, completion_tokens = None, None, None
         first_token_seen = False
@@ -219,6 +248,7 @@ class RagService:
                     if not first_token_seen:
                         first_token_seen = True
                         self.metrics.ttft.observe(time.perf_counter() - started)
+                    answer.append(delta.text)
                     yield frames.content(delta.text)
                 finish_reason = delta.finish_reason or finish_reason
                 prompt_tokens = delta.prompt_tokens if delta.prompt_tokens is not None else prompt_tokens
@@ -228,12 +258,17 @@ class RagService:
             sources = [Source.from_hit(i, h) for i, h in enumerate(stream.sources, 1)]
             if stream.refusal is not None:
                 finish_reason, sources = stream.refusal.finish_reason, []  # withheld: no sources to show
-            yield frames.finish(finish_reason or "stop", sources, _refusal_info(stream.refusal), stream.query or None)
+            yield frames.finish(finish_reason or "stop", sources, _refusal_info(stream.refusal), stream.query or None,
+                                session_id)
             if include_usage and prompt_tokens is not None and completion_tokens is not None:
                 yield frames.usage(Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                          total_tokens=prompt_tokens + completion_tokens))
+            text = stream.refusal.message if stream.refusal is not None else "".join(answer).strip()
+            await remember(text, answer_id, state.release_id)
             yield sse_frame("[DONE]")
-            self._observe(None, stream.retrieval_s, time.perf_counter() - generation_started,
+            # no prompt: refused before generation (input guardrail, not in the documents), nothing was generated
+            self._observe(None, stream.retrieval_s,
+                          time.perf_counter() - generation_started if stream.prompt is not None else None,
                           prompt_tokens or 0, completion_tokens or 0)
         except Exception as e:  # noqa: BLE001 - whatever it is, the client must learn the stream failed
             # Headers are sent: the failure travels as an error event (what vLLM and OpenAI do); clients raise it.
@@ -244,8 +279,15 @@ class RagService:
         finally:
             done()
             await deltas.aclose()
+            self._account(answer_id, state.release_id, stream.decisions)  # a stream cut short: what was decided
 
     # ------------------------------------------------------------------------------------------------- helpers
+
+    def _account(self, answer_id: str, release_id: str, decisions) -> None:
+        """Count every guardrail decision and write it to the audit log."""
+        for d in decisions:
+            self.metrics.guardrail_decisions.labels(d.stage, d.policy, d.action).inc()
+        self.audit.record(answer_id, release_id, decisions)
 
     async def _on_backend(self, state: ReleaseState, call: Callable[[], Awaitable[T]]) -> T:
         """Run a generation call; when the backend no longer knows the release's adapter (a restarted vLLM forgets
@@ -316,10 +358,14 @@ class RagService:
             update["seed"] = request.seed
         return state.chain.sampling.model_copy(update=update)
 
-    def _observe(self, mode: str | None, retrieval_s: float, generation_s: float, prompt: int, completion: int) -> None:
+    def _observe(
+        self, mode: str | None, retrieval_s: float, generation_s: float | None, prompt: int, completion: int
+    ) -> None:
+        """`generation_s` None: the answer was refused before generation, so the generation histogram skips it."""
         if mode is not None:
             self.metrics.retrieval.labels(mode).observe(retrieval_s)
-        self.metrics.generation.observe(generation_s)
+        if generation_s is not None:
+            self.metrics.generation.observe(generation_s)
         self.metrics.prompt_tokens.inc(prompt)
         self.metrics.completion_tokens.inc(completion)
 

@@ -27,9 +27,10 @@ LLMOPS_DEPENDS = {
     "index": {"corpus", "provenance"},
     "llm": {"corpus", "provenance"},
     "rag": {"corpus", "index", "llm"},
-    "chat": {"corpus", "index", "llm", "rag"},  # the conversation path around the chain (serving and eval)
+    "chat": {"corpus", "index", "llm", "rag", "guardrails"},  # the conversation path around the chain (serving and eval)
     "finetune": {"corpus", "index", "llm", "rag", "provenance"},
     "release": {"index", "llm", "finetune", "provenance"},
+    "guardrails": set(),  # pure checks and an HTTP client of its own: no model, no corpus
 }
 # The base modules are the floor: they import no subpackage, and among themselves only what is listed here.
 BASE_DEPENDS = {

@@ -15,6 +15,10 @@ Keys and directions (all higher-is-better, 0-1 scale unless noted):
     ragas.answer_relevancy                judge + local embedder
     ragas.llm_context_precision           judge
     ragas.llm_context_recall              judge
+
+Abstention (`answerability.py`, from the chat path's refusals, not from a metric family):
+    answerability.refusal_rate_unanswerable   share of unanswerable questions refused (higher is better)
+    answerability.refusal_rate_answerable     share of answerable questions refused (LOWER is better)
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Mapping, Sequence
 
+from eval.metrics.answerability import DIRECTIONS as ANSWERABILITY_DIRECTIONS
 from eval.metrics.base import EvalSample, Metric, MetricValue, RetrievalScores, not_measured
 from eval.metrics.bertscore import BertScoreMetric
 from eval.metrics.bleu import BleuMetric
@@ -50,7 +55,10 @@ _SAMPLE_RANKING: tuple[type[Metric], ...] = (RougeMetric, BertScoreMetric, BleuM
 
 # Every key a metric family here can report, with its direction (True: higher is better), from the families
 # themselves. Gates use it for values given as bare floats.
-DIRECTIONS: dict[str, bool] = {key: higher for family in _FAMILIES for key, higher in family.higher_is_better.items()}
+DIRECTIONS: dict[str, bool] = {
+    **{key: higher for family in _FAMILIES for key, higher in family.higher_is_better.items()},
+    **ANSWERABILITY_DIRECTIONS,
+}
 
 
 def metric_direction(key: str) -> bool | None:

@@ -12,5 +12,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "conversation": ("Conversation", "Turn"),
         "rewrite": ("QueryRewriter", "Rewrite"),
         "engine": ("ChatEngine", "ChatReply", "ChatStream", "Refusal"),
+        "answerability": ("Answerability", "AnswerabilityCheck"),
     },
 )

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Literal, Protocol, Sequence
 from llmops.chat.conversation import Conversation
 from llmops.chat.rewrite import QueryRewriter, Rewrite
 from llmops.config import ChatConfig, PipelineConfig, SamplingConfig
+from llmops.guardrails.pipeline import Guardrails
 from llmops.index.retriever import Mode, SearchHit
 from llmops.llm.client import Generation, StreamDelta
 from llmops.rag.chain import RagChain
@@ -49,6 +50,9 @@ class Guard(Protocol):
     async def check_output(self, text: str, lang: str) -> Any: ...
     def output_stream(self, lang: str) -> Any: ...  # feed(text) / finish() -> StreamCheck: emit, refusal
     def refusal_message(self, decision: Any, lang: str) -> str: ...
+    @property
+    def moderates_streams(self) -> bool: ...  # a moderation model checks streamed output (once it is complete)
+    async def moderate(self, text: str, stage: str) -> Any: ...  # GuardDecision | None
 
 
 class AnswerabilityGate(Protocol):
@@ -121,8 +125,13 @@ class ChatEngine:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, chain: RagChain) -> "ChatEngine":
-        """The engine of a release (serving) or an eval run: the config's `chat` section around `chain`."""
-        return cls(chain, cfg.chat)
+        """The engine of a release (serving) or an eval run: the config's `chat` section around `chain`, the config's
+        guardrails, and the answerability check with the threshold its index resolved (`enabled: false`: none)."""
+        from llmops.chat.answerability import Answerability
+
+        guardrails = Guardrails.from_config(cfg.guardrails) if cfg.guardrails.enabled else None
+        answerability = Answerability.for_retriever(chain.retriever, cfg.answerability)
+        return cls(chain, cfg.chat, guardrails=guardrails, answerability=answerability)
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -197,8 +206,10 @@ class ChatEngine:
 
     async def _checked(self, deltas: AsyncIterator[StreamDelta], stream: ChatStream) -> AsyncIterator[StreamDelta]:
         """The model's deltas through the output guardrails as they arrive: text that could still become a match is
-        held back; a refusal ends the stream at once (the model stops generating)."""
+        held back; a refusal ends the stream at once (the model stops generating). A moderation model, which needs
+        the whole answer, judges it before the finishing delta: a refusal then ends the stream as content_filter."""
         guard = self.guardrails.output_stream(stream.lang)
+        emitted: list[str] = []
         try:
             async for delta in deltas:
                 started = time.perf_counter()
@@ -210,14 +221,26 @@ class ChatEngine:
                 for check in checks:
                     stream.decisions.extend(getattr(check, "decisions", ()))
                 refusal = next((c.refusal for c in checks if c.refusal is not None), None)
+                if refusal is None and delta.finish_reason is not None and self.guardrails.moderates_streams:
+                    refusal = await self._moderate_stream("".join(emitted) + text, stream)
                 if refusal is not None:
                     stream.refusal = self._guard_refusal(refusal, "output", stream.lang)
                     yield StreamDelta(text, "content_filter", delta.prompt_tokens, delta.completion_tokens)
                     return
                 if text or delta.finish_reason is not None:
+                    emitted.append(text)
                     yield replace(delta, text=text)
         finally:
             await deltas.aclose()
+
+    async def _moderate_stream(self, answer: str, stream: ChatStream) -> Any:
+        started = time.perf_counter()
+        verdict = await self.guardrails.moderate(answer, "output")
+        stream.guard_s += time.perf_counter() - started
+        if verdict is None:
+            return None
+        stream.decisions.append(verdict)
+        return verdict if verdict.action == "refuse" else None
 
     # ------------------------------------------------------------------------------------------------ steps
 

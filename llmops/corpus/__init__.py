@@ -10,7 +10,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "documents": ("Chunk", "Document", "QAExample", "content_id", "read_chunks", "read_documents",
-                      "write_chunks", "write_documents"),
+                      "split_answerable", "write_chunks", "write_documents"),
         "chunking": ("chunk_documents", "max_chunk_tokens"),
         "lang": ("detect_lang",),
         "normalize": ("normalize_text",),

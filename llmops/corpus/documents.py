@@ -19,6 +19,7 @@ __all__ = [
     "followup_query",
     "read_chunks",
     "read_documents",
+    "split_answerable",
     "write_chunks",
     "write_documents",
 ]
@@ -63,6 +64,15 @@ class QAExample:
     reference_contexts: tuple[str, ...] = ()  # passages that support the answer (JSONL eval sets may give them)
     # earlier turns of a conversation, (role, text) oldest first: the question is a follow-up (conversational QA)
     history: tuple[tuple[str, str], ...] = ()
+    # False: the documents do not answer it (SQuAD 2.0 `is_impossible`, JSONL `"answerable": false`); such questions
+    # measure abstention ("not in the documents") and are left out of retrieval and answer metrics.
+    answerable: bool = True
+
+
+def split_answerable(examples: Sequence[QAExample]) -> tuple[list[QAExample], list[QAExample]]:
+    """(answerable, unanswerable) questions, order kept."""
+    answerable = [ex for ex in examples if ex.answerable]
+    return answerable, [ex for ex in examples if not ex.answerable]
 
     @property
     def search_query(self) -> str:

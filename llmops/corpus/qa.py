@@ -1,6 +1,7 @@
 """QA sets, read and written in one place: SQuAD-format JSON, or JSONL with `question`, `answers` and optional
-`id` (or `qid`), `gold_doc_id`, `lang`, `reference_contexts`, `history`. The pipeline's own qa.jsonl (`write_qa`) is
-that JSONL with every field set, so the same reader reads eval sets and the ingest stage's output.
+`id` (or `qid`), `gold_doc_id`, `lang`, `reference_contexts`, `history`, `answerable` (default true; `false` marks a
+question the documents do not answer, with no answers). The pipeline's own qa.jsonl (`write_qa`) is that JSONL with
+every field set, so the same reader reads eval sets and the ingest stage's output.
 
 Conversational QA: `history` holds the earlier turns as OpenAI messages (`[{"role": "user", "content": ...},
 {"role": "assistant", "content": ...}]`, oldest first) and `question` is the follow-up that is scored."""
@@ -48,6 +49,11 @@ def _load_jsonl(path: Path) -> list[QAExample]:
                 answers = [answers]
             if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
                 raise EvalDataError(f"{path} line {n}: `answers` must be a list of strings")
+            answerable = rec.get("answerable", True)
+            if not isinstance(answerable, bool):
+                raise EvalDataError(f"{path} line {n}: `answerable` must be true or false")
+            if not answerable and answers:
+                raise EvalDataError(f"{path} line {n}: `answers` must be empty when `answerable` is false")
             references = rec.get("reference_contexts", [])
             if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
                 raise EvalDataError(f"{path} line {n}: `reference_contexts` must be a list of strings")
@@ -60,6 +66,7 @@ def _load_jsonl(path: Path) -> list[QAExample]:
                     gold_doc_id=rec.get("gold_doc_id"),
                     lang=rec.get("lang") or detect_lang(question),
                     reference_contexts=tuple(references),
+                    answerable=answerable,
                     history=history,
                 )
             )

@@ -29,6 +29,7 @@ from llmops.storage import file_checksums, is_remote, local_path, sha256_file
 
 __all__ = [
     "MANIFEST_NAME",
+    "AnswerabilitySection",
     "SCHEMA_VERSION",
     "ArtifactModel",
     "ChunkingSection",
@@ -140,6 +141,30 @@ class RetrievalSection(ArtifactModel):
     fusion: FusionSection
 
 
+ThresholdChoice = Literal["config", "calibrated", "fallback"]
+
+
+class AnswerabilitySection(ArtifactModel):
+    """The answerability threshold, resolved at index time (never "auto"): serving and evaluation read it here, so
+    both refuse the same questions. A question is answerable when its best dense (cosine) match scores >= threshold."""
+
+    threshold: float
+    # config: set in the config; calibrated: `threshold: auto` on the eval set's calibration split; fallback: `auto`
+    # with no answerable calibration question, so the config's fallback_threshold.
+    threshold_from: ThresholdChoice
+    target_answerable_recall: float | None = None  # calibrated: the share of answerable questions it must keep
+    calibration_fraction: float | None = None  # calibrated: the share of eval questions it was calibrated on
+    answerable_questions: int = 0  # calibration questions of each kind
+    unanswerable_questions: int = 0
+    answerable_kept: float | None = None  # on the calibration questions: the share of answerable ones it keeps
+    unanswerable_rejected: float | None = None  # ... and of unanswerable ones it rejects (None without any)
+    chosen_by: str = ""  # for display: how the threshold was chosen, in words
+
+    @property
+    def calibrated(self) -> bool:
+        return self.threshold_from == "calibrated"
+
+
 class IndexCounts(ArtifactModel):
     documents: int | None = None
     chunks: int
@@ -171,6 +196,17 @@ class IndexManifest(ArtifactModel):
     files: dict[str, FileEntry]
     libraries: dict[str, str]
     lineage: IndexLineage
+    answerability: AnswerabilitySection | None = None  # None: built before answerability thresholds existed
+
+    @property
+    def calibration_fraction(self) -> float | None:
+        """The share of the eval set (`split_calibration`) that index-time tuning used, fusion weight or answerability
+        threshold (both use the same split); None when nothing was tuned. Evaluation never scores those questions."""
+        if self.retrieval.fusion.tuned:
+            return self.retrieval.fusion.calibration_fraction
+        if self.answerability is not None and self.answerability.calibrated:
+            return self.answerability.calibration_fraction
+        return None
 
 
 def library_versions(*extra: str, names: Sequence[str] = _LIBRARIES) -> dict[str, str]:

@@ -40,6 +40,7 @@ from llmops.index.artifact import (
     verify_artifact,
 )
 from llmops.config import PipelineConfig
+from llmops.corpus.documents import split_answerable
 from llmops.corpus.ingest.report import IngestReport, read_ingest_report
 from llmops.corpus.qa import read_qa
 from llmops.corpus.stages import ChunkOutput, IngestOutput, run_chunking, run_ingest
@@ -218,6 +219,9 @@ def _load_vectors(uris: list[str], scratch: Path) -> np.ndarray:
 
 def index_version(cfg: PipelineConfig, chunks_uri: str, model_digest: str, factory: str, qa_uri: str | None) -> str:
     fusion = cfg.retrieval.fusion
+    answerability = cfg.answerability
+    # auto-tuned values (fusion weight, answerability threshold) depend on the questions they were tuned on ...
+    tuned_on_eval = bool(qa_uri) and (fusion.dense_weight == "auto" or answerability.threshold == "auto")
     return digest_of(
         {
             "schema": SCHEMA_VERSION,
@@ -226,10 +230,11 @@ def index_version(cfg: PipelineConfig, chunks_uri: str, model_digest: str, facto
             "index": {"type": factory, **cfg.index.model_dump(exclude={"type", "flat_max_vectors", "ivf_min_vectors"})},
             "lexical": cfg.lexical.model_dump(),
             "retrieval": cfg.retrieval.model_dump(),
-            # an auto-tuned fusion weight depends on the questions it was tuned on
-            "qa": Path(qa_uri).stem if (qa_uri and fusion.dense_weight == "auto") else None,
-            # ... and on the share of them it was tuned on (the manifest records it; eval leaves those questions out)
-            "calibration_fraction": cfg.eval.calibration_fraction if (qa_uri and fusion.dense_weight == "auto") else None,
+            "answerability": answerability.model_dump(include={"threshold", "target_answerable_recall",
+                                                                  "fallback_threshold"}),
+            "qa": Path(qa_uri).stem if tuned_on_eval else None,
+            # ... and on the share of them tuned on (the manifest records it; eval leaves those questions out)
+            "calibration_fraction": cfg.eval.calibration_fraction if tuned_on_eval else None,
             "code": stage_code("index").fingerprint,
         }
     )
@@ -373,23 +378,36 @@ def _write_artifact(
             qa=qa_uri,
         ),
     )
-    if fusion.dense_weight == "auto":
-        manifest = _tune_fusion(cfg, stage, manifest, qa_uri, scratch, embedder)
-    return manifest
+    return _tune_on_eval_set(cfg, stage, manifest, qa_uri, scratch, embedder)
 
 
-def _tune_fusion(cfg, stage: Path, manifest: IndexManifest, qa_uri, scratch: Path, embedder) -> IndexManifest:
-    """Resolve `dense_weight: auto` on the calibration split of the eval set (0.5 when there is none)."""
+def _tune_on_eval_set(cfg, stage: Path, manifest: IndexManifest, qa_uri, scratch: Path, embedder) -> IndexManifest:
+    """Resolve what `auto` leaves to the calibration split of the eval set: the fusion weight and the answerability
+    threshold (one split, one retriever over the staged files)."""
+    from llmops.index.answerability import resolve_answerability
     from llmops.index.retriever import Retriever
-    from llmops.index.tuning import split_calibration, tune_dense_weight
+    from llmops.index.tuning import split_calibration
 
-    fusion = manifest.retrieval.fusion
+    fusion_auto = cfg.retrieval.fusion.dense_weight == "auto"
     fraction = cfg.eval.calibration_fraction
     calibration = []
-    if qa_uri and manifest.lexical is not None:
+    if qa_uri and (fusion_auto or cfg.answerability.threshold == "auto"):
         calibration, _ = split_calibration(read_qa(fetch_file(qa_uri, scratch)), fraction)
+    retriever = Retriever(stage, manifest, embedder) if calibration else None
+    if fusion_auto:
+        manifest = _tune_fusion(fraction, manifest, calibration if manifest.lexical is not None else [], retriever)
+    answerability = resolve_answerability(cfg.answerability, retriever, calibration, fraction)
+    return manifest.model_copy(update={"answerability": answerability})
+
+
+def _tune_fusion(fraction: float, manifest: IndexManifest, calibration, retriever) -> IndexManifest:
+    """Resolve `dense_weight: auto` on the calibration split of the eval set (0.5 when there is none)."""
+    from llmops.index.tuning import tune_dense_weight
+
+    fusion = manifest.retrieval.fusion
+    calibration, _ = split_answerable(calibration)  # no chunk is relevant to an unanswerable question
     if calibration:
-        weight, curve = tune_dense_weight(Retriever(stage, manifest, embedder), calibration)
+        weight, curve = tune_dense_weight(retriever, calibration)
         fusion = fusion.model_copy(update=dict(
             dense_weight=weight,
             weight_from="tuned",

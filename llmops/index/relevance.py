@@ -88,5 +88,6 @@ def aggregate_scores(rows: list[dict], ks: Sequence[int]) -> dict[str, float]:
 
 
 def judgeable(examples: Sequence[QAExample]) -> list[QAExample]:
-    """Questions with a gold document or an answer string: the others cannot be judged."""
-    return [ex for ex in examples if ex.gold_doc_id or any(a.strip() for a in ex.answers)]
+    """Answerable questions with a gold document or an answer string: the others cannot be judged (an unanswerable
+    question's gold document is where it was written, not a chunk that answers it)."""
+    return [ex for ex in examples if ex.answerable and (ex.gold_doc_id or any(a.strip() for a in ex.answers))]

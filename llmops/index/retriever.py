@@ -138,6 +138,12 @@ class Retriever:
             scores = np.pad(scores, ((0, 0), (0, pad)))
         return ids.astype(np.int64), scores.astype(np.float32)
 
+    def best_dense_similarity(self, queries: Sequence[str]) -> np.ndarray:
+        """Per query, the cosine similarity of its nearest chunk: the answerability score. Dense and absolute (fused
+        hybrid scores only rank within one query); one k=1 search, on the query embedding cache. -1 for no chunk."""
+        ids, scores = self.dense(queries, 1)
+        return np.where(ids[:, 0] >= 0, scores[:, 0], -1.0).astype(np.float32)
+
     @property
     def has_lexical(self) -> bool:
         return self._lexical is not None

@@ -51,6 +51,11 @@ class Stage:
 _OUT = ("artifacts",)
 _RETRIEVER = ("retrieval",)  # retrieval defaults applied to the loaded index
 _GENERATION = ("llm", "sampling", "prompt")  # the model, its decoding and the prompt template/budget
+# the index stage resolves the answerability threshold (calibrated or not) into the manifest; serving and eval read
+# it there, and read only `enabled` and `messages` from the config
+_ANSWERABILITY_THRESHOLD = (
+    "answerability.threshold", "answerability.target_answerable_recall", "answerability.fallback_threshold"
+)
 STAGES: dict[str, Stage] = {
     # the chunk task loads the embedding model (llmops.index.embedding) for its tokenizer and digest
     "chunk": Stage((*_OUT, "chunking", "embedding"), ("llmops.corpus.stages", "llmops.index.embedding")),
@@ -58,10 +63,11 @@ STAGES: dict[str, Stage] = {
     "embed": Stage((*_OUT, "embedding"), ("llmops.index.build",)),
     "index": Stage(
         (*_OUT, "corpus", "chunking", "embedding", "index", "lexical", "retrieval", "eval.calibration_fraction",
-         "eval.ks", "eval.max_questions"),
+         "eval.ks", "eval.max_questions", *_ANSWERABILITY_THRESHOLD),
         ("llmops.index.build",),
     ),
-    # retrieval_eval and evaluate leave out the calibration questions the index's fusion weight was tuned on; they
+    # retrieval_eval and evaluate leave out the calibration questions the index tuned on (fusion weight, answerability
+    # threshold); they
     # take the share from the index's manifest, not from eval.calibration_fraction (which the index version covers).
     "retrieval_eval": Stage((*_OUT, *_RETRIEVER, "eval.ks", "eval.max_questions"), ("eval.retrieval",)),
     # eval.qa_path: training questions that are also eval questions are refused (no leak into the eval set).
@@ -69,7 +75,7 @@ STAGES: dict[str, Stage] = {
         (*_OUT, *_RETRIEVER, *_GENERATION, "finetune", "eval.qa_path", "chat.max_history_turns",
          "chat.history_budget_fraction"), ("llmops.finetune.stage",)),
     "evaluate": Stage(
-        (*_OUT, *_RETRIEVER, *_GENERATION, "chat", "eval.max_samples", "eval.metrics"),
+        (*_OUT, *_RETRIEVER, *_GENERATION, "chat", "guardrails", "answerability", "eval.max_samples", "eval.metrics"),
         ("eval.stage",),
     ),
 }

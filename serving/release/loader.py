@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import Callable
 
 from pydantic import ValidationError
 
@@ -24,6 +25,7 @@ from llmops.rag.chain import RagChain, client_template_overhead
 from llmops.rag.prompt import PromptBuilder
 from llmops.release.artifacts import artifact_roots, verify_release
 from llmops.release.registry import Release
+from serving.guard_timing import TimedGuardrails
 from serving.release.state import ReleaseState
 
 __all__ = ["ReleaseLoader", "served_adapter_name"]
@@ -33,7 +35,7 @@ log = logging.getLogger("llmops.serving")
 
 # The config sections a release is served with as it was evaluated (its `config`): prompt, decoding, retrieval and
 # the chat path. The rest (llm, serving, artifacts) is the server's own.
-RELEASE_SECTIONS = ("sampling", "prompt", "retrieval", "chat")
+RELEASE_SECTIONS = ("sampling", "prompt", "retrieval", "chat", "guardrails")
 
 
 def release_config(release: Release, config: PipelineConfig) -> PipelineConfig:
@@ -62,7 +64,13 @@ class ReleaseLoader:
     `backend: transformers` the model (and adapter) is loaded in this process (tests, small runs).
     """
 
-    def __init__(self, config: PipelineConfig, *, backend_url: str | None = None):
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        backend_url: str | None = None,
+        observe_guardrails: Callable[[str, float], None] | None = None,
+    ):
         if config.llm is None:
             raise RegistryError("serving needs an llm section in the config (the base model and its backend)")
         self.config = config
@@ -74,6 +82,7 @@ class ReleaseLoader:
                 "which starts the vLLM server itself"
             )
         self.roots = self.roots_of(config)
+        self.observe_guardrails = observe_guardrails  # (stage, seconds) of each request's guardrail checks
         self._overhead: int | None = None
 
     @staticmethod
@@ -119,6 +128,8 @@ class ReleaseLoader:
             retrieval_batch_size=self.config.serving.retrieval_batch_size,
         )
         engine = ChatEngine.from_config(cfg, chain)
+        if engine.guardrails is not None and self.observe_guardrails is not None:
+            engine.guardrails = TimedGuardrails(engine.guardrails, self.observe_guardrails)
         return ReleaseState(release=release, engine=engine, adapter_name=adapter_name, reregister=reregister)
 
     def _client(self, adapter_dir: Path | None, adapter_name: str | None):
@@ -162,6 +173,8 @@ class ReleaseLoader:
 
     async def close(self, state: ReleaseState) -> None:
         await state.client.aclose()  # on this event loop, where the client's async resources were created
+        if state.engine.guardrails is not None:
+            await state.engine.guardrails.aclose()  # the moderation endpoint's connections
 
     async def backend_ready(self, timeout_s: float) -> tuple[bool, str]:
         """Whether the generation backend answers (`GET /v1/models`), and why not."""

@@ -49,6 +49,62 @@ def _retrieval_section(report: RagEvalReport) -> Html:
     )
 
 
+def _guardrails_section(report: RagEvalReport) -> Html:
+    g = report.guardrails
+    if g is None:
+        return section("Guardrails", Html('<p class="empty">not recorded for this run</p>'))
+    summary = kv_table(
+        {
+            "refused (content_filter)": f"{g.refusals} of {g.questions}",
+            "refusal rate": g.refusal_rate,
+            "added latency p50 (ms)": None if g.added_p50_s is None else round(g.added_p50_s * 1000, 3),
+            "added latency p95 (ms)": None if g.added_p95_s is None else round(g.added_p95_s * 1000, 3),
+        }
+    )
+    by_policy = table(["policy", "refusals"], [[p, n] for p, n in g.by_policy.items()]) if g.by_policy else Html("")
+    return section(
+        "Guardrails",
+        Html(summary + by_policy),
+        note="Input and output checks on the served chat path (the release's guardrails section); a refused "
+        "question gets the refusal message instead of an answer. Gates can use guardrails.refusal_rate.",
+    )
+
+
+def _answerability_section(report: RagEvalReport) -> Html:
+    a = report.answerability
+    if a is None:
+        return section("Answer only from the documents", Html('<p class="empty">not measured in this run</p>'))
+    if not a.enabled:
+        return section("Answer only from the documents", status_badge(None, "off (answerability.enabled: false)"))
+
+    def rate(refused: int, total: int) -> str:
+        return f"{refused} of {total}" + (f" ({refused / total:.0%})" if total else "")
+
+    return section(
+        "Answer only from the documents",
+        kv_table({
+            "threshold (best dense cosine)": a.threshold,
+            "threshold from": {"calibrated": "calibrated on the eval set's calibration split",
+                               "config": "set in the config",
+                               "fallback": "fallback_threshold: no eval set to calibrate on"}.get(
+                                   a.threshold_from or "", a.threshold_from),
+            "unanswerable refused (higher is better)": rate(a.refused_unanswerable, a.unanswerable_questions),
+            "answerable refused (lower is better)": rate(a.refused_answerable, a.answerable_questions),
+        }),
+        note="A question whose best dense match in the index scores below the threshold gets the configured "
+        "message instead of a generated answer; the threshold is the index manifest's, as served. Answer metrics "
+        "score the answerable questions only.",
+    )
+
+
+def _retrieval_cell(s: SampleRecord) -> Html:
+    if not s.answerable:
+        return status_badge(s.refused, "unanswerable: refused" if s.refused else "unanswerable: answered")
+    if s.refused:
+        return status_badge(False, "refused: not in the documents")
+    return status_badge(s.retrieval_hit, "hit" if s.retrieval_hit else "miss")
+
+
 def _sample_rows(samples: Sequence[SampleRecord], primary: str) -> list[list[object]]:
     def key(s: SampleRecord) -> float:
         v = s.scores.get(primary)
@@ -63,7 +119,7 @@ def _sample_rows(samples: Sequence[SampleRecord], primary: str) -> list[list[obj
                 s.question,
                 s.answer or "(empty)",
                 " | ".join(s.references) or "\u2014",
-                status_badge(s.retrieval_hit, "hit" if s.retrieval_hit else "miss"),
+                _retrieval_cell(s),
                 sources,
                 round(s.latency_s, 3),
                 s.completion_tokens,
@@ -148,8 +204,10 @@ def evaluation_deck(report: RagEvalReport, samples: Sequence[SampleRecord]) -> s
     return fragment(
         section(f"Evaluation: {report.label}", summary, note=" ".join([*notes, LATENCY_NOTE])),
         _metrics_section(report),
+        _guardrails_section(report),
         _retrieval_section(report),
         _conversation_section(report, samples),
+        _answerability_section(report),
         section(
             f"Samples, worst {primary} first",
             table(

@@ -105,6 +105,10 @@ def _index_section(manifest: IndexManifest, stats: dict) -> str:
         "lexical": "disabled" if manifest.lexical is None else f"BM25, tokenizer {manifest.lexical.tokenizer}",
         "default retrieval": f"{manifest.retrieval.mode}, k={manifest.retrieval.k}",
         "fusion": f"{fusion.method}, dense weight {fusion.dense_weight} ({fusion.chosen_by})",
+        "answerability threshold": (
+            "none recorded (index from before answerability)" if manifest.answerability is None
+            else f"{manifest.answerability.threshold} ({manifest.answerability.chosen_by})"
+        ),
         "chunks / vectors": f"{manifest.counts.chunks} / {manifest.counts.vectors}",
         "vectors: embedded in this run / from the embedding cache / reused shard files": (
             f"{stats.get('computed', 0)} / {stats.get('cached', 0)} / {stats.get('reused', 0)}"
@@ -133,6 +137,8 @@ def _metrics_section(report: RetrievalEvalReport) -> str:
            if report.excluded_calibration_questions else "")
         + (f"; {report.follow_up_questions} follow-ups searched with the previous user message"
            if report.follow_up_questions else "")
+        + (f"; {report.excluded_unanswerable_questions} unanswerable questions left out (no chunk answers them)"
+           if report.excluded_unanswerable_questions else "")
         + f". Default mode: {report.default_mode}"
         + (f"; fusion: {fusion.method}, dense weight {fusion.dense_weight}." if fusion is not None else ".")
     )

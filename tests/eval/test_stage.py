@@ -42,6 +42,7 @@ def setup(tmp_path_factory):
             "embedding": {"model": MINILM, "shard_size": 4},
             "chunking": {"max_tokens": 64, "overlap_tokens": 8},
             "retrieval": {"k": 3, "fusion": {"dense_weight": 0.5}},  # fixed weight: no calibration split
+            "answerability": {"threshold": 0.0},  # fixed threshold: no calibration split
             "eval": {
                 "qa_path": str(qa),
                 "metrics": {"bertscore": {"model": MINILM, "num_layers": 6}},
@@ -93,6 +94,9 @@ def test_report_has_metrics_lineage_and_per_sample_scores(setup):
     assert report["lineage"]["index_version"] == report["index_version"]
     assert report["config"]["sampling"]["max_tokens"] == 12
     assert all("rouge_l" in s.scores for s in run.samples)
+    guard = report["guardrails"]  # the served chat path's guardrails ran on every question
+    assert (guard["questions"], guard["refusals"], guard["refusal_rate"]) == (len(QA), 0, 0.0)
+    assert guard["added_p50_s"] > 0 and report["metrics"]["guardrails.refusal_rate"]["higher_is_better"] is False
     json.dumps(report, allow_nan=False)  # strict JSON: no NaN slips into report.json
 
 

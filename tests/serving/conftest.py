@@ -225,3 +225,43 @@ def check_swap(outcomes: list[Outcome], old: str, new: str, promoted_at: float, 
     assert not late_old, f"{len(late_old)} requests went to the old release after the swap"
     assert any(o.release == old for o in outcomes) and outcomes[-1].release == new
     return first_new - promoted_at
+
+
+REDIS_PASSWORD = "test-only-redis-password"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A real `redis-server` (Debian's) on a free port, with a password and no persistence: its URL."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server): Redis store tests skipped")
+    redis = pytest.importorskip("redis", reason="the redis Python package is not installed")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
+         "--appendonly", "no", "--requirepass", REDIS_PASSWORD],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port, password=REDIS_PASSWORD, socket_connect_timeout=1)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"redis-server did not start: {server.stderr.read().decode()[-500:]}")
+            time.sleep(0.05)
+    client.close()
+    try:
+        yield f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(30)
+        server.stderr.close()

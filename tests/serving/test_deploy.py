@@ -36,7 +36,7 @@ def test_every_resource_file_parses_and_is_listed():
 
 def test_services_and_hpa_point_at_their_deployments():
     objects = load_all()
-    for name in ("vllm", "rag-api"):
+    for name in ("vllm", "rag-api", "redis"):
         deployment, service = objects[("Deployment", name)], objects[("Service", name)]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -78,3 +78,15 @@ def test_rag_api_probes_and_drain_fit_the_config():
     assert cfg.serving.adapter_unload_grace_s > cfg.serving.watch_interval_s
     mounts = {m["mountPath"] for m in container(objects[("Deployment", "vllm")], "vllm")["volumeMounts"]}
     assert cfg.serving.adapter_cache_dir in mounts  # vLLM reads adapters where the API downloads them
+
+
+def test_the_replicas_share_a_redis_session_store_and_need_api_keys():
+    objects = load_all()
+    config = parse_config(yaml.safe_load(objects[("ConfigMap", "llmops-config")]["data"]["config.yaml"]))
+    sessions = config.serving.sessions
+    assert sessions.store == "redis"  # per-pod SQLite files would lose a conversation when the next request lands elsewhere
+    env = {e["name"]: e for e in container(objects[("Deployment", "rag-api")], "rag-api")["env"]}
+    for variable in (sessions.redis_url_env, config.serving.api_keys_env):
+        assert "secretKeyRef" in env[variable]["valueFrom"], variable  # URLs and keys are secrets, not config
+    redis = container(objects[("Deployment", "redis")], "redis")
+    assert "--requirepass" in redis["args"]

@@ -53,11 +53,19 @@ CHAT_FIELDS = {
     "mode": st.one_of(st.sampled_from(["dense", "lexical", "hybrid", "sparse"]), JSON),
     "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": st.booleans()}), JSON),
     "user": JSON,
+    "session_id": st.one_of(st.just("sess_" + "0" * 32), NASTY_TEXT, JSON),  # well-formed: 404, never a 5xx
+    "store": st.one_of(st.booleans(), JSON),
 }
 SEARCH_FIELDS = {
     "query": st.one_of(NASTY_TEXT, JSON), "k": NUMBERS, "model": st.one_of(st.just("rag"), JSON),
     "mode": CHAT_FIELDS["mode"],
 }
+FEEDBACK_FIELDS = {
+    "response_id": st.one_of(st.just("chatcmpl-" + "0" * 32), NASTY_TEXT, JSON),
+    "rating": st.one_of(st.sampled_from(["up", "down", "UP", "meh"]), JSON),
+    "comment": st.one_of(NASTY_TEXT, st.text(min_size=1990, max_size=2010), st.none(), JSON),
+}
+VALID_FEEDBACK = {"response_id": "chatcmpl-" + "0" * 32, "rating": "up", "comment": "fine"}
 VALID_CHAT = {"model": "rag", "messages": [{"role": "user", "content": "What is matcha?"}], "max_tokens": 2}
 VALID_SEARCH = {"query": "matcha", "k": 2}
 
@@ -109,8 +117,23 @@ def test_fuzzed_search_bodies_never_give_a_server_error(client, body):
     post(client, "/v1/search", body)
 
 
+@FUZZ
+@given(body=mutated(VALID_FEEDBACK, FEEDBACK_FIELDS))
+def test_fuzzed_feedback_bodies_never_give_a_server_error(client, body):
+    post(client, "/v1/feedback", body)
+
+
 @settings(max_examples=80, deadline=None, derandomize=True)
-@given(body=JSON, path=st.sampled_from(["/v1/chat/completions", "/v1/search", "/admin/reload"]))
+@given(session_id=NASTY_TEXT, method=st.sampled_from(["GET", "DELETE"]))
+def test_fuzzed_session_ids_never_give_a_server_error(client, session_id, method):
+    from urllib.parse import quote
+
+    path = "/v1/sessions/" + quote(session_id.encode("utf-8", "surrogatepass"), safe="")
+    check(client.request(method, path))
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(body=JSON, path=st.sampled_from(["/v1/chat/completions", "/v1/search", "/v1/feedback", "/admin/reload"]))
 def test_arbitrary_json_never_gives_a_server_error(client, body, path):
     post(client, path, body)
 
@@ -122,5 +145,5 @@ RAW = st.one_of(st.binary(max_size=64), st.sampled_from(
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(raw=RAW, content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded"]))
 def test_raw_bodies_never_give_a_server_error(client, raw, content_type):
-    for path in ("/v1/chat/completions", "/v1/search"):
+    for path in ("/v1/chat/completions", "/v1/search", "/v1/feedback"):
         check(client.post(path, content=raw, headers={"content-type": content_type}))

@@ -79,6 +79,7 @@ def decks(tmp_path_factory) -> dict[str, Path]:
             "embedding": {"model": MINILM, "shard_size": 2},
             "chunking": {"max_tokens": 64, "overlap_tokens": 8},
             "retrieval": {"k": 3, "fusion": {"dense_weight": 0.5}},
+            "answerability": {"threshold": 0.0},  # fixed threshold: no calibration split
             "eval": {"qa_path": str(qa), "metrics": {"bertscore": {"model": MINILM, "num_layers": 6}}},
             "artifacts": {"root": str(tmp / "artifacts")},
             "llm": {"model": str(REPO_ROOT / "examples/tiny-llm"), "backend": "transformers", "max_model_len": 1024,

@@ -16,7 +16,7 @@ import pytest
 from eval.gates import evaluate_gates
 from eval.metrics.base import MetricValue
 from llmops.config import GatesConfig
-from eval.schemas import GateDecision, RagEvalReport, VerdictRecord
+from eval.schemas import AnswerabilitySummary, GateDecision, RagEvalReport, VerdictRecord
 from eval.stage import release_candidate
 from llmops.release.promotion import promote_candidate
 from llmops.release.registry import ReleaseRegistry
@@ -68,6 +68,8 @@ def report(rouge: float = 0.0, random_weights: bool = True) -> RagEvalReport:
         "latency": {"p50_s": 0.4, "p95_s": 0.6, "retrieval_mean_s": 0.01, "prompt_tokens_mean": 300,
                     "completion_tokens_mean": 32},
         "retrieval": None,
+        "guardrails": {"questions": 2, "refusals": 1, "refusal_rate": 0.5, "by_policy": {"prompt_injection": 1},
+                       "added_p50_s": 0.0004, "added_p95_s": 0.0009},
     })
 
 
@@ -128,6 +130,8 @@ def test_evaluation_deck_says_the_model_is_random_and_latency_is_per_request(tmp
     assert "Random test model: its weights are untrained noise" in text and "random: answers are noise" in text
     assert "latency per request p50 (s)" in text and "Latency is per request" in text
     assert "latency s (request)" in text
+    assert "refused (content_filter)\t1 of 2" in text and "prompt_injection\t1" in text
+    assert "added latency p50 (ms)\t0.4" in text
     real = rendered(evaluation_deck(report(random_weights=False), samples), tmp_path)["text"]
     assert "Random test model" not in real and "random: answers are noise" not in real
 
@@ -159,6 +163,29 @@ def test_evaluation_deck_shows_the_follow_ups_and_their_rewrites(tmp_path):
     assert ["badge fail", "\u2717 miss"] in page["badges"]  # the follow-up whose retrieval missed
     empty = rendered(evaluation_deck(report(), samples[:1]), tmp_path)["text"]
     assert "no multi-turn questions in this eval set" in empty
+def test_evaluation_deck_shows_the_threshold_the_refusal_rates_and_which_samples_were_refused(tmp_path):
+    from eval.runner import SampleRecord
+
+    def sample(qid, answerable, refused):
+        return SampleRecord(qid=qid, question=f"question {qid}", lang="en", answer="noise", references=[],
+                            contexts=[], sources=[], reference_contexts=[], retrieval_hit=False, retrieval_s=0.01,
+                            latency_s=0.0, first_token_s=None, prompt_tokens=0, completion_tokens=0,
+                            finish_reason="stop", refusal_kind="not_in_documents" if refused else None,
+                            answerable=answerable)
+
+    measured = report().model_copy(update={"answerability": AnswerabilitySummary(
+        enabled=True, threshold=0.3531, threshold_from="calibrated", answerable_questions=12,
+        unanswerable_questions=8, refused_answerable=0, refused_unanswerable=3)})
+    samples = [sample("a", True, True), sample("u1", False, True), sample("u2", False, False)]
+    page = rendered(evaluation_deck(measured, samples), tmp_path)
+    assert "Answer only from the documents" in page["text"] and "0.3531" in page["text"]
+    assert "calibrated on the eval set's calibration split" in page["text"]
+    assert "3 of 8 (38%)" in page["text"] and "0 of 12 (0%)" in page["text"]
+    labels = [b[1] for b in page["badges"]]
+    assert {"\u2717 refused: not in the documents", "\u2713 unanswerable: refused",
+            "\u2717 unanswerable: answered"} <= set(labels)
+    # a report from before answerability says so instead of inventing rates
+    assert "not measured in this run" in rendered(evaluation_deck(report(), samples), tmp_path)["text"]
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,7 @@ def run_env(tmp_path_factory):
         "chunking": {"max_tokens": 64, "overlap_tokens": 8},
         "embedding": {"model": MINILM, "shard_size": 4},
         "retrieval": {"k": 3, "fusion": {"dense_weight": 0.5}},
+        "answerability": {"threshold": 0.0},  # fixed threshold: no calibration split
         "eval": {"qa_path": str(_jsonl(tmp / "qa.jsonl", EVAL)),
                  "metrics": {"bertscore": {"model": MINILM, "num_layers": 6}}},
         "artifacts": {"root": str(tmp / "artifacts")},

@@ -1,4 +1,5 @@
-"""SQuAD-format JSON: every context becomes a document, every question a QA example linked to it."""
+"""SQuAD-format JSON: every context becomes a document, every question a QA example linked to it (SQuAD 2.0's
+unanswerable questions, `is_impossible: true`, too: `answerable=False`)."""
 
 from __future__ import annotations
 
@@ -58,12 +59,20 @@ def _qa_example(qa: object, doc_id: str) -> QAExample:
         raise Skip("missing 'id'")
     if not isinstance(question, str) or not question.strip():
         raise Skip("missing or empty 'question'")
-    texts = _answer_texts(answers)
-    if not texts:
-        raise Skip("no answers (unanswerable question)" if qa.get("is_impossible") else "no answers")
+    impossible = qa.get("is_impossible", False)
+    if not isinstance(impossible, bool):
+        raise Skip(f"'is_impossible' must be true or false, got {impossible!r}")
+    texts = _answer_texts(answers if answers is not None or not impossible else [])
+    if impossible and texts:
+        raise Skip("'is_impossible' is true but it has answers")
+    if not impossible and not texts:
+        raise Skip("no answers")
     question = normalize_inline(question)
+    # An unanswerable question keeps the paragraph it was written on as gold_doc_id (where it came from); it has no
+    # answers, and retrieval and answer metrics leave it out (it measures abstention).
     return QAExample(
-        qid=str(qid), question=question, answers=tuple(texts), gold_doc_id=doc_id, lang=detect_lang(question)
+        qid=str(qid), question=question, answers=tuple(texts), gold_doc_id=doc_id, lang=detect_lang(question),
+        answerable=not impossible,
     )
 
 

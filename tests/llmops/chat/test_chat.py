@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fastapi import FastAPI, Request
 
 from llmops.chat.conversation import Conversation, Turn
 from llmops.chat.engine import ChatEngine
 from llmops.chat.rewrite import QueryRewriter
-from llmops.config import ChatConfig
+from llmops.config import ChatConfig, GuardrailsConfig, ModerationConfig
+from llmops.guardrails.pipeline import Guardrails
 from llmops.index.retriever import Retriever
 from llmops.llm.runtime import make_client
 from llmops.rag.chain import RagChain
 from tests.conftest import write_corpus
 from tests.helpers import CORPUS, build, make_config
+from tests.llmops.guardrails.test_moderation import serving
 
 HISTORY = (Turn("user", "When did the Shinkansen open?"), Turn("assistant", "It opened in 1964 [1]."))
 
@@ -121,3 +124,34 @@ def test_streamed_and_whole_answers_are_the_same(chain):
     text, finish, sources = asyncio.run(streamed())
     assert text.strip() == whole.text and finish == whole.finish_reason
     assert [h.chunk_id for h in sources] == [h.chunk_id for h in whole.sources]
+
+
+def test_a_moderation_model_judges_the_whole_streamed_answer(chain):
+    """The stream guard's built-in checks go token by token; a moderation model needs the whole answer, so it judges
+    it before the finishing delta, and its refusal ends the stream as content_filter (a real HTTP endpoint that
+    answers as vLLM does with guided choice, flagging every answer)."""
+    judged: list[str] = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request):
+        body = await request.json()
+        judged.append(body["messages"][-1]["content"])
+        unsafe = body["structured_outputs"]["choice"][1]
+        return {"id": "m", "object": "chat.completion", "model": body["model"], "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": unsafe}, "finish_reason": "stop"}]}
+
+    async def both(engine: ChatEngine):  # one event loop: the moderation client's connections live on it
+        stream = await engine.stream(Conversation("Where is Etna?"))
+        deltas = [d async for d in stream.deltas]
+        return stream, deltas, await engine.respond(Conversation("Where is Etna?"))
+
+    with serving(app) as url:
+        moderation = ModerationConfig(base_url=url, model="llama-guard", stages=("output",))
+        engine = ChatEngine(chain, ChatConfig(rewrite="off"),
+                            guardrails=Guardrails.from_config(GuardrailsConfig(moderation=moderation)))
+        stream, deltas, whole = asyncio.run(both(engine))
+    assert deltas[-1].finish_reason == "content_filter"
+    assert stream.refusal is not None and (stream.refusal.policy, stream.refusal.stage) == ("moderation", "output")
+    assert whole.refusal is not None and whole.refusal.stage == "output" and whole.finish_reason == "content_filter"
+    assert len(judged) == 2  # once per answer (the question is not moderated: stages is output only)

@@ -295,6 +295,8 @@ def test_squad_contexts_questions_and_gold_links(tmp_path):
                         {"id": "q2", "question": "", "answers": [{"text": "x"}]},
                         {"id": "q3", "question": "no answers?", "answers": [], "is_impossible": True},
                         {"id": "q4", "question": "bad answers", "answers": "東京"},
+                        {"id": "q5", "question": "empty?", "answers": []},
+                        {"id": "q6", "question": "both?", "answers": [{"text": "東京"}], "is_impossible": True},
                     ],
                 },
                 {"context": "   ", "qas": [{"id": "q5", "question": "orphan?", "answers": [{"text": "a"}]}]},
@@ -316,19 +318,23 @@ def test_squad_contexts_questions_and_gold_links(tmp_path):
     assert doc.source == f"{path}#article=0,paragraph=0"
     assert res.report.duplicates == [(f"{path}#article=1,paragraph=0", doc.source)]
 
-    q1, q6 = res.qa
+    q1, q3, q6 = res.qa
     assert (q1.qid, q1.question, q1.answers, q1.lang) == ("q1", "日本の首都は？", ("東京", "東京都"), "ja")
     assert q1.gold_doc_id == doc.doc_id and q6.gold_doc_id == doc.doc_id
+    assert q1.answerable and q6.answerable
+    # SQuAD 2.0's unanswerable question is kept (it measures abstention), linked to the paragraph it was written on
+    assert (q3.qid, q3.answers, q3.answerable, q3.gold_doc_id) == ("q3", (), False, doc.doc_id)
     assert q6.qid == "6"
     skipped = {s.source.rsplit(",", 1)[-1] if "qa=" in s.source else s.source: s.reason for s in res.report.skipped}
     assert skipped == {
         "qa=1": "missing or empty 'question'",
-        "qa=2": "no answers (unanswerable question)",
         "qa=3": "'answers' must be a list of objects with a string 'text'",
+        "qa=4": "no answers",
+        "qa=5": "'is_impossible' is true but it has answers",
         f"{path}#article=0,paragraph=1": "no text",
         "qa=0": "its context was skipped",
     }
-    assert res.report.qa_examples == 2
+    assert res.report.qa_examples == 3
 
 
 def test_squad_title_prefix_is_kept_unless_asked(tmp_path):
@@ -513,6 +519,8 @@ def test_quickstart_corpus_answers_are_in_its_documents():
     assert {d.metadata["format"] for d in res.documents} == {"md", "txt", "html"}
     assert sum(d.lang == "ja" for d in res.documents) == 3
     questions = [json.loads(line) for line in (quickstart / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
-    for q in questions:
+    answerable = [q for q in questions if q.get("answerable", True)]
+    assert len(answerable) < len(questions)  # the set also holds questions the documents do not answer
+    for q in answerable:
         holders = {d.source for d in res.documents for a in q["answers"] if a in d.text}
         assert len(holders) == 1, (q["question"], holders)

@@ -1,5 +1,8 @@
-"""The QA reader and writer with conversational QA: `history` round-trips, bad history lines name file and line,
-and follow-ups have one deterministic search form (shared with the chat path's `concat` rewrite)."""
+"""The one QA reader/writer: JSONL eval sets with unanswerable questions and with follow-ups (conversational QA:
+`history` round-trips, bad history lines name file and line, one deterministic search form shared with the chat
+path's `concat` rewrite)."""
+
+from __future__ import annotations
 
 import json
 
@@ -7,10 +10,50 @@ import pytest
 
 from llmops.chat.conversation import Conversation, Turn
 from llmops.chat.rewrite import QueryRewriter
-from llmops.corpus.documents import QAExample, followup_query
+from llmops.corpus.documents import QAExample, followup_query, split_answerable
 from llmops.corpus.qa import read_qa, write_qa
 from llmops.errors import EvalDataError
 from tests.conftest import REPO_ROOT
+
+
+def jsonl(tmp_path, *records) -> str:
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_unanswerable_questions_are_kept_and_round_trip(tmp_path):
+    path = jsonl(
+        tmp_path,
+        {"question": "How long are audit logs kept?", "answers": ["400 days"]},
+        {"question": "What is the office Wi-Fi password?", "answerable": False},
+        {"question": "育児休暇は何週間取れますか？", "answers": [], "answerable": False},
+    )
+    kept, wifi, leave = read_qa(path)
+    assert kept.answerable and kept.answers == ("400 days",)
+    assert (wifi.answerable, wifi.answers) == (False, ())
+    assert (leave.answerable, leave.lang) == (False, "ja")
+    answerable, unanswerable = split_answerable([kept, wifi, leave])
+    assert answerable == [kept] and unanswerable == [wifi, leave]
+
+    write_qa([kept, wifi, leave], tmp_path / "out.jsonl")
+    assert read_qa(tmp_path / "out.jsonl") == [kept, wifi, leave]
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"question": "q?", "answers": ["a"], "answerable": False}, "`answers` must be empty when `answerable` is false"),
+        ({"question": "q?", "answerable": "no"}, "`answerable` must be true or false"),
+    ],
+)
+def test_contradictory_answerability_is_refused_naming_the_field(tmp_path, record, message):
+    with pytest.raises(EvalDataError, match=message) as e:
+        read_qa(jsonl(tmp_path, record))
+    assert "line 1" in str(e.value)
+
+
+# ---- conversational QA ----
 
 HISTORY = [
     {"role": "user", "content": "How long are internal service certificates valid?"},
@@ -18,14 +61,8 @@ HISTORY = [
 ]
 
 
-def write_lines(path, records):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n"
-                            for r in records), encoding="utf-8")
-    return path
-
-
 def test_history_round_trips_through_the_writer(tmp_path):
-    path = write_lines(tmp_path / "qa.jsonl", [
+    path = jsonl(tmp_path, *[
         {"id": "single", "question": "How long are audit logs kept?", "answers": ["400 days"]},
         {"id": "follow", "history": HISTORY, "question": "And when are they renewed?", "answers": ["10 days"]},
         {"id": "null-history", "history": None, "question": "Who signs off?", "answers": ["Dana"]},
@@ -51,7 +88,7 @@ def test_history_round_trips_through_the_writer(tmp_path):
     ],
 )
 def test_a_bad_history_names_the_file_and_line(tmp_path, history):
-    path = write_lines(tmp_path / "qa.jsonl", [
+    path = jsonl(tmp_path, *[
         {"question": "fine", "answers": ["a"]},
         {"question": "follow-up?", "answers": ["a"], "history": history},
     ])

@@ -49,7 +49,9 @@ def test_a_stage_cannot_read_a_field_its_key_does_not_cover(tmp_path, digest_cac
 
 def test_the_record_of_a_stage_config_holds_only_what_it_read(tmp_path, digest_cache):
     record = config_record(stage_config(_config(tmp_path), "evaluate"))
-    assert set(record) == {"artifacts", "retrieval", "llm", "sampling", "prompt", "eval"}
+    assert set(record) == {
+        "artifacts", "retrieval", "llm", "sampling", "prompt", "chat", "guardrails", "answerability", "eval"
+    }
     assert set(record["eval"]) == {"max_samples", "metrics"}  # the calibration share is the index manifest's
 
 
@@ -117,7 +119,7 @@ def test_every_field_that_names_a_file_or_model_is_keyed_by_content():
 
     walk(PipelineConfig, "")
     assert {"llm.model", "embedding.model", "finetune.train_path", "eval.qa_path"} <= marked
-    assert unmarked <= {"eval.metrics.ragas.judge.model", "serving.model_name"}, unmarked  # names, not files
+    assert unmarked <= {"eval.metrics.ragas.judge.model", "guardrails.moderation.model", "serving.model_name"}, unmarked  # names, not files
 
 
 def test_code_closure_follows_imports_and_leaves_decks_out():
