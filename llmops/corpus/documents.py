@@ -68,17 +68,17 @@ class QAExample:
     # measure abstention ("not in the documents") and are left out of retrieval and answer metrics.
     answerable: bool = True
 
-
-def split_answerable(examples: Sequence[QAExample]) -> tuple[list[QAExample], list[QAExample]]:
-    """(answerable, unanswerable) questions, order kept."""
-    answerable = [ex for ex in examples if ex.answerable]
-    return answerable, [ex for ex in examples if not ex.answerable]
-
     @property
     def search_query(self) -> str:
         """What the stages that run without an LLM (retrieval evaluation, fusion tuning, SFT data) search for: a
         follow-up in its deterministic `concat` form, a single question as it is."""
         return followup_query(self.question, self.history)
+
+
+def split_answerable(examples: Sequence[QAExample]) -> tuple[list[QAExample], list[QAExample]]:
+    """(answerable, unanswerable) questions, order kept."""
+    answerable = [ex for ex in examples if ex.answerable]
+    return answerable, [ex for ex in examples if not ex.answerable]
 
 
 def followup_query(question: str, history: Sequence[tuple[str, str]]) -> str:
