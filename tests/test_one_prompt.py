@@ -121,6 +121,8 @@ def config(tmp: Path, backend_url: str, max_model_len: int) -> PipelineConfig:
             # Follow-ups (the quickstart's conversational QA) are searched in the concat form everywhere: the LLM
             # rewrite would add a model call per follow-up, which is not what this test compares.
             "chat": {"rewrite": "concat"},
+            # The forged question tests the prompt's escaping on its own: the injection guard would refuse it first.
+            "guardrails": {"prompt_injection": {"enabled": False}},
         }
     ).resolved()
 
