@@ -45,6 +45,16 @@ CPU seconds per request of each process (the RAG API, the vLLM process group, th
 around every round: on 2 cores the API's CPU time is taken from vLLM. `--split-cores` gives each side a core of its
 own (vLLM on core 0, the API and this client on core 1).
 
+Conversations (`--conversations N`, default 8; 0 skips them): N conversations of 3 questions on the same SQuAD
+paragraph, each turn a streamed `POST /v1/chat/completions` carrying the earlier questions and the API's own answers
+in `messages`. They run through two RAG APIs, each serving a release of the index made with `chat.rewrite: llm` or
+`concat` (a release carries its chat section; the same vLLM server): a warm-up
+conversation on each, then `--conversation-rounds` rounds, `--conversation-concurrency` conversations at a time,
+the API that goes first alternating per round. Per turn: p50/p95 latency and TTFT; the rewrite's cost = llm - concat
+on the follow-up turns (p50 latency and TTFT), and the rewrite request alone (the request `QueryRewriter` sends for
+each follow-up, straight to vLLM, one at a time); its fallback rate = the follow-ups the `llm` run searched in the
+concat form (the response's `retrieval_query` equals the previous user message + the follow-up).
+
     python -m bench.serving              # 300 paragraphs, 5 timed rounds per concurrency (~3.5 min on 2 cores)
     python -m bench.serving --quick      # 96 paragraphs, 1 round, at least 8 requests per round (~2.5 min)
     python -m bench.serving --split-cores --name serving_split_cores
@@ -301,6 +311,8 @@ class Result:
     chunk_ids: tuple[str, ...] | None = None  # RAG: the sources the API used
     events: int = 0
     error: str | None = None
+    text: str = ""  # the answer (conversations send it back as the assistant turn)
+    retrieval_query: str | None = None  # RAG: what the API searched for (a follow-up's rewrite)
 
 
 async def stream_one(client, url: str, body: dict) -> Result:
@@ -324,8 +336,12 @@ async def stream_one(client, url: str, body: dict) -> Result:
                     result.error = str(chunk["error"])[:300]
                     continue
                 for choice in chunk.get("choices") or ():
-                    if result.ttft_s is None and (choice.get("delta") or {}).get("content"):
+                    content = (choice.get("delta") or {}).get("content")
+                    if result.ttft_s is None and content:
                         result.ttft_s = time.perf_counter() - started
+                    result.text += content or ""
+                if chunk.get("retrieval_query") is not None:
+                    result.retrieval_query = chunk["retrieval_query"]
                 if chunk.get("sources") is not None:
                     result.chunk_ids = tuple(s["chunk_id"] for s in chunk["sources"])
                 if chunk.get("usage"):
@@ -629,6 +645,206 @@ def unloaded_retrieval(api_url: str, prepared: list[Prepared], n: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Multi-turn conversations: per-turn latency and TTFT, and the query rewrite's cost (chat.rewrite llm vs concat)
+# ---------------------------------------------------------------------------------------------------------------
+
+CONVERSATION_TURNS = 3
+REWRITE_METHODS = ("llm", "concat")  # llm first: its fallbacks are counted; concat is the baseline without a model call
+
+
+def conversation_questions(examples, n: int) -> list[tuple[str, ...]]:
+    """`n` conversations of CONVERSATION_TURNS questions about one paragraph (SQuAD: the same gold document), so the
+    follow-ups stay on the conversation's subject; a set without gold documents: consecutive questions."""
+    groups: dict[str, list[str]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(ex.gold_doc_id or f"#{i // CONVERSATION_TURNS}", []).append(ex.question)
+    return [tuple(qs[:CONVERSATION_TURNS]) for qs in groups.values() if len(qs) >= CONVERSATION_TURNS][:n]
+
+
+async def run_conversation(client, url: str, model: str, questions: Sequence[str]) -> list[Result]:
+    """One conversation, turn by turn: every request carries the earlier questions and the API's answers."""
+    messages: list[dict] = []
+    results = []
+    for question in questions:
+        messages.append({"role": "user", "content": question})
+        body = {"model": model, "messages": list(messages), "stream": True, "stream_options": {"include_usage": True}}
+        result = await stream_one(client, url, body)
+        results.append(result)
+        messages.append({"role": "assistant", "content": result.text or "(no answer)"})
+    return results
+
+
+async def run_conversations(api_urls: dict[str, str], model: str, conversations, rounds: int,
+                            concurrency: int) -> dict[str, list[tuple]]:
+    """Per RAG API (one per rewrite method): a warm-up conversation, then `rounds` rounds of every conversation,
+    `concurrency` at a time, the API that goes first alternating per round (load drifts on a shared machine);
+    (questions, results per turn) of every timed conversation, per method."""
+    import httpx
+
+    timed: dict[str, list[tuple[tuple[str, ...], list[Result]]]] = {method: [] for method in api_urls}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0)) as client:
+        for url in api_urls.values():
+            await run_conversation(client, url + "/v1/chat/completions", model, conversations[0])
+        for round_index in range(rounds):
+            order = list(api_urls) if round_index % 2 == 0 else list(reversed(api_urls))
+            for method in order:
+                url = api_urls[method] + "/v1/chat/completions"
+                pending = iter(conversations)
+
+                async def worker() -> None:
+                    for questions in pending:
+                        timed[method].append((questions, await run_conversation(client, url, model, questions)))
+
+                await asyncio.gather(*(worker() for _ in range(min(concurrency, len(conversations)))))
+    return timed
+
+
+def rewrite_requests(vllm_url: str, served_model: str, chat, timed: list[tuple]) -> dict:
+    """The rewrite alone: for every follow-up of the timed conversations (with the answers the API gave), the request
+    `QueryRewriter` sends, straight to vLLM, one at a time (non-streamed, as the rewriter asks)."""
+    import httpx
+
+    from llmops.chat.conversation import Conversation, Turn
+    from llmops.chat.rewrite import QueryRewriter
+    from llmops.corpus.lang import detect_lang
+    from llmops.llm.openai_client import OpenAICompatibleClient
+
+    client = OpenAICompatibleClient(vllm_url, served_model)
+    rewriter = QueryRewriter(client, chat)
+    latencies, completion_tokens = [], []
+    with httpx.Client(timeout=120) as http:
+        for questions, results in timed:
+            for turn in range(1, len(questions)):
+                history = tuple(t for q, r in zip(questions[:turn], results)
+                                for t in (Turn("user", q), Turn("assistant", r.text or "(no answer)")))
+                conversation = Conversation(questions[turn], history)
+                body = client.request_body(rewriter.messages(conversation, detect_lang(questions[turn])),
+                                           rewriter.sampling)
+                started = time.perf_counter()
+                response = http.post(vllm_url + "/chat/completions", json=body)
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+                completion_tokens.append(response.json()["usage"]["completion_tokens"])
+    client.close()
+    return {
+        "requests": len(latencies),
+        "latency_p50_ms": 1000 * percentile(latencies, 50) if latencies else None,
+        "latency_p95_ms": 1000 * percentile(latencies, 95) if latencies else None,
+        "completion_tokens_mean": statistics.fmean(completion_tokens) if completion_tokens else None,
+        "max_tokens": chat.rewrite_max_tokens,
+    }
+
+
+def turn_summary(timed: list[tuple[tuple[str, ...], list[Result]]]) -> list[dict]:
+    """Per turn: p50/p95 latency and TTFT over every timed conversation, errors, and for follow-ups the share the
+    API searched in the concat form (previous user message + follow-up: under `rewrite: llm`, a fallback)."""
+    from llmops.corpus.documents import followup_query
+
+    summary = []
+    for turn in range(CONVERSATION_TURNS):
+        results = [turns[turn] for _, turns in timed]
+        ok = [r for r in results if r.error is None]
+        lat = [r.latency_s for r in ok]
+        ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
+        prompt_tokens = [r.prompt_tokens for r in ok if r.prompt_tokens]
+        row = {
+            "turn": turn + 1,
+            "requests": len(results),
+            "errors": len(results) - len(ok),
+            "error_examples": [r.error for r in results if r.error][:3],
+            "latency_p50_ms": 1000 * percentile(lat, 50) if lat else None,
+            "latency_p95_ms": 1000 * percentile(lat, 95) if lat else None,
+            "ttft_p50_ms": 1000 * percentile(ttft, 50) if ttft else None,
+            "ttft_p95_ms": 1000 * percentile(ttft, 95) if ttft else None,
+            "prompt_tokens_mean": statistics.fmean(prompt_tokens) if prompt_tokens else None,
+        }
+        if turn:
+            concat_form = [
+                r.retrieval_query == followup_query(questions[turn], [("user", q) for q in questions[:turn]])
+                for questions, r in ((q, turns[turn]) for q, turns in timed) if r.error is None
+            ]
+            row["concat_form_share"] = statistics.fmean(concat_form) if concat_form else None
+        summary.append(row)
+    return summary
+
+
+def measure_conversations(cfg_api, out, examples, args, work: Path, api_env: dict[str, str], vllm_url: str,
+                          served_model: str) -> dict:
+    """The same conversations through two RAG APIs (`llmops serve`, the same vLLM server), each serving a release of
+    the index made with `chat.rewrite: llm` or `concat` (a release is served with its own chat section), rounds
+    alternating: per-turn figures; the rewrite's cost = llm - concat on the follow-ups, and the
+    rewrite request alone straight to vLLM; its fallback rate = the follow-ups `llm` searched in the concat form."""
+    conversations = conversation_questions(examples, args.conversations)
+    if not conversations:
+        raise RuntimeError(f"no {CONVERSATION_TURNS} questions share a document: no conversation to measure")
+    apis = {}
+    try:
+        for method in REWRITE_METHODS:
+            cfg = with_sections(cfg_api, chat={"rewrite": method},
+                                serving={"port": free_port(), "alias": f"bench-rewrite-{method}"})
+            register_release(cfg, out)
+            workdir = work / f"conversations-{method}"
+            workdir.mkdir()
+            apis[method] = ApiProcess(cfg, workdir, api_env)
+            apis[method].start()
+        for api in apis.values():
+            api.wait_ready()
+        progress(f"conversations: {len(conversations)} x {CONVERSATION_TURNS} turns, {args.conversation_rounds} "
+                 f"round(s), {args.conversation_concurrency} at a time, chat.rewrite {' and '.join(apis)}")
+        timed = asyncio.run(run_conversations({m: a.url for m, a in apis.items()}, cfg_api.serving.model_name,
+                                              conversations, args.conversation_rounds, args.conversation_concurrency))
+    finally:
+        for api in apis.values():
+            api.stop()
+    per_method = {method: turn_summary(results) for method, results in timed.items()}
+    progress("the rewrite request alone, straight to vLLM")
+    rewrite_alone = rewrite_requests(vllm_url, served_model, cfg_api.chat, timed["llm"])
+    follow_ups = range(1, CONVERSATION_TURNS)
+
+    def added(key: str) -> dict:
+        llm, concat = per_method["llm"], per_method["concat"]
+        return {f"turn {t + 1}": (llm[t][key] - concat[t][key]) if llm[t][key] is not None
+                and concat[t][key] is not None else None for t in follow_ups}
+
+    shares = [per_method["llm"][t]["concat_form_share"] for t in follow_ups]
+    return {
+        "conversations": len(conversations),
+        "turns": CONVERSATION_TURNS,
+        "rounds": args.conversation_rounds,
+        "concurrency": args.conversation_concurrency,
+        "per_turn": per_method,
+        "rewrite_added_latency_p50_ms": added("latency_p50_ms"),
+        "rewrite_added_ttft_p50_ms": added("ttft_p50_ms"),
+        "rewrite_request_alone": rewrite_alone,
+        "llm_rewrite_fallback_rate": statistics.fmean(shares) if None not in shares else None,
+        "definition": "per_turn: the same conversations through one RAG API per chat.rewrite, rounds alternating; "
+                      "rewrite added = llm - concat (p50 of the follow-up turns); rewrite_request_alone: the "
+                      "rewriter's request for each follow-up straight to vLLM, one at a time; fallback rate: "
+                      "follow-ups that the llm run searched in the concat form (retrieval_query == previous user "
+                      "message + follow-up)",
+    }
+
+
+def print_conversations(conv: dict) -> None:
+    rows = [[method, t["turn"], _f(t["latency_p50_ms"]), _f(t["latency_p95_ms"]), _f(t["ttft_p50_ms"]),
+             _f(t["ttft_p95_ms"]), _f(t["prompt_tokens_mean"]), t["errors"],
+             "" if "concat_form_share" not in t else _f(t["concat_form_share"], 2)]
+            for method, turns in conv["per_turn"].items() for t in turns]
+    print_table(["rewrite", "turn", "p50 ms", "p95 ms", "TTFT p50 ms", "TTFT p95 ms", "prompt tokens", "errors",
+                 "concat-form share"], rows,
+                f"{conv['conversations']} conversations of {conv['turns']} turns x {conv['rounds']} round(s), "
+                f"{conv['concurrency']} at a time")
+    print("query rewrite added (llm - concat), p50 latency / TTFT ms: " + "; ".join(
+        f"{turn} {_f(conv['rewrite_added_latency_p50_ms'][turn])} / {_f(conv['rewrite_added_ttft_p50_ms'][turn])}"
+        for turn in conv["rewrite_added_latency_p50_ms"]) + f"; llm rewrite fallback rate "
+        f"{_f(conv['llm_rewrite_fallback_rate'], 2)}")
+    alone = conv["rewrite_request_alone"]
+    print(f"the rewrite request alone, straight to vLLM, one at a time ({alone['requests']} follow-ups): p50 "
+          f"{_f(alone['latency_p50_ms'])} ms, p95 {_f(alone['latency_p95_ms'])} ms, "
+          f"{_f(alone['completion_tokens_mean'])} completion tokens (max {alone['max_tokens']})")
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -639,6 +855,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="96 paragraphs, 1 round, at least 8 requests per round")
     parser.add_argument("--api-env", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment variable for the RAG API process (experiments, e.g. OMP_NUM_THREADS=1)")
+    parser.add_argument("--conversations", type=int, default=8,
+                        help="3-turn conversations measured with chat.rewrite llm and concat (0: none)")
+    parser.add_argument("--conversation-rounds", type=int, default=2, help="timed rounds of the conversations")
+    parser.add_argument("--conversation-concurrency", type=int, default=2, help="conversations at a time")
     parser.add_argument("--split-cores", action="store_true",
                         help="vLLM on core 0, the RAG API and this client on core 1: the API's CPU no longer taken "
                              "from generation (as where vLLM has a GPU and the API other cores), scaled down")
@@ -669,7 +889,8 @@ def main() -> None:
         from llmops.corpus.qa import read_qa
         from llmops.storage import fetch_file
 
-        questions = list(dict.fromkeys(q.question for q in read_qa(fetch_file(ing.qa_uri, work))))
+        examples = read_qa(fetch_file(ing.qa_uri, work))
+        questions = list(dict.fromkeys(q.question for q in examples))
         release = register_release(cfg, out)
         progress(f"index {out.version}: {sum(build_seconds.values()):.1f} s; {len(questions)} questions; release "
                  f"{release.release}")
@@ -717,6 +938,11 @@ def main() -> None:
                                ("/v1/search round trip", "api_search_round_trip_ms"))))
 
         levels = asyncio.run(measure(api.url, server.base_url, prepared, args, api.process.pid, server.process.pid))
+        conversations = None
+        if args.conversations:
+            api.stop()  # the conversation runs start their own RAG API per rewrite method
+            conversations = measure_conversations(cfg_api, out, examples, args, work, api_env, server.base_url,
+                                                  prompt_info["served_model"])
         server_args = list(server.server_args())
     finally:
         if api is not None:
@@ -746,6 +972,8 @@ def main() -> None:
           f"{'met' if all_met['added_p50_latency_ms<=15'] else 'NOT met'}; throughput >= {TARGET_THROUGHPUT_RATIO}x "
           f"{'met' if all_met['throughput_ratio>=0.9'] else 'NOT met'}; load average now "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (at start {described['load_average_at_start']})")
+    if conversations is not None:
+        print_conversations(conversations)
     path = write_result(
         args.name,
         {
@@ -758,6 +986,7 @@ def main() -> None:
             "retrieval_unloaded": retrieval,
             "guardrails_builtin": guardrails,
             "concurrency": {str(c): lv for c, lv in levels.items()},
+            "conversations": conversations,
             "targets": {
                 "added_p50_latency_beyond_retrieval_ms": TARGET_ADDED_P50_MS,
                 "throughput_ratio_min": TARGET_THROUGHPUT_RATIO,

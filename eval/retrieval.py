@@ -66,7 +66,9 @@ def evaluate_mode(
     rows: list[dict] = []
     for start in range(0, len(usable), batch_size):
         batch = usable[start : start + batch_size]
-        ids, _ = retriever.search_ids([ex.question for ex in batch], depth, mode)
+        # A follow-up is searched in its deterministic `concat` form (previous user message + follow-up), as fusion
+        # tuning does: retrieval evaluation runs without an LLM, so it measures the index, not a rewrite.
+        ids, _ = retriever.search_ids([ex.search_query for ex in batch], depth, mode)
         rows.extend(score_questions(judge, batch, ids, ks))
     return RetrievalEvaluation(
         mode=mode,
@@ -102,6 +104,7 @@ def evaluate_retrieval_modes(
         questions=len(scored),
         excluded_calibration_questions=len(answerable) - len(held_out),
         excluded_unanswerable_questions=len(unanswerable),
+        follow_up_questions=sum(1 for ex in scored if ex.history),
         primary_metric=PRIMARY_METRIC,
         default_mode=retriever.default_mode,
         fusion=fusion,

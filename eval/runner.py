@@ -46,6 +46,7 @@ class SampleRecord:
     turns: int = 0  # earlier turns of the conversation (0: a single question)
     retrieval_query: str = ""  # what retrieval searched for: the follow-up's rewrite
     rewrite: str = "none"  # how the query was made (llmops.chat.rewrite: none, llm, concat, fallback)
+    rewrite_s: float = 0.0  # time in the query rewrite (an LLM call for `llm` and its fallback)
     refusal_kind: str | None = None  # content_filter / not_in_documents when the answer was withheld
     refusal_policy: str | None = None
     guard_s: float = 0.0  # time in the guardrails
@@ -125,6 +126,7 @@ def _record(ex: QAExample, reply: ChatReply, gold_texts: Mapping[str, str]) -> S
         turns=len(ex.history),
         retrieval_query=reply.query,
         rewrite=reply.rewrite.method if reply.rewrite else "none",
+        rewrite_s=reply.rewrite.elapsed_s if reply.rewrite else 0.0,
         refusal_kind=refusal.kind if refusal else None,
         refusal_policy=refusal.policy if refusal else None,
         guard_s=reply.guard_s,
@@ -151,6 +153,7 @@ _SCHEMA_FIELDS = [
     ("turns", pa.int64()),
     ("retrieval_query", pa.string()),
     ("rewrite", pa.string()),
+    ("rewrite_s", pa.float64()),
     ("refusal_kind", pa.string()),
     ("refusal_policy", pa.string()),
     ("guard_s", pa.float64()),

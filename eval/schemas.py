@@ -24,6 +24,7 @@ from llmops.storage import fetch_file
 
 __all__ = [
     "EVAL_SCHEMA_VERSION",
+    "ConversationSummary",
     "AnswerabilitySummary",
     "EvalLineage",
     "GateCounts",
@@ -72,6 +73,7 @@ class RetrievalEvalReport(_Record):
     status: str = "measured"  # "not measured: <why>" when there was no eval set
     questions: int = 0
     excluded_calibration_questions: int = 0
+    follow_up_questions: int = 0  # conversational questions, searched as previous user message + follow-up
     excluded_unanswerable_questions: int = 0  # the documents do not answer them: no chunk is relevant
     primary_metric: str | None = None
     default_mode: str | None = None
@@ -115,6 +117,16 @@ class LatencySummary(_Record):
     completion_tokens_mean: float | None = None
 
 
+class ConversationSummary(_Record):
+    """The follow-up questions of the eval set (conversational QA: a `history` of earlier turns), answered through
+    the chat path like the rest; `metrics` are the main figures on them alone and, to compare, on the others."""
+
+    questions: int  # questions with earlier turns
+    turns_mean: float | None = None  # earlier turns (user and assistant messages) per follow-up
+    rewrite: dict[str, int] = {}  # how their retrieval query was made: llm / concat / fallback (llmops.chat.rewrite)
+    rewrite_mean_s: float | None = None  # time in the query rewrite per follow-up
+    # multi_turn.<metric> and single_turn.<metric>: retrieval_hit_rate, then the mean of each per-sample answer metric
+    metrics: dict[str, float | None] = {}
 class GuardrailSummary(_Record):
     """The guardrails on the eval run: answers refused (content_filter; "not in the documents" is not counted) and
     the time the checks added per question (input and output)."""
@@ -163,6 +175,7 @@ class RagEvalReport(_Record):
     seconds: float
     generation_seconds: float
     retrieval: RetrievalEvalReport | None = None
+    conversations: ConversationSummary | None = None  # None in reports written before conversational QA
     # answer metrics score the answerable questions only; the unanswerable ones measure abstention
     answerability: AnswerabilitySummary | None = None  # None: a report from before answerability
     config: dict  # the config the stage read (llmops.provenance.stage_inputs.config_record)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from eval.conversations import summarize_conversations
 from eval.gates import evaluate_gates
 from eval.guardrails import guardrail_metrics, guardrail_summary, percentile
 from eval.metrics import compute_metrics, metric_direction, sample_ranking_metric
@@ -143,6 +144,7 @@ def evaluate_model(
         seconds=round(time.perf_counter() - start, 3),
         generation_seconds=round(generation_s, 3),
         retrieval=retrieval_report,
+        conversations=summarize_conversations(records),
         answerability=AnswerabilitySummary(
             enabled=check is not None,
             threshold=check.threshold if check is not None else None,

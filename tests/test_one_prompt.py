@@ -118,6 +118,11 @@ def config(tmp: Path, backend_url: str, max_model_len: int) -> PipelineConfig:
             "sampling": {"max_tokens": 16, "seed": 0},
             "finetune": {"max_length": 8192},
             "serving": {"watch_interval_s": 0},
+            # Follow-ups (the quickstart's conversational QA) are searched in the concat form everywhere: the LLM
+            # rewrite would add a model call per follow-up, which is not what this test compares.
+            "chat": {"rewrite": "concat"},
+            # The forged question tests the prompt's escaping on its own: the injection guard would refuse it first.
+            "guardrails": {"prompt_injection": {"enabled": False}},
         }
     ).resolved()
 
@@ -139,8 +144,8 @@ def recorded(tmp_path_factory):
         # The longest prompt (all k contexts) misses the budget by one token once the chat template is counted.
         count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
         builder = PromptBuilder(cfg.prompt, count_tokens=count)
-        hits = retriever.search_batch([e.question for e in examples], cfg.retrieval.k, cfg.retrieval.mode)
-        full = {e.qid: builder.build(e.question, h, 10**9).tokens for e, h in zip(examples, hits)}
+        hits = retriever.search_batch([e.search_query for e in examples], cfg.retrieval.k, cfg.retrieval.mode)
+        full = {e.qid: builder.build(e.question, h, 10**9, client_messages(e)[:-1]).tokens for e, h in zip(examples, hits)}
         longest = max(full, key=full.get)
         max_model_len = full[longest] + cfg.sampling.max_tokens + chat_template_overhead(tokenizer) - 1
         cfg = config(tmp, backend.base_url, max_model_len)
@@ -154,7 +159,7 @@ def recorded(tmp_path_factory):
         serving, streamed, sources = {}, {}, {}
         with TestClient(create_app(cfg)) as api:
             for ex in examples:
-                body = {"model": cfg.serving.model_name, "messages": [{"role": "user", "content": ex.question}]}
+                body = {"model": cfg.serving.model_name, "messages": client_messages(ex)}
                 r = api.post("/v1/chat/completions", json=body)
                 assert r.status_code == 200, r.text
                 sources[ex.qid] = [s["chunk_id"] for s in r.json()["sources"]]
@@ -174,6 +179,11 @@ def recorded(tmp_path_factory):
         "eval": eval_bodies, "serving": serving, "streamed": streamed, "sources": sources, "training": training,
         "dataset": dataset,
     }
+
+
+def client_messages(ex) -> list[dict]:
+    """The eval question as a client sends it: the earlier turns of a follow-up, then the question."""
+    return [*({"role": r, "content": t} for r, t in ex.history), {"role": "user", "content": ex.question}]
 
 
 def render(tokenizer, messages: list[dict]) -> bytes:
@@ -224,6 +234,10 @@ def test_fine_tuning_trains_on_the_served_prompts(recorded):
         served = recorded["serving"][qid]["messages"]
         assert messages == served, qid
         assert render(tokenizer, messages) == render(tokenizer, served)
+    follow_ups = [ex for ex in recorded["examples"] if ex.history]
+    assert follow_ups and recorded["dataset"].stats["multi_turn"] == len(follow_ups)
+    for ex in follow_ups:  # the conversation is in the prompt, between the system message and the question
+        assert recorded["training"][ex.qid][1]["content"] == ex.history[0][1]
 
 
 def test_a_question_cannot_forge_a_source_block_in_any_path(recorded):

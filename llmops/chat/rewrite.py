@@ -16,6 +16,7 @@ from typing import Literal
 
 from llmops.chat.conversation import Conversation
 from llmops.config import ChatConfig, SamplingConfig
+from llmops.corpus.documents import followup_query
 from llmops.errors import LLMOpsError
 from llmops.llm.client import GenerationClient
 
@@ -59,8 +60,7 @@ class QueryRewriter:
 
     @staticmethod
     def concat(conversation: Conversation) -> str:
-        previous = conversation.last_user_turn()
-        return f"{previous.strip()} {conversation.question.strip()}" if previous else conversation.question
+        return followup_query(conversation.question, [(t.role, t.content) for t in conversation.history])
 
     def messages(self, conversation: Conversation, lang: str) -> list[dict[str, str]]:
         prompts = self.config.rewrite_prompts

@@ -16,6 +16,7 @@ __all__ = [
     "Document",
     "QAExample",
     "content_id",
+    "followup_query",
     "read_chunks",
     "read_documents",
     "split_answerable",
@@ -67,11 +68,25 @@ class QAExample:
     # measure abstention ("not in the documents") and are left out of retrieval and answer metrics.
     answerable: bool = True
 
+    @property
+    def search_query(self) -> str:
+        """What the stages that run without an LLM (retrieval evaluation, fusion tuning, SFT data) search for: a
+        follow-up in its deterministic `concat` form, a single question as it is."""
+        return followup_query(self.question, self.history)
+
 
 def split_answerable(examples: Sequence[QAExample]) -> tuple[list[QAExample], list[QAExample]]:
     """(answerable, unanswerable) questions, order kept."""
     answerable = [ex for ex in examples if ex.answerable]
     return answerable, [ex for ex in examples if not ex.answerable]
+
+
+def followup_query(question: str, history: Sequence[tuple[str, str]]) -> str:
+    """The deterministic standalone query of a follow-up: the previous user message, then the follow-up ("How long
+    are internal certificates valid? And when are they renewed?"). The chat path's `concat` rewrite and its fallback
+    (`llmops.chat.rewrite`) are this function, so offline stages search follow-ups as the served fallback does."""
+    previous = next((text for role, text in reversed(history) if role == "user"), None)
+    return f"{previous.strip()} {question.strip()}" if previous else question
 
 
 def _write_table(rows: list[dict], schema: pa.Schema, path: Path) -> None:

@@ -57,7 +57,7 @@ def _load_jsonl(path: Path) -> list[QAExample]:
             references = rec.get("reference_contexts", [])
             if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
                 raise EvalDataError(f"{path} line {n}: `reference_contexts` must be a list of strings")
-            history = _history(rec.get("history", []), path, n)
+            history = _history([] if rec.get("history") is None else rec["history"], path, n)
             out.append(
                 QAExample(
                     qid=str(rec.get("qid") or rec.get("id") or content_id(f"{path.name}:{n}:{question}")),

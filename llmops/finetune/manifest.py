@@ -60,6 +60,7 @@ class TrainingDataSection(ArtifactModel):
     uri: str  # the records file in the artifact store
     questions: int
     records: int
+    multi_turn: int = 0  # records of follow-up questions, trained with their conversation (0 in older manifests)
     skipped_no_answer: int
     skipped_too_long: int
     contexts_kept: int

@@ -2,6 +2,10 @@
 
 Every training question is retrieved (`retrieval.k`, `retrieval.mode`) and built into the prompt evaluation and
 serving use, with the gold answer as the assistant turn; questions that are also eval questions are refused.
+A follow-up (a QA pair with `history`) trains with its conversation: retrieved in the deterministic `concat` form
+(`QAExample.search_query`: data preparation runs without an LLM, and the served path falls back to that form), and
+its recent turns in the prompt within the history budget, as the chat path builds it (`chat.max_history_turns`,
+`chat.history_budget_fraction`); the stats count them (`multi_turn`).
 """
 
 from __future__ import annotations
@@ -119,6 +123,8 @@ def build_sft_records(
     mode: str,
     max_length: int,
     max_prompt_tokens: int | None = None,
+    max_history_turns: int = 0,
+    history_fraction: float = 0.0,
 ) -> tuple[list[dict], dict]:
     """One chat record per answerable question; returns (records, stats).
 
@@ -131,6 +137,7 @@ def build_sft_records(
     stats = {
         "questions": len(examples),
         "records": 0,
+        "multi_turn": 0,  # records of follow-up questions, trained with their conversation
         "skipped_no_answer": 0,
         "skipped_too_long": 0,
         "contexts_kept": 0,
@@ -139,7 +146,8 @@ def build_sft_records(
         "max_tokens": 0,
         "mean_tokens": 0.0,
     }
-    hits_per_question = retriever.search_batch([e.question for e in examples], k, mode) if examples else []
+    hits_per_question = retriever.search_batch([e.search_query for e in examples], k, mode) if examples else []
+    history_tokens = int(max_prompt_tokens * history_fraction) if max_prompt_tokens is not None else None
     records, total_tokens = [], 0
     for example, hits in zip(examples, hits_per_question):
         answers = [a.strip() for a in example.answers if a.strip()]
@@ -147,14 +155,15 @@ def build_sft_records(
             stats["skipped_no_answer"] += 1
             continue
         answer = answers[0]
-        prompt = prompts.build(example.question, hits, max_prompt_tokens)
+        history = [{"role": r, "content": t} for r, t in example.history[-max_history_turns:]] if max_history_turns else []
+        prompt = prompts.build(example.question, hits, max_prompt_tokens, history, history_tokens)
         if max_prompt_tokens is not None and prompt.tokens is not None and prompt.tokens > max_prompt_tokens:
             stats["skipped_too_long"] += 1
             continue
         messages = [*prompt.messages, {"role": "assistant", "content": answer}]
         n_tokens = count_chat_tokens(tokenizer, messages)
         while n_tokens > max_length and prompt.contexts:
-            prompt = prompts.build(example.question, prompt.contexts[:-1])
+            prompt = prompts.build(example.question, prompt.contexts[:-1], None, history, history_tokens)
             messages = [*prompt.messages, {"role": "assistant", "content": answer}]
             n_tokens = count_chat_tokens(tokenizer, messages)
         if n_tokens > max_length:
@@ -164,6 +173,7 @@ def build_sft_records(
         stats["contexts_kept"] += len(prompt.contexts)
         stats["contexts_dropped_for_length"] += len(hits) - len(prompt.contexts)
         stats["answer_in_contexts"] += int(in_contexts)
+        stats["multi_turn"] += int(bool(example.history))
         stats["max_tokens"] = max(stats["max_tokens"], n_tokens)
         total_tokens += n_tokens
         records.append(
@@ -224,6 +234,8 @@ def build_sft_dataset(
         mode=cfg.retrieval.mode,
         max_length=ft.max_length,
         max_prompt_tokens=max_prompt_tokens,
+        max_history_turns=cfg.chat.max_history_turns,
+        history_fraction=cfg.chat.history_budget_fraction,
     )
     train, validation = split_records(records, ft.validation_fraction, ft.seed)
     split_of = {r["id"]: "validation" for r in validation}

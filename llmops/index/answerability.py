@@ -43,7 +43,8 @@ def calibrate_threshold(
     answerable, unanswerable = split_answerable(calibration)
     if not answerable:
         return None
-    scores = retriever.best_dense_similarity([ex.question for ex in calibration])
+    # a follow-up in its concat form (no LLM at index time): what the chat path assesses when its rewrite falls back
+    scores = retriever.best_dense_similarity([ex.search_query for ex in calibration])
     ok = scores[[ex.answerable for ex in calibration]]
     bad = scores[[not ex.answerable for ex in calibration]]
     threshold = threshold_for_recall(ok, target)

@@ -69,6 +69,7 @@ def score_questions(
             {
                 "qid": ex.qid,
                 "question": ex.question,
+                "query": ex.search_query,  # a follow-up is searched with the previous user message
                 "first_relevant_rank": first,
                 **{f"hit@{k}": float(first is not None and first <= k) for k in ks},
                 "rr@10": 1.0 / first if first and first <= MRR_DEPTH else 0.0,

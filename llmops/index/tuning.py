@@ -58,7 +58,9 @@ def tune_dense_weight(
     grid = list(grid)
     usable = judgeable(examples)
     n = max(retriever.candidates, MRR_DEPTH)
-    questions = [ex.question for ex in usable]
+    # Follow-ups (conversational QA) in their deterministic `concat` form: tuning runs without an LLM, and the
+    # served path falls back to that form when its LLM rewrite fails.
+    questions = [ex.search_query for ex in usable]
     d_ids, d_scores = retriever.dense(questions, n)
     l_ids, l_scores = retriever.lexical(questions, n)
     judge = RelevanceJudge(retriever)

@@ -71,7 +71,9 @@ STAGES: dict[str, Stage] = {
     # take the share from the index's manifest, not from eval.calibration_fraction (which the index version covers).
     "retrieval_eval": Stage((*_OUT, *_RETRIEVER, "eval.ks", "eval.max_questions"), ("eval.retrieval",)),
     # eval.qa_path: training questions that are also eval questions are refused (no leak into the eval set).
-    "finetune": Stage((*_OUT, *_RETRIEVER, *_GENERATION, "finetune", "eval.qa_path"), ("llmops.finetune.stage",)),
+    "finetune": Stage(
+        (*_OUT, *_RETRIEVER, *_GENERATION, "finetune", "eval.qa_path", "chat.max_history_turns",
+         "chat.history_budget_fraction"), ("llmops.finetune.stage",)),
     "evaluate": Stage(
         (*_OUT, *_RETRIEVER, *_GENERATION, "chat", "guardrails", "answerability", "eval.max_samples", "eval.metrics"),
         ("eval.stage",),

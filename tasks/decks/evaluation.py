@@ -128,6 +128,46 @@ def _sample_rows(samples: Sequence[SampleRecord], primary: str) -> list[list[obj
     return rows
 
 
+def _conversation_section(report: RagEvalReport, samples: Sequence[SampleRecord]) -> Html:
+    """The follow-up questions (conversational QA): how their queries were made and how they fared next to the
+    single questions."""
+    conv = report.conversations
+    if conv is None or conv.questions == 0:
+        return section("Conversations", Html('<p class="empty">no multi-turn questions in this eval set</p>'))
+    names = sorted({k.split(".", 1)[1] for k in conv.metrics})
+    rewrites = ", ".join(f"{method} {n}" for method, n in conv.rewrite.items()) or "\u2014"
+    head = kv_table(
+        {
+            "multi-turn questions": conv.questions,
+            "earlier turns per question (mean)": conv.turns_mean,
+            "query rewrite (method: count)": rewrites,
+            "rewrite time per question (s)": conv.rewrite_mean_s,
+        }
+    )
+    rows = [[n, conv.metrics.get(f"multi_turn.{n}"), conv.metrics.get(f"single_turn.{n}")] for n in names]
+    follow_ups = [
+        [s.question, s.turns, s.retrieval_query, s.rewrite,
+         status_badge(s.retrieval_hit, "hit" if s.retrieval_hit else "miss"), s.answer or "(empty)"]
+        for s in samples if s.turns
+    ]
+    return Html("\n".join([
+        section(
+            "Conversations",
+            head,
+            note="Follow-ups are answered with their earlier turns through the served chat path. Their retrieval "
+            "query is the model's rewrite (llm), the previous user message + the follow-up (concat), or that form "
+            "after a failed rewrite (fallback).",
+        ),
+        section("Follow-ups vs single questions", table(["metric", "multi-turn", "single-turn"], rows),
+                note="retrieval_hit_rate: a retrieved context is from the gold document or holds an answer; the "
+                "others are the means of the per-sample answer metrics."),
+        section(
+            "Follow-ups",
+            table(["follow-up", "earlier turns", "searched for", "rewrite", "retrieval", "answer"], follow_ups),
+        ),
+    ]))
+
+
 RANDOM_MODEL_NOTE = (
     "Random test model: its weights are untrained noise (its folder's tiny_llm.json says so), so its answers are "
     "noise and answer metrics near 0 are expected. This run shows the machinery working, not model quality; point "
@@ -166,6 +206,7 @@ def evaluation_deck(report: RagEvalReport, samples: Sequence[SampleRecord]) -> s
         _metrics_section(report),
         _guardrails_section(report),
         _retrieval_section(report),
+        _conversation_section(report, samples),
         _answerability_section(report),
         section(
             f"Samples, worst {primary} first",

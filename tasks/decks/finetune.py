@@ -38,6 +38,7 @@ def finetune_deck(manifest: AdapterManifest, reused: bool = False) -> Html:
             "training file": data.train_path,
             "questions": data.questions,
             "records (train / validation)": f"{data.train} / {data.validation}",
+            "follow-ups (trained with their conversation)": data.multi_turn,
             "skipped: no answer / too long": f"{data.skipped_no_answer} / {data.skipped_too_long}",
             "answer found in retrieved contexts": f"{data.answer_in_contexts} of {data.records}",
             "contexts kept / dropped to fit max_length": f"{data.contexts_kept} / {data.contexts_dropped_for_length}",

@@ -135,6 +135,8 @@ def _metrics_section(report: RetrievalEvalReport) -> str:
         f"{report.questions} held-out questions"
         + (f" ({report.excluded_calibration_questions} calibration questions excluded)"
            if report.excluded_calibration_questions else "")
+        + (f"; {report.follow_up_questions} follow-ups searched with the previous user message"
+           if report.follow_up_questions else "")
         + (f"; {report.excluded_unanswerable_questions} unanswerable questions left out (no chunk answers them)"
            if report.excluded_unanswerable_questions else "")
         + f". Default mode: {report.default_mode}"
@@ -144,7 +146,7 @@ def _metrics_section(report: RetrievalEvalReport) -> str:
     missed = (
         section(
             f"Missed questions (no relevant chunk in top 10, first {len(worst)})",
-            table(["question"], [[w["question"]] for w in worst]),
+            table(["question", "searched for"], [[w["question"], w.get("query", w["question"])] for w in worst]),
         )
         if worst
         else ""

@@ -81,3 +81,20 @@ def test_report_covers_every_mode_and_is_json(retriever):
 def test_unjudgeable_questions_are_counted_not_scored(retriever):
     ev = evaluate_mode(retriever, [QAExample("q", "anything", ())], "dense")
     assert ev.questions == 0 and ev.unjudgeable == 1
+
+
+def test_a_follow_up_is_searched_with_the_previous_user_message(retriever):
+    """Retrieval evaluation (and fusion tuning) run without an LLM: a follow-up is searched in its concat form."""
+    from llmops.index.tuning import tune_dense_weight
+
+    rail = _doc_of(retriever, "rail.md")
+    history = (("user", "Tell me about the Shinkansen railway lines in Japan."), ("assistant", "High-speed lines."))
+    follow_up = QAExample("f", "When did the first one open?", (), gold_doc_id=rail, history=history)
+    ev = evaluate_mode(retriever, [follow_up], "lexical", ks=(1,))
+    (row,) = ev.per_question
+    assert row["query"] == "Tell me about the Shinkansen railway lines in Japan. When did the first one open?"
+    assert row["question"] == "When did the first one open?" and row["first_relevant_rank"] == 1
+    _, scores = tune_dense_weight(retriever, [follow_up])
+    assert scores[0.0] == 1.0  # lexical alone finds the rail document through the previous user message
+    report = evaluate_retrieval_modes(retriever, [follow_up, QAExample("s", "Which Sicilian volcano?", ("Etna",))])
+    assert report.follow_up_questions == 1 and report.questions == 2

@@ -23,6 +23,10 @@ QA = [
     {"question": "What is matcha made from?", "answers": ["green tea leaves"]},
     {"question": "富士山の標高は何メートルですか？", "answers": ["3776メートル"],
      "reference_contexts": ["標高は3776メートルで、日本最高峰の山である。"]},
+    # a follow-up: alone it names nothing; with the previous user message it is about the volcano document
+    {"id": "follow-up", "question": "And what rises through its vents?", "answers": ["Magma"],
+     "history": [{"role": "user", "content": "Which volcano in Sicily is very active?"},
+                 {"role": "assistant", "content": "Mount Etna."}]},
 ]
 
 
@@ -142,3 +146,30 @@ def test_finetuned_candidate_is_preferred_when_present(setup):
     finetuned = report.model_copy(update={"label": "finetuned"})
     decision = decide(cfg, {"base": report, "finetuned": finetuned}, None, None)
     assert decision.candidate == "finetuned" and set(decision.compared) == {"base", "finetuned"}
+
+
+def test_a_follow_up_is_answered_with_its_conversation_and_reported_apart(setup):
+    _, run = setup
+    follow_up = run.samples[-1]
+    assert follow_up.qid == "follow-up" and follow_up.turns == 2
+    # the random tiny model's rewrite is noise, so the chat path falls back to the previous user message + follow-up
+    assert follow_up.rewrite == "fallback"
+    assert follow_up.retrieval_query == "Which volcano in Sicily is very active? And what rises through its vents?"
+    assert follow_up.retrieval_hit and any("Magma" in c for c in follow_up.contexts)
+    assert follow_up.rewrite_s > 0  # the model was asked before falling back
+    assert all(s.turns == 0 and s.rewrite == "none" for s in run.samples[:-1])
+
+    conv = run.report.conversations
+    assert conv.questions == 1 and conv.turns_mean == 2 and conv.rewrite == {"fallback": 1}
+    assert conv.metrics["multi_turn.retrieval_hit_rate"] == 1.0
+    assert conv.metrics["single_turn.retrieval_hit_rate"] == sum(s.retrieval_hit for s in run.samples[:-1]) / 4
+    assert conv.metrics["multi_turn.rouge_l"] == follow_up.scores["rouge_l"]
+    assert {"multi_turn.bertscore_f1", "single_turn.bertscore_f1"} <= conv.metrics.keys()
+
+
+def test_the_conversation_figures_survive_storage(setup):
+    cfg, run = setup
+    report_uri, samples_uri = store_eval_run(cfg, run)
+    assert load_rag_eval_report(report_uri).conversations == run.report.conversations
+    stored = read_samples(Path(samples_uri))[-1]
+    assert (stored.turns, stored.rewrite, stored.retrieval_query) == (2, "fallback", run.samples[-1].retrieval_query)

@@ -136,6 +136,33 @@ def test_evaluation_deck_says_the_model_is_random_and_latency_is_per_request(tmp
     assert "Random test model" not in real and "random: answers are noise" not in real
 
 
+def test_evaluation_deck_shows_the_follow_ups_and_their_rewrites(tmp_path):
+    from eval.conversations import summarize_conversations
+    from eval.runner import SampleRecord
+
+    def sample(qid, question, turns, rewrite, hit, query, rouge):
+        return SampleRecord(qid=qid, question=question, lang="en", answer="noise", references=["a"], contexts=["c"],
+                            sources=[{"title": "t", "source": "s.md"}], reference_contexts=[], retrieval_hit=hit,
+                            retrieval_s=0.01, latency_s=0.3, first_token_s=0.1, prompt_tokens=100,
+                            completion_tokens=32, finish_reason="length", turns=turns, retrieval_query=query,
+                            rewrite=rewrite, rewrite_s=0.2 if rewrite != "none" else 0.0, scores={"rouge_l": rouge})
+
+    samples = [
+        sample("s", "How long are audit logs kept?", 0, "none", True, "How long are audit logs kept?", 0.5),
+        sample("f1", "And when are they renewed?", 2, "fallback", True, "How long are certs valid? And when are "
+               "they renewed?", 0.25),
+        sample("f2", "When is it due?", 4, "llm", False, "post-incident review due date", 0.0),
+    ]
+    with_conv = report().model_copy(update={"conversations": summarize_conversations(samples)})
+    page = rendered(evaluation_deck(with_conv, samples), tmp_path)
+    text = page["text"]
+    assert "Conversations" in text and "multi-turn questions\t2" in text
+    assert "query rewrite (method: count)\tfallback 1, llm 1" in text
+    assert "retrieval_hit_rate\t0.5\t1" in text and "rouge_l\t0.125\t0.5" in text  # multi-turn, then single
+    assert "post-incident review due date" in text and "How long are certs valid? And when are they renewed?" in text
+    assert ["badge fail", "\u2717 miss"] in page["badges"]  # the follow-up whose retrieval missed
+    empty = rendered(evaluation_deck(report(), samples[:1]), tmp_path)["text"]
+    assert "no multi-turn questions in this eval set" in empty
 def test_evaluation_deck_shows_the_threshold_the_refusal_rates_and_which_samples_were_refused(tmp_path):
     from eval.runner import SampleRecord
 

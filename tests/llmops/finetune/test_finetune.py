@@ -293,6 +293,32 @@ def test_long_records_lose_contexts_then_are_skipped(setup):
     assert none == [] and stats["skipped_too_long"] == 3 and longest > 20
 
 
+def test_a_follow_up_trains_with_its_conversation(setup):
+    """Follow-ups are retrieved in their concat form and keep their recent turns in the prompt, as the chat path
+    builds it; the stats count them. Without a history budget they train as single questions."""
+    from transformers import AutoTokenizer
+
+    from llmops.corpus.documents import QAExample
+
+    cfg, retriever = setup["cfg"], setup["retriever"]
+    tok = AutoTokenizer.from_pretrained(setup["model"])
+    follow_up = QAExample("f", "And what rises through its vents?", ("Magma",),
+                          history=(("user", "Which volcano in Sicily is very active?"), ("assistant", "Mount Etna.")))
+    single = QAExample("s", "What is matcha made from?", ("green tea leaves",))
+    builder = PromptBuilder(cfg.prompt, count_tokens=lambda t: len(tok(t, add_special_tokens=False)["input_ids"]))
+    records, stats = build_sft_records([follow_up, single], retriever, builder, tok, k=2, mode="hybrid",
+                                       max_length=1024, max_prompt_tokens=900, max_history_turns=6,
+                                       history_fraction=0.3)
+    assert stats["multi_turn"] == 1 and stats["records"] == 2
+    roles = [m["role"] for m in records[0]["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]  # history, question, gold answer
+    assert records[0]["messages"][1]["content"] == "Which volcano in Sicily is very active?"
+    assert records[0]["answer_in_contexts"]  # "Magma" retrieved: the volcano document, found through the history
+    assert [m["role"] for m in records[1]["messages"]] == ["system", "user", "assistant"]
+    plain, _ = build_sft_records([follow_up], retriever, builder, tok, k=2, mode="hybrid", max_length=1024)
+    assert [m["role"] for m in plain[0]["messages"]] == ["system", "user", "assistant"]
+
+
 def test_eval_questions_in_the_training_set_are_refused(setup, tmp_path):
     cfg = setup["cfg"]
     eval_set = write_qa(tmp_path / "eval.jsonl", [("what is  MATCHA?", "powder"), ("Unrelated?", "no")])
