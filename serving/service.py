@@ -168,7 +168,8 @@ class RagService:
                           prompt_tokens, completion_tokens)
             answer_id = completion_id()
             self._account(answer_id, state.release_id, reply.decisions)
-            await self.memory.remember(owner, opened.session_id, conversation.question, reply.text, answer_id,
+            # The question as the guardrails passed it: a session keeps no PII the input checks redacted.
+            await self.memory.remember(owner, opened.session_id, reply.question, reply.text, answer_id,
                                        state.release_id)
             return ChatCompletionResponse(
                 id=answer_id,
@@ -216,7 +217,7 @@ class RagService:
         self.metrics.retrieval.labels(mode).observe(stream.retrieval_s)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         done = _Once(lambda: self.holder.release(state))
-        remember = functools.partial(self.memory.remember, owner, opened.session_id, conversation.question)
+        remember = functools.partial(self.memory.remember, owner, opened.session_id, stream.question)
         frames = self._frames(state, stream, first, started, include_usage, done, opened.session_id, remember)
         return SSEStream(frames, stream.deltas, done)
 

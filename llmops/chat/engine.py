@@ -76,6 +76,7 @@ class ChatReply:
     retrieval_s: float = 0.0
     guard_s: float = 0.0  # time in the guardrails, input and output
     decisions: tuple[Any, ...] = ()  # every guardrail decision (GuardDecision), allowed ones included
+    question: str = ""  # the question as the input guardrails passed it (PII redacted): what a session keeps
 
 
 @dataclass(eq=False)
@@ -93,6 +94,7 @@ class ChatStream:
     refusal: Refusal | None = None
     guard_s: float = 0.0
     decisions: list[Any] = field(default_factory=list)
+    question: str = ""  # as the input guardrails passed it (PII redacted)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class _Prepared:
     retrieval_s: float
     guard_s: float
     decisions: tuple[Any, ...]
+    question: str
 
 
 class ChatEngine:
@@ -159,7 +162,8 @@ class ChatEngine:
             if outcome.refusal is not None:
                 refusal = self._guard_refusal(outcome.refusal, "output", prepared.lang)
                 return self._refused(refusal, prepared.lang, prepared.rewrite, prepared.retrieval_s, guard_s,
-                                     decisions, prompt=prepared.prompt, generation=generation)
+                                     decisions, question=prepared.question, prompt=prepared.prompt,
+                                     generation=generation)
             text = outcome.text
         return ChatReply(
             text=text,
@@ -173,6 +177,7 @@ class ChatEngine:
             retrieval_s=prepared.retrieval_s,
             guard_s=guard_s,
             decisions=tuple(decisions),
+            question=prepared.question,
         )
 
     # ------------------------------------------------------------------------------------------------ stream
@@ -193,12 +198,12 @@ class ChatEngine:
             return ChatStream(
                 lang=reply.lang, query=reply.query, rewrite=reply.rewrite, sources=(), prompt=None,
                 retrieval_s=reply.retrieval_s, deltas=_one(StreamDelta(reply.text, reply.finish_reason, 0, 0)),
-                refusal=reply.refusal, guard_s=reply.guard_s, decisions=list(reply.decisions),
+                refusal=reply.refusal, guard_s=reply.guard_s, decisions=list(reply.decisions), question=reply.question,
             )
         stream = ChatStream(
             lang=prepared.lang, query=prepared.rewrite.query, rewrite=prepared.rewrite, sources=prepared.sources,
             prompt=prepared.prompt, retrieval_s=prepared.retrieval_s, deltas=_none(),
-            guard_s=prepared.guard_s, decisions=list(prepared.decisions),
+            guard_s=prepared.guard_s, decisions=list(prepared.decisions), question=prepared.question,
         )
         deltas = self.chain.client.astream_deltas(prepared.prompt.messages, sampling)
         stream.deltas = deltas if self.guardrails is None else self._checked(deltas, stream)
@@ -255,7 +260,7 @@ class ChatEngine:
             decisions.extend(outcome.decisions)
             if outcome.refusal is not None:
                 refusal = self._guard_refusal(outcome.refusal, "input", lang)
-                return self._refused(refusal, lang, None, 0.0, guard_s, decisions)
+                return self._refused(refusal, lang, None, 0.0, guard_s, decisions, question=outcome.text)
             conversation = replace(conversation, question=outcome.text)  # redacted: the model never sees the PII
         rewrite = await self.rewriter.rewrite(conversation, lang)
         hits, retrieval_s = await self.chain.aretrieve(rewrite.query, k, mode)
@@ -263,12 +268,15 @@ class ChatEngine:
             check = await self.answerability.assess(rewrite.query)
             if not check.answerable:
                 refusal = Refusal("not_in_documents", "answerability", "retrieval", self.answerability.message(lang))
-                return self._refused(refusal, lang, rewrite, retrieval_s, guard_s, decisions)
+                return self._refused(refusal, lang, rewrite, retrieval_s, guard_s, decisions,
+                                     question=conversation.question)
         history = [t.message() for t in conversation.recent(self.config.max_history_turns)]
         prompt = await asyncio.to_thread(
             self.chain.fit_prompt, conversation.question, hits, sampling, history, self.config.history_budget_fraction
         )
-        return _Prepared(lang, rewrite, prompt.contexts, prompt, retrieval_s, guard_s, tuple(decisions))
+        return _Prepared(
+            lang, rewrite, prompt.contexts, prompt, retrieval_s, guard_s, tuple(decisions), conversation.question
+        )
 
     def _guard_refusal(self, decision: Any, stage: Stage, lang: str) -> Refusal:
         return Refusal("content_filter", decision.policy, stage, self.guardrails.refusal_message(decision, lang))
@@ -282,6 +290,7 @@ class ChatEngine:
         guard_s: float,
         decisions: Sequence[Any],
         *,
+        question: str,
         prompt: Prompt | None = None,
         generation: Generation | None = None,
     ) -> ChatReply:
@@ -298,6 +307,7 @@ class ChatEngine:
             retrieval_s=retrieval_s,
             guard_s=guard_s,
             decisions=tuple(decisions),
+            question=question,
         )
 
 

@@ -103,3 +103,22 @@ def test_a_question_over_max_input_chars_is_refused(api):
     body = ask(base, "volcano " * 1001).json()  # 8,008 characters > guardrails.max_input_chars
     assert body["choices"][0]["finish_reason"] == "content_filter"
     assert (body["refusal"]["policy"], body["refusal"]["stage"]) == ("max_input_chars", "input")
+
+
+def test_a_session_keeps_the_redacted_question_and_the_refusal(api):
+    """What a session stores is what the guardrails passed: the question with its PII redacted, and a refused turn as
+    its refusal message (whole and streamed answers)."""
+    base, _ = api
+    first = ask(base, PII_QUESTION, store=True).json()
+    session_id = first["session_id"]
+    refused = ask(base, INJECTION, session_id=session_id).json()
+    body = {"model": "rag", "messages": [{"role": "user", "content": f"Mail {EMAIL} the tea notes"}],
+            "stream": True, "session_id": session_id}
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=120) as r:
+        assert r.status_code == 200 and r.read().decode().rstrip().endswith("[DONE]")
+    session = httpx.get(f"{base}/v1/sessions/{session_id}", timeout=30).json()
+    turns = [(t["role"], t["content"]) for t in session["turns"]]
+    assert len(turns) == 6 and EMAIL not in json.dumps(session)
+    assert turns[0] == ("user", PII_QUESTION.replace(EMAIL, "[EMAIL]"))
+    assert turns[3] == ("assistant", refused["refusal"]["message"])
+    assert turns[4] == ("user", "Mail [EMAIL] the tea notes")
