@@ -22,13 +22,17 @@ HIT_RATE = "retrieval_hit_rate"
 
 
 def summarize_conversations(records: Sequence[SampleRecord]) -> ConversationSummary:
-    """Counts, rewrite methods and the main metrics of the follow-ups (`multi_turn.*`) next to the single
-    questions' (`single_turn.*`); a metric no record was scored on is absent, one scored on none of a group is None."""
+    """Counts, rewrite methods and the main metrics of the answerable follow-ups (`multi_turn.*`) next to the answerable
+    single questions' (`single_turn.*`); a metric no record was scored on is absent, one scored on none of a group is
+    None."""
     follow_ups = [r for r in records if r.turns]
-    singles = [r for r in records if not r.turns]
+    # the metrics compare answerable questions only, as the report's answer metrics do (an unanswerable one has no
+    # relevant chunk to hit); the counts cover every follow-up
+    scored_follow_ups = [r for r in follow_ups if r.answerable]
+    singles = [r for r in records if not r.turns and r.answerable]
     names = sorted({name for r in records for name in r.scores if name != "retrieval_hit"})
     metrics: dict[str, float | None] = {}
-    for prefix, group in ((MULTI_TURN, follow_ups), (SINGLE_TURN, singles)):
+    for prefix, group in ((MULTI_TURN, scored_follow_ups), (SINGLE_TURN, singles)):
         if not group:
             continue
         metrics[f"{prefix}.{HIT_RATE}"] = statistics.fmean(r.retrieval_hit for r in group)
