@@ -73,9 +73,17 @@ class RagChain:
 
     @classmethod
     def from_config(
-        cls, cfg: PipelineConfig, retriever: Retriever, client: GenerationClient, template_overhead: int | None = None
+        cls,
+        cfg: PipelineConfig,
+        retriever: Retriever,
+        client: GenerationClient,
+        template_overhead: int | None = None,
+        *,
+        retrieval_batch_size: int = 1,
     ) -> "RagChain":
-        """`template_overhead`: the chat template's tokens, measured from the LLM's tokenizer when not given."""
+        """`template_overhead`: the chat template's tokens, measured from the LLM's tokenizer when not given.
+        `retrieval_batch_size` is the caller's (serving's), not read from `cfg`: the eval stage's cache key does not
+        cover serving settings."""
         if cfg.llm is None:
             raise ConfigError("config", ["the RAG chain needs an llm section (the model that answers)"])
         if template_overhead is None:
@@ -89,6 +97,7 @@ class RagChain:
             mode=cfg.retrieval.mode,
             max_model_len=cfg.llm.max_model_len,
             template_overhead=template_overhead,
+            retrieval_batch_size=retrieval_batch_size,
         )
 
     def retrieve(self, questions: Sequence[str], k: int | None = None, mode: Mode | None = None):

@@ -22,7 +22,6 @@ from llmops.errors import BackendUnavailableError, GenerationError, RegistryErro
 from llmops.index.retriever import Retriever
 from llmops.llm.runtime import adapter_model_name
 from llmops.rag.chain import RagChain, client_template_overhead
-from llmops.rag.prompt import PromptBuilder
 from llmops.release.artifacts import artifact_roots, verify_release
 from llmops.release.registry import Release
 from serving.guard_timing import TimedGuardrails
@@ -124,15 +123,11 @@ class ReleaseLoader:
 
         client = await asyncio.to_thread(self._client, adapter_dir, adapter_name)
         cfg = release_config(release, self.config)
-        chain = RagChain(
+        chain = RagChain.from_config(
+            cfg,
             retriever,
             client,
-            PromptBuilder(cfg.prompt, count_tokens=client.count_tokens),
-            cfg.sampling,
-            k=cfg.retrieval.k,
-            mode=cfg.retrieval.mode,
-            max_model_len=self.llm.max_model_len,
-            template_overhead=await asyncio.to_thread(self._template_overhead, client),
+            await asyncio.to_thread(self._template_overhead, client),
             retrieval_batch_size=self.config.serving.retrieval_batch_size,
         )
         engine = ChatEngine.from_config(cfg, chain)
