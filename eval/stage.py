@@ -98,7 +98,9 @@ def evaluate_model(
         )
     start = time.perf_counter()
     with open_client(cfg.llm, adapter_dir=adapter_dir, adapter_name=adapter_version) as client:
-        engine = ChatEngine.from_config(cfg, RagChain.from_config(cfg, retriever, client))
+        # Each question is searched, then scored for answerability: one embedding serves both.
+        searcher = retriever.with_query_cache(len(questions))
+        engine = ChatEngine.from_config(cfg, RagChain.from_config(cfg, searcher, client))
         check = engine.answerability
         records = run_engine(
             engine, questions, gold_texts, concurrency=cfg.llm.max_concurrency, show_progress=show_progress

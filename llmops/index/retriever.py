@@ -95,6 +95,13 @@ class Retriever:
             other._lexical = lexical_index
         return other
 
+    def with_query_cache(self, size: int) -> "Retriever":
+        """A copy of this retriever whose query embeddings are kept in an LRU of `size` (shares everything else):
+        a run that searches each question more than once (retrieval, then the answerability check) embeds it once."""
+        other = copy.copy(self)
+        other.query_vectors = QueryEmbeddingCache(self.embedder, size)
+        return other
+
     @property
     def version(self) -> str:
         return self.manifest.version

@@ -125,3 +125,16 @@ def test_a_manifest_from_before_answerability_still_loads(calibrated, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     old = read_manifest(copy)
     assert old.answerability is None and old.calibration_fraction == 0.9  # its fusion weight was tuned
+
+
+def test_a_query_cache_copy_embeds_each_question_once(tmp_path):
+    """Evaluation searches a question, then scores its answerability: the copy with a query cache embeds it once."""
+    cfg = make_config(tmp_path, write_corpus(tmp_path / "corpus", CORPUS))
+    out, _, _ = build(cfg)
+    retriever = Retriever.load(out.artifact_uri)
+    cached = retriever.with_query_cache(8)
+    hits = cached.search_batch(["Where is Etna?"], 3, "dense")
+    score = cached.best_dense_similarity(["Where is Etna?"])[0]
+    assert (cached.query_vectors.misses, cached.query_vectors.hits) == (1, 1)
+    assert score == pytest.approx(hits[0][0].score, abs=1e-5)
+    assert retriever.query_vectors.size == 0 and cached.manifest is retriever.manifest  # the original is untouched
