@@ -801,6 +801,32 @@ class ServingConfig(_Strict):
     sessions: SessionsConfig = SessionsConfig()
 
 
+class RequestLogConfig(_Strict):
+    """The request log (`llmops/requestlog/`): one JSON line per answered request and per rating, written by serving
+    off the request path, read by the monitor workflow and `llmops feedback export`."""
+
+    path: str | None = Field(
+        default=None, description="folder or fsspec URI (s3://, gs://) of the request log; None = no request log"
+    )
+    rotate_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="a log file is closed at this size")
+    rotate_interval_s: float = Field(default=3600.0, gt=0, description="... or when it is this old")
+    queue_size: int = Field(
+        default=10_000, gt=0, description="records waiting to be written; beyond it they are dropped and counted"
+    )
+    flush_interval_s: float = Field(default=1.0, gt=0, description="the writer flushes at least this often")
+
+
+class MonitorConfig(_Strict):
+    """The monitor workflow (`workflows/monitor.py`): what it reads from the request log and what it reports."""
+
+    window_days: float = Field(default=1.0, gt=0, description="how much of the log one monitor run reads")
+
+
+class MonitoringConfig(_Strict):
+    request_log: RequestLogConfig = RequestLogConfig()
+    monitor: MonitorConfig = MonitorConfig()
+
+
 class PipelineConfig(_Strict):
     corpus: CorpusConfig
     chunking: ChunkingConfig = ChunkingConfig()
@@ -819,6 +845,7 @@ class PipelineConfig(_Strict):
     gates: GatesConfig = GatesConfig()
     serving: ServingConfig = ServingConfig()
     answerability: AnswerabilityConfig = Field(default_factory=AnswerabilityConfig)
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @model_validator(mode="after")
     def _hybrid_needs_lexical(self) -> "PipelineConfig":

@@ -30,6 +30,7 @@ LLMOPS_DEPENDS = {
     "chat": {"corpus", "index", "llm", "rag", "guardrails"},  # the conversation path around the chain (serving and eval)
     "finetune": {"corpus", "index", "llm", "rag", "provenance"},
     "release": {"index", "llm", "finetune", "provenance"},
+    "requestlog": set(),  # the request log's records, reader and writer: serving writes it, the monitor reads it
     "guardrails": set(),  # pure checks and an HTTP client of its own: no model, no corpus
 }
 # The base modules are the floor: they import no subpackage, and among themselves only what is listed here.
