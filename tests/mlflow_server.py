@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import suppress
 from functools import cache
 from pathlib import Path
 
@@ -40,13 +41,15 @@ def _free_port() -> int:
 
 
 def _stop(proc: subprocess.Popen, folder: Path) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker: its own process group
+    """Stop the server's process group (the server, its uvicorn worker): what outlives SIGTERM gets SIGKILL."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            pass
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -63,7 +66,9 @@ def mlflow_server_uri() -> str:
                "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts",
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder)
+    # No job executor: its huey consumer processes serve MLflow's GenAI jobs, which these tests do not use.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder, env=env)
     atexit.register(_stop, proc, folder)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
