@@ -87,3 +87,16 @@ def mlflow_server_uri() -> str:
 def closed_port_uri() -> str:
     """A loopback URI where nothing listens (a tracking server that is down)."""
     return f"http://127.0.0.1:{_free_port()}"
+
+
+def mlflow_client(uri: str):
+    """MLflow's own client, to read back what the pipeline logged."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs_of(uri: str, experiment: str) -> list:
+    """Every run of `experiment` (none when the experiment was never created)."""
+    found = mlflow_client(uri).get_experiment_by_name(experiment)
+    return [] if found is None else mlflow_client(uri).search_runs([found.experiment_id])

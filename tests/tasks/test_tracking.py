@@ -20,7 +20,7 @@ from llmops.config import TrackingConfig, parse_config
 from llmops.tracking.mlflow_log import log_run
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
 from tests.helpers import CORPUS, build
-from tests.mlflow_server import mlflow_server_uri
+from tests.mlflow_server import mlflow_client as client, mlflow_server_uri, runs_of
 from tests.tasks.test_finetune import TRAIN, VALIDATION, manifest
 
 QA = [
@@ -32,17 +32,6 @@ QA = [
 @pytest.fixture(scope="module")
 def server() -> str:
     return mlflow_server_uri()
-
-
-def client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def runs_of(uri: str, experiment: str):
-    found = client(uri).get_experiment_by_name(experiment)
-    return [] if found is None else client(uri).search_runs([found.experiment_id])
 
 
 def config(tmp: Path, corpus: Path, qa: Path, **tracking):

@@ -15,23 +15,12 @@ from llmops.errors import ConfigError, TrackingError
 from llmops.tracking.mlflow_log import log_run, redact_uri
 from llmops.tracking.run import TrackedRun, flat_params, metric_key
 from tests.conftest import REPO_ROOT
-from tests.mlflow_server import closed_port_uri, mlflow_server_uri
+from tests.mlflow_server import closed_port_uri, mlflow_client as client, mlflow_server_uri, runs_of
 
 
 @pytest.fixture(scope="module")
 def server() -> str:
     return mlflow_server_uri()
-
-
-def client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def runs_of(uri: str, experiment: str):
-    found = client(uri).get_experiment_by_name(experiment)
-    return [] if found is None else client(uri).search_runs([found.experiment_id])
 
 
 def a_run(tmp_path: Path) -> TrackedRun:
