@@ -36,8 +36,12 @@ from llmops.storage import fetch_file, is_remote
 __all__ = ["judge_requests", "reference_relevance", "run_monitor"]
 
 
-def run_monitor(cfg: PipelineConfig, *, window_end: float | None = None, days: float | None = None) -> MonitorReport:
-    """The report of the `days` (default `monitoring.monitor.window_days`) ending at `window_end` (default now)."""
+def run_monitor(
+    cfg: PipelineConfig, *, window_end: float | None = None, days: float | None = None, whole_days: bool = False
+) -> MonitorReport:
+    """The report of the `days` (default `monitoring.monitor.window_days`) ending at `window_end` (default now), or
+    with `whole_days` at the UTC midnight before it: the log is partitioned by UTC day, so the files of days that
+    have ended are closed, and consecutive daily runs cover every record once."""
     mon = cfg.monitoring.monitor
     root = cfg.monitoring.request_log.path
     if root is None:
@@ -46,6 +50,8 @@ def run_monitor(cfg: PipelineConfig, *, window_end: float | None = None, days: f
             "folder or s3:// URI serving writes it to"])
     now = time.time()
     end = now if window_end is None else float(window_end)
+    if whole_days:
+        end -= end % DAY_S
     span = (days if days is not None else mon.window_days) * DAY_S
     window = read_window(root, end - span, end)
     alias = mon.alias or cfg.serving.alias
