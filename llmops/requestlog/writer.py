@@ -110,13 +110,17 @@ class RequestLogWriter:
             self._queue.put_nowait(record)
             return True
         except queue.Full:
-            self.dropped += 1
-            if self.on_drop is not None:
-                try:
-                    self.on_drop()
-                except Exception:  # noqa: BLE001 - a metric must not fail a request
-                    pass
+            self.drop()
             return False
+
+    def drop(self) -> None:
+        """Count a record that will not be written (the queue was full, or the caller could not build it)."""
+        self.dropped += 1
+        if self.on_drop is not None:
+            try:
+                self.on_drop()
+            except Exception:  # noqa: BLE001 - a metric must not fail a request
+                pass
 
     # ------------------------------------------------------------------------------------------- control
 
