@@ -4,7 +4,7 @@ in one run. Target: <= 1 ms p50 added per request.
 
 Set-up: the quickstart corpus (`examples/quickstart`) indexed in this process with MiniLM, the random tiny LLM in
 `examples/tiny-llm` on the transformers backend (in the API process: no vLLM), registered as a release and promoted.
-Two RAG APIs (`serving.app.create_app` on uvicorn, in threads of this process), the same config but one with
+Two RAG APIs (`serving.app.create_app` on uvicorn, served by this process' event loop beside the clients), the same config but one with
 `monitoring.request_log.path` set (a local folder under a temporary directory; the writer's thread writes while the
 requests run) and one without.
 
@@ -17,7 +17,7 @@ quickstart's questions in turn), 8 client tasks (httpx.AsyncClient, SSE read to 
   one the target is checked against.
 - the records the log holds afterwards (every request answered, none dropped).
 
-    python -m bench.request_log                  # 3 rounds of 96 requests per API (~2 min on 2 cores)
+    python -m bench.request_log                  # 3 rounds of 64 streamed requests per API
     python -m bench.request_log --rounds 1 --requests 32
 """
 
@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -50,9 +49,9 @@ TARGET_P50_MS = 1.0
 CONCURRENCY = 8
 
 
-@contextlib.contextmanager
-def running_api(cfg):
-    """The RAG API on uvicorn in a thread: (base URL, app)."""
+@contextlib.asynccontextmanager
+async def serving(cfg):
+    """The RAG API on uvicorn, served by this event loop (its lifespan included): (base URL, app)."""
     import uvicorn
 
     from llmops.llm.vllm_server import free_port
@@ -61,17 +60,16 @@ def running_api(cfg):
     app = create_app(cfg)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="rag-api", daemon=True)
-    thread.start()
+    task = asyncio.create_task(server.serve())
     while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the RAG API did not start")
-        time.sleep(0.05)
+        if task.done():
+            raise RuntimeError(f"the RAG API did not start: {task.exception()}")
+        await asyncio.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}", app
     finally:
-        server.should_exit = True
-        thread.join(60)
+        server.should_exit = True  # graceful: the lifespan closes the request log (drains, finishes the file)
+        await task
 
 
 def time_the_hook(app) -> list[float]:
@@ -114,6 +112,22 @@ async def stream_round(base: str, questions: list[str], n: int) -> list[float]:
     return latencies
 
 
+async def measure(cfg, logged_cfg, questions: list[str], rounds: int, requests: int):
+    """({"off": latencies, "on": latencies}, the hook's times, the writer) of `rounds` rounds on both APIs."""
+    latency: dict[str, list[float]] = {"off": [], "on": []}
+    async with serving(cfg) as (base_off, _), serving(logged_cfg) as (base_on, app_on):
+        hook = time_the_hook(app_on)
+        bases = {"off": base_off, "on": base_on}
+        for side in ("off", "on"):  # warm-up: models loaded, first-request costs paid
+            await stream_round(bases[side], questions, CONCURRENCY)
+        hook.clear()
+        for r in range(rounds):
+            for side in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                progress(f"round {r + 1}/{rounds}: {requests} streams, log {side}")
+                latency[side] += await stream_round(bases[side], questions, requests)
+        return latency, hook, app_on.state.request_log.writer
+
+
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 4)
 
@@ -121,7 +135,7 @@ def ms(seconds: float | None) -> float | None:
 def main() -> None:
     parser = bench_parser(__doc__, "request_log")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=96, help="streamed requests per API per round")
+    parser.add_argument("--requests", type=int, default=64, help="streamed requests per API per round")
     parser.add_argument("--max-tokens", type=int, default=16, help="sampling.max_tokens")
     args = parser.parse_args()
     offline_env()
@@ -142,20 +156,8 @@ def main() -> None:
         log_root = work / "request-log"
         logged_cfg = cfg.model_copy(update={"monitoring": MonitoringConfig(
             request_log=RequestLogConfig(path=str(log_root)))})
-        latency = {"off": [], "on": []}
-        with running_api(cfg) as (base_off, _), running_api(logged_cfg) as (base_on, app_on):
-            hook = time_the_hook(app_on)
-            bases = {"off": base_off, "on": base_on}
-            for side in ("off", "on"):  # warm-up: models loaded, first-request costs paid
-                asyncio.run(stream_round(bases[side], questions, CONCURRENCY))
-            hook.clear()
-            for r in range(args.rounds):
-                order = ("off", "on") if r % 2 == 0 else ("on", "off")
-                for side in order:
-                    progress(f"round {r + 1}/{args.rounds}: {args.requests} streams, log {side}")
-                    latency[side] += asyncio.run(stream_round(bases[side], questions, args.requests))
-            writer = app_on.state.request_log.writer
-            dropped, write_errors = writer.dropped, writer.write_errors
+        latency, hook, writer = asyncio.run(measure(cfg, logged_cfg, questions, args.rounds, args.requests))
+        dropped, write_errors = writer.dropped, writer.write_errors
         # Both servers stopped: the writer was closed (drained, file finished) by the app's shutdown.
         window = read_window(str(log_root), 0, time.time() + 60)
         timed = args.rounds * args.requests
