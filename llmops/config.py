@@ -816,10 +816,55 @@ class RequestLogConfig(_Strict):
     flush_interval_s: float = Field(default=1.0, gt=0, description="the writer flushes at least this often")
 
 
+class DriftConfig(_Strict):
+    """Retrieval score drift: production's relevance scores (best dense cosine per question, the answerability
+    score) against the same score on the reference release's eval questions, compared with the two-sample
+    Kolmogorov-Smirnov statistic (the largest gap between the two cumulative distributions, 0-1; no binning to
+    choose, defined for the small samples an eval set gives)."""
+
+    statistic: Literal["ks"] = Field(default="ks", description="ks: two-sample Kolmogorov-Smirnov statistic D")
+    threshold: float = Field(
+        default=0.2, gt=0, le=1, description="drift is reported (llmops_monitor_drift_exceeded 1) when D exceeds this"
+    )
+    min_samples: int = Field(
+        default=20, ge=1,
+        description="fewer scored production requests (or eval questions) than this: drift is not measured",
+    )
+
+
 class MonitorConfig(_Strict):
     """The monitor workflow (`workflows/monitor.py`): what it reads from the request log and what it reports."""
 
     window_days: float = Field(default=1.0, gt=0, description="how much of the log one monitor run reads")
+    alias: str | None = Field(
+        default=None,
+        description="registry alias whose release is the reference (its eval run's scores for drift, its index "
+        "for gaps and the judge); None = serving.alias",
+    )
+    drift: DriftConfig = DriftConfig()
+    low_relevance_threshold: float | None = Field(
+        default=None, ge=-1, le=1,
+        description="a question whose relevance is below this is a coverage gap; None = the reference index's "
+        "answerability threshold (else answerability.fallback_threshold)",
+    )
+    max_clusters: int = Field(default=8, ge=1, description="most clusters of gap questions shown")
+    cluster_max_distance: float = Field(
+        default=0.6, gt=0, le=2,
+        description="gap questions join one cluster while their average cosine distance (1 - cosine) stays below this",
+    )
+    max_gap_questions: int = Field(
+        default=2000, ge=2, description="gap questions clustered per run (a seeded sample beyond it; all are counted)"
+    )
+    cluster_examples: int = Field(default=3, ge=1, description="example questions shown per gap cluster")
+    judge_sample_size: int = Field(
+        default=20, ge=0,
+        description="answered requests scored by the RAGAS judge (eval.metrics.ragas.judge) per run; 0 = none",
+    )
+    sample_seed: int = Field(default=0, description="seed of the judge's sample, so a re-run scores the same requests")
+    pushgateway_url: str | None = Field(
+        default=None, description="Prometheus Pushgateway (http://host:9091) the run pushes its gauges to; None = none"
+    )
+    pushgateway_job: str = Field(default="llmops_monitor", description="the Pushgateway job label of the gauges")
 
 
 class MonitoringConfig(_Strict):
