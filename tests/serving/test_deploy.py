@@ -168,6 +168,12 @@ def alert_rules() -> list[dict]:
     return [r for group in rule["spec"]["groups"] for r in group["rules"]]
 
 
+def test_the_monitor_writes_the_gauges_named_here():
+    from llmops.monitor.report import GAUGES
+
+    assert set(GAUGES) == MONITOR_GAUGES
+
+
 def test_dashboard_and_alerts_use_only_metrics_that_exist():
     known = served_metric_names() | MONITOR_GAUGES
     exprs = dashboard_exprs() + [r["expr"] for r in alert_rules()]
