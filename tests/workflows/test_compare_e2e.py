@@ -123,3 +123,34 @@ def test_llmops_compare_prints_the_table_and_exports_a_variant(compared, tmp_pat
     assert cfg.compare is None
     assert cfg.prompt.templates["en"].system == "Reply in three words."
     assert cfg.llm.model == str(REPO_ROOT / "examples/tiny-llm")
+
+
+@pytest.mark.slow
+def test_a_real_vllm_server_and_the_transformers_backend_side_by_side(vllm_server, varied_llm_dir, tmp_path):
+    """One variant behind a real vLLM CPU server (an OpenAI-compatible endpoint), one in-process with transformers:
+    the same model, greedy, fp32 on both, through the same eval stage on the same questions."""
+    config = _config(tmp_path)
+    config["compare"]["variants"] = {"models": {
+        "vllm": {"kind": "openai", "base_url": vllm_server.base_url, "model": "tiny",
+                 "tokenizer": str(varied_llm_dir), "max_model_len": 512,
+                 "price": {"prompt_per_1k": 0.01, "completion_per_1k": 0.02}},
+        "hf": {"kind": "release", "llm": {"model": str(varied_llm_dir), "backend": "transformers",
+                                          "max_model_len": 512, "device": "cpu", "dtype": "float32"}},
+    }}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))  # the grid keeps its order
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path / "home"),
+           "TMPDIR": str(tmp_path)}
+    pyflyte = str(Path(sys.executable).parent / "pyflyte")
+    out = _run([pyflyte, "run", "workflows/compare.py", "compare_models", "--config", str(path)], env)
+    report = load_comparison(re.search(r"comparison='([^']+comparison\.json)'", out)[1])
+    vllm, hf = report.variants
+    assert (vllm.name, vllm.model_name, vllm.backend, vllm.endpoint) == (
+        "config/vllm/config", "tiny", "vllm", vllm_server.base_url.rsplit("/v1", 1)[0])
+    assert hf.backend == "transformers" and hf.endpoint == "self-hosted" and hf.cost is None
+    assert vllm.cost is not None and vllm.completion_tokens > 0 and hf.completion_tokens > 0
+    # same prompts (same tokenizer), so the same prompt token counts; greedy fp32 answers mostly agree
+    assert vllm.prompt_tokens == hf.prompt_tokens
+    same = sum(q.answers[vllm.name].answer == q.answers[hf.name].answer for q in report.per_question)
+    assert same >= report.questions // 2, [(q.answers[vllm.name].answer, q.answers[hf.name].answer)
+                                           for q in report.per_question]
