@@ -905,7 +905,8 @@ ModelEndpoint = Annotated[Union[ReleaseModel, ProviderModel], Field(discriminato
 
 
 class SamplingOverride(_Strict):
-    """Fields of the sampling section to replace; the rest come from the config's sampling section."""
+    """Fields of the sampling section to replace; the rest come from the config's sampling section. A field left
+    out (or null) is not replaced: an override cannot set `seed` back to null."""
 
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
@@ -914,7 +915,8 @@ class SamplingOverride(_Strict):
     seed: int | None = None
 
     def apply(self, base: SamplingConfig) -> SamplingConfig:
-        return base.model_copy(update=self.model_dump(exclude_unset=True))
+        # not exclude_unset: a config that went through JSON (every task's config_json) has every field set
+        return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
 def _check_names(names, where: str) -> None:
@@ -1139,7 +1141,8 @@ def _format_error(err: dict) -> str:
         msg = "required field is missing"
     elif err["type"] == "union_tag_invalid":
         noun = "source kind" if "sources" in err["loc"] else "kind"
-        msg = f"unknown {noun} {err['input'].get('kind')!r}; allowed: {err['ctx']['expected_tags']}"
+        allowed = sorted(t.strip(" '") for t in err["ctx"]["expected_tags"].split(","))
+        msg = f"unknown {noun} {err['input'].get('kind')!r}; allowed: {', '.join(allowed)}"
     return f"{where}: {msg}"
 
 

@@ -61,7 +61,7 @@ def test_explicit_list_of_variants():
     ({"variants": {"models": {"a b": {"kind": "release"}, "c": {"kind": "release"}}}}, "compare.variants",
      "invalid name(s) 'a b'"),
     ({"variants": {"models": {"x": {"kind": "azure"}, "y": {"kind": "release"}}}}, "compare.variants.models.x",
-     "unknown kind 'azure'"),
+     "unknown kind 'azure'; allowed: openai, release"),
     ({"variants": {"models": {"x": {"kind": "openai", "model": "m"}}}}, "compare.variants.models.x.base_url",
      "required field is missing"),
     ({"variants": {"sampling": {"hot": {"temprature": 1.0}, "b": {}}}}, "compare.variants.sampling.hot.temprature",
@@ -101,6 +101,16 @@ def test_a_variant_replaces_llm_prompt_and_sampling_and_nothing_else():
     assert (llm.base_url, llm.served_model_name, llm.model) == (PROVIDER["base_url"], "gpt-x", "tiny")
     assert provider.endpoint == "https://api.example.com"  # never the query (keys travel there)
     assert provider.label == "terse+gpt+warm" == variant_label(provider.name)
+
+
+def test_overrides_survive_the_config_json_every_task_decodes():
+    from llmops.config import PipelineConfig
+
+    cfg = cfg_with({"variants": {"sampling": {"greedy": {}, "warm": {"temperature": 0.7}}}})
+    decoded = PipelineConfig.model_validate_json(cfg.model_dump_json())
+    greedy, warm = plan_variants(decoded)
+    assert greedy.config.sampling == cfg.sampling
+    assert warm.config.sampling == cfg.sampling.model_copy(update={"temperature": 0.7})
 
 
 def test_a_release_alias_is_its_base_model_and_adapter(tmp_path):
