@@ -293,3 +293,68 @@ def serve(
         _fail(e)
     except KeyboardInterrupt:
         out.print("interrupted; stopped")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# llmops compare ...
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def compare(
+    reports: list[str] = typer.Argument(None, help="stored evaluations: report.json files or their eval folders"),
+    comparison: Optional[str] = typer.Option(None, "--comparison", help="a stored comparison's id (cmp-...)"),
+    config: Path = typer.Option(Path("configs/quickstart.yaml"), "--config",
+                                help="config whose artifacts.root holds the comparison (with --comparison)"),
+    questions: int = typer.Option(10, min=0, help="disagreeing questions to list"),
+) -> None:
+    """The comparison table (best per row marked) and where the variants disagree: of a stored comparison
+    (--comparison ID), or of two or more stored evaluations on the same index."""
+    from cli.compare_view import render_comparison
+    from eval.comparison.report import build_comparison
+    from eval.comparison.store import comparison_uri, load_comparison, load_run
+    from llmops.config import load_config
+    from llmops.errors import ConfigError
+    from llmops.index.artifact import utc_now
+
+    try:
+        if comparison is not None:
+            report = load_comparison(comparison_uri(load_config(config).resolved(), comparison))
+        else:
+            if not reports or len(reports) < 2:
+                raise ConfigError("llmops compare", ["give two or more report.json files or eval folders, or "
+                                                     "--comparison ID"])
+            runs = [load_run(r) for r in reports]
+            labels = [r.report.label for r in runs]
+            if len(set(labels)) < len(labels):  # e.g. two `base` runs: name them by their folders instead
+                runs = [load_run(r, Path(run.report_uri).parent.name) for r, run in zip(reports, runs)]
+            report = build_comparison(runs, disagreement_rouge_l=0.5, created_at=utc_now())
+    except LLMOpsError as e:
+        _fail(e)
+    render_comparison(out, report, questions=questions)
+
+
+@app.command("compare-export")
+def compare_export(
+    variant: str = typer.Argument(..., help="variant name, e.g. terse/tiny/greedy"),
+    config: Path = typer.Option(..., "--config", help="the config whose compare section names the variant"),
+    out_path: Path = typer.Option(..., "--out", help="where to write the pipeline config (YAML)"),
+) -> None:
+    """Write a config for llmops_pipeline whose candidate is the variant (its llm, prompt and sampling sections)."""
+    import yaml
+
+    from eval.comparison.variants import candidate_config
+    from llmops.config import load_config
+
+    try:
+        cfg = candidate_config(load_config(config).resolved(), variant)
+        out_path.write_text(
+            f"# llmops_pipeline config: the candidate is compare variant {variant} of {config}\n"
+            + yaml.safe_dump(cfg.model_dump(mode="json", exclude={"compare"}), allow_unicode=True, sort_keys=False),
+            encoding="utf-8",
+        )
+        load_config(out_path)  # what was written is what the pipeline will accept
+    except LLMOpsError as e:
+        _fail(e)
+    out.print(f"[green]wrote[/] {out_path}: pyflyte run workflows/pipeline.py llmops_pipeline --config {out_path}",
+              highlight=False, soft_wrap=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from llmops.errors import ConfigError
 
@@ -22,6 +22,14 @@ __all__ = [
     "ArtifactsConfig",
     "ChatConfig",
     "ChunkingConfig",
+    "CompareConfig",
+    "CompareVariant",
+    "ExplicitVariant",
+    "ModelPrice",
+    "ProviderModel",
+    "ReleaseModel",
+    "SamplingOverride",
+    "VariantGrid",
     "CorpusConfig",
     "DirectorySource",
     "EmbeddingConfig",
@@ -235,6 +243,11 @@ class LLMConfig(_Strict):
         description="vllm: URL of a running OpenAI-compatible server (…/v1); None = start one for the run",
     )
     api_key_env: str = Field(default="LLMOPS_LLM_API_KEY", description="environment variable holding the API key")
+    served_model_name: str | None = Field(
+        default=None,
+        description="the name the server at base_url knows the model by (a provider's model id); None = `model`, "
+        "which then also names the tokenizer that counts prompt tokens",
+    )
     max_model_len: int = Field(default=4096, gt=0, description="context window used for prompts (tokens)")
     max_lora_rank: int = Field(default=16, gt=0, description="vLLM --max-lora-rank; adapters must not exceed it")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -934,6 +947,204 @@ class TrackingConfig(_Strict):
                 f"{', '.join('{' + f + '}' for f in RUN_NAME_FIELDS)}"
             )
         return template
+# Compare: prompt templates x models x sampling settings, each evaluated by the eval stage (workflows/compare.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+# Names of prompts, models, sampling settings and variants: they become parts of variant names and artifact paths.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# The axis name used when a grid leaves an axis out: the config's own section.
+CONFIG_AXIS = "config"
+
+
+class ModelPrice(_Strict):
+    """What the endpoint charges (or what self-hosting costs), per 1,000 tokens; the comparison's cost column."""
+
+    prompt_per_1k: float = Field(ge=0, description="price per 1k prompt tokens")
+    completion_per_1k: float = Field(ge=0, description="price per 1k completion tokens")
+    currency: str = Field(default="USD", min_length=1, max_length=8)
+
+
+class ReleaseModel(_Strict):
+    """The self-hosted model: the release an alias points at (base model + adapter), or the config's own llm section,
+    served as that section says (vLLM or the transformers backend)."""
+
+    kind: Literal["release"]
+    alias: str | None = Field(
+        default=None, pattern=NAME_PATTERN,
+        description="registry alias whose release (base model + adapter) is evaluated; None = the config's llm section",
+    )
+    llm: LLMConfig | None = Field(default=None, description="replaces the config's llm section for this model")
+    price: ModelPrice | None = None
+
+
+class ProviderModel(_Strict):
+    """Any OpenAI-compatible endpoint (a hosted provider, or a vLLM server someone runs)."""
+
+    kind: Literal["openai"]
+    base_url: str = Field(pattern=r"^https?://", description="…/v1 of the endpoint")
+    model: str = Field(min_length=1, description="the model id the endpoint knows")
+    tokenizer: str = Field(
+        description="Hugging Face id or local path of a tokenizer that counts prompt tokens like the endpoint's (the "
+        "prompt budget needs one; the closest open tokenizer for a closed model)",
+    )
+    api_key_env: str = Field(
+        default="LLMOPS_PROVIDER_API_KEY",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="environment variable holding the key; on a cluster it is filled from a Flyte secret "
+        "(tasks/compare.py: PROVIDER_SECRETS)",
+    )
+    max_model_len: int = Field(default=8192, gt=0, description="context window used for prompts (tokens)")
+    max_concurrency: int = Field(default=8, gt=0, description="requests in flight")
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    price: ModelPrice | None = None
+
+    def llm_config(self) -> LLMConfig:
+        """The llm section that reaches this endpoint through the eval stage's OpenAI-compatible client."""
+        return LLMConfig(
+            model=self.tokenizer, backend="vllm", base_url=self.base_url, served_model_name=self.model,
+            api_key_env=self.api_key_env, max_model_len=self.max_model_len, max_concurrency=self.max_concurrency,
+            request_timeout_s=self.request_timeout_s,
+        )
+
+
+ModelEndpoint = Annotated[Union[ReleaseModel, ProviderModel], Field(discriminator="kind")]
+
+
+class SamplingOverride(_Strict):
+    """Fields of the sampling section to replace; the rest come from the config's sampling section. A field left
+    out (or null) is not replaced: an override cannot set `seed` back to null."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+
+    def apply(self, base: SamplingConfig) -> SamplingConfig:
+        # not exclude_unset: a config that went through JSON (every task's config_json) has every field set
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+def _check_names(names, where: str) -> None:
+    import re
+
+    bad = [n for n in names if not re.match(NAME_PATTERN, n)]
+    if bad:
+        raise ValueError(
+            f"{where}: invalid name(s) {', '.join(map(repr, bad))}: use letters, digits, '_', '.', '-' (at most 64, "
+            "starting with a letter or digit)"
+        )
+
+
+class VariantGrid(_Strict):
+    """Named prompt template sets, models and sampling settings; every combination is a variant. An axis left out is
+    the config's own section, named `config`; an empty one is an error."""
+
+    prompts: dict[str, PromptConfig] | None = Field(default=None, description="same shape as the prompt section")
+    models: dict[str, ModelEndpoint] | None = None
+    sampling: dict[str, SamplingOverride] | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> "VariantGrid":
+        for axis in ("prompts", "models", "sampling"):
+            named = getattr(self, axis)
+            if named is not None and not named:
+                raise ValueError(f"{axis}: empty; name at least one entry, or leave `{axis}` out to use the config's")
+            _check_names(named or (), axis)
+        return self
+
+
+class ExplicitVariant(_Strict):
+    """One variant spelled out; an omitted part is the config's own section."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    prompt: PromptConfig | None = None
+    model: ModelEndpoint | None = None
+    sampling: SamplingOverride | None = None
+
+
+class CompareVariant(_Strict):
+    """A variant after expansion: its name and the parts that replace the config's (None: the config's own)."""
+
+    name: str
+    prompt_name: str
+    model_name: str
+    sampling_name: str
+    prompt: PromptConfig | None = None
+    model: ModelEndpoint | None = None
+    sampling: SamplingOverride | None = None
+
+
+class CompareConfig(_Strict):
+    variants: Annotated[
+        Union[Annotated[VariantGrid, Tag("grid")], Annotated[tuple[ExplicitVariant, ...], Tag("list")]],
+        Discriminator(lambda v: "list" if isinstance(v, (list, tuple)) else "grid"),
+    ] = Field(
+        description="a grid (prompts x models x sampling; variant names `<prompt>/<model>/<sampling>`) or a list "
+        "of named variants"
+    )
+    max_concurrency: int = Field(default=2, ge=1, description="variants evaluated at once (map task concurrency)")
+    disagreement_rouge_l: float = Field(
+        default=0.5, ge=0, le=1,
+        description="two answers to one question disagree when their ROUGE-L F1 is below this",
+    )
+
+    @model_validator(mode="after")
+    def _at_least_two(self) -> "CompareConfig":
+        if isinstance(self.variants, tuple):
+            names = [v.name for v in self.variants]
+            if dupes := sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"variants: duplicate name(s) {', '.join(dupes)}; give each variant its own name")
+        if len(self.expand()) < 2:
+            raise ValueError("variants: a comparison needs at least 2 variants; add prompts, models or sampling")
+        return self
+
+    def expand(self) -> tuple[CompareVariant, ...]:
+        """The variants in order (grid: prompts, then models, then sampling, each in the order written)."""
+        if isinstance(self.variants, tuple):
+            return tuple(
+                CompareVariant(
+                    name=v.name, prompt_name=CONFIG_AXIS if v.prompt is None else v.name,
+                    model_name=CONFIG_AXIS if v.model is None else v.name,
+                    sampling_name=CONFIG_AXIS if v.sampling is None else v.name,
+                    prompt=v.prompt, model=v.model, sampling=v.sampling,
+                )
+                for v in self.variants
+            )
+        grid = self.variants
+        return tuple(
+            CompareVariant(name=f"{p}/{m}/{s}", prompt_name=p, model_name=m, sampling_name=s,
+                           prompt=prompt, model=model, sampling=sampling)
+            for p, prompt in (grid.prompts or {CONFIG_AXIS: None}).items()
+            for m, model in (grid.models or {CONFIG_AXIS: None}).items()
+            for s, sampling in (grid.sampling or {CONFIG_AXIS: None}).items()
+        )
+
+    def resolved(self, model_ref) -> "CompareConfig":
+        """A copy with each model's local path made absolute by `model_ref` (PipelineConfig.resolved)."""
+
+        def endpoint(m):
+            if isinstance(m, ProviderModel):
+                return m.model_copy(update={"tokenizer": model_ref(m.tokenizer)})
+            if isinstance(m, ReleaseModel) and m.llm is not None:
+                return m.model_copy(update={"llm": m.llm.model_copy(update={"model": model_ref(m.llm.model)})})
+            return m
+
+        if isinstance(self.variants, tuple):
+            variants = tuple(v.model_copy(update={"model": endpoint(v.model)}) for v in self.variants)
+        else:
+            models = self.variants.models
+            variants = self.variants.model_copy(
+                update={"models": None if models is None else {k: endpoint(m) for k, m in models.items()}})
+        return self.model_copy(update={"variants": variants})
+
+    def variant(self, name: str) -> CompareVariant:
+        for v in self.expand():
+            if v.name == name:
+                return v
+        raise ConfigError("compare.variants", [
+            f"no variant named {name!r}; have: {', '.join(v.name for v in self.expand())}"
+        ])
 
 
 class PipelineConfig(_Strict):
@@ -956,6 +1167,20 @@ class PipelineConfig(_Strict):
     answerability: AnswerabilityConfig = Field(default_factory=AnswerabilityConfig)
     monitoring: MonitoringConfig = MonitoringConfig()
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    compare: CompareConfig | None = Field(default=None, description="variants for workflows/compare.py")
+
+    @model_validator(mode="after")
+    def _compare_needs_models(self) -> "PipelineConfig":
+        if self.compare is None or self.llm is not None:
+            return self
+        uses_config_llm = [v.name for v in self.compare.expand()
+                           if v.model is None or (isinstance(v.model, ReleaseModel) and v.model.llm is None)]
+        if uses_config_llm:
+            raise ValueError(
+                f"compare: variant(s) {', '.join(uses_config_llm)} use the config's llm section, and there is none: "
+                "add an llm section, or give those models their own `llm`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _hybrid_needs_lexical(self) -> "PipelineConfig":
@@ -1009,22 +1234,28 @@ class PipelineConfig(_Strict):
         }
         if self.llm is not None:
             update["llm"] = self.llm.model_copy(update={"model": model_ref(self.llm.model)})
+        if self.compare is not None:
+            update["compare"] = self.compare.resolved(model_ref)
         return self.model_copy(update=update)
 
 
 def _format_error(err: dict) -> str:
-    where = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _SOURCE_TAGS)) or "(top level)"
+    where = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling; see llmops/config.py for the schema)"
     elif err["type"] == "missing":
         msg = "required field is missing"
     elif err["type"] == "union_tag_invalid":
-        msg = f"unknown source kind {err['input'].get('kind')!r}; allowed: {', '.join(sorted(_SOURCE_TAGS))}"
+        noun = "source kind" if "sources" in err["loc"] else "kind"
+        allowed = sorted(t.strip(" '") for t in err["ctx"]["expected_tags"].split(","))
+        msg = f"unknown {noun} {err['input'].get('kind')!r}; allowed: {', '.join(allowed)}"
     return f"{where}: {msg}"
 
 
 _SOURCE_TAGS = {"directory", "jsonl", "squad", "hf_dataset"}
+# Tags of discriminated unions, left out of error locations (they are not fields the user wrote).
+_UNION_TAGS = _SOURCE_TAGS | {"release", "openai", "grid", "list"}
 
 
 def parse_config(data: object, source: str = "<config>") -> PipelineConfig:

@@ -11,7 +11,8 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from eval.schemas import RetrievalEvalReport
-from eval.stage import decide, evaluate_model as evaluate_model_fn, load_rag_eval_report, store_decision, store_eval_run
+from eval.stage import EvalRun, decide, evaluate_model as evaluate_model_fn, load_rag_eval_report, store_decision, store_eval_run
+from llmops.config import PipelineConfig
 from llmops.corpus.documents import read_documents
 from llmops.corpus.qa import read_qa
 from llmops.release.promotion import production_baseline
@@ -36,6 +37,39 @@ def _local(d: FlyteDirectory | None) -> Path | None:
     return None if d is None else Path(d.download())
 
 
+def run_evaluation(
+    cfg: PipelineConfig,
+    index: FlyteDirectory,
+    qa_uri: typing.Optional[str],
+    documents_uri: str,
+    retrieval_report: FlyteFile,
+    label: str,
+    adapter_dir: Path | None = None,
+    adapter_version: str | None = None,
+    adapter_uri: str | None = None,
+) -> tuple[EvalRun, str, str]:
+    """The eval stage on the task's inputs, stored: (the run, its report URI, its samples URI). The pipeline's
+    evaluation and each compared variant (tasks/compare.py) run it."""
+    retriever = Retriever.load(index.remote_source or index.path)
+    scratch = tempfile.mkdtemp()
+    examples = read_qa(fetch_file(qa_uri, scratch)) if qa_uri else []
+    gold_texts = {d.doc_id: d.text for d in read_documents(fetch_file(documents_uri, scratch))}
+    run = evaluate_model_fn(
+        cfg,
+        retriever,
+        examples,
+        gold_texts,
+        label=label,
+        adapter_dir=adapter_dir,
+        adapter_version=adapter_version,
+        adapter_uri=adapter_uri,
+        retrieval_report=RetrievalEvalReport.model_validate_json(Path(retrieval_report.download()).read_bytes()),
+        execution_id=execution_id(),
+    )
+    report_uri, samples_uri = store_eval_run(cfg, run)
+    return run, report_uri, samples_uri
+
+
 # On a cluster the model runs on a GPU (vLLM started in the pod, or transformers). Cached: every input is
 # content-addressed (index, adapter and eval set versions) and the stage key covers the model, the generation and
 # metric config and the code, so the same inputs give the same report.
@@ -51,24 +85,17 @@ def evaluate_model(
     adapter: typing.Optional[FlyteDirectory] = None,
     adapter_version: str = "",
 ) -> EvalOutputs:
-    cfg = decode_config(config_json, "evaluate")
-    retriever = Retriever.load(index.remote_source or index.path)
-    scratch = tempfile.mkdtemp()
-    examples = read_qa(fetch_file(qa_uri, scratch)) if qa_uri else []
-    gold_texts = {d.doc_id: d.text for d in read_documents(fetch_file(documents_uri, scratch))}
-    run = evaluate_model_fn(
-        cfg,
-        retriever,
-        examples,
-        gold_texts,
-        label=label,
+    run, report_uri, samples_uri = run_evaluation(
+        decode_config(config_json, "evaluate"),
+        index,
+        qa_uri,
+        documents_uri,
+        retrieval_report,
+        label,
         adapter_dir=_local(adapter),
         adapter_version=adapter_version or None,
         adapter_uri=(adapter.remote_source or adapter.path) if adapter is not None else None,
-        retrieval_report=RetrievalEvalReport.model_validate_json(Path(retrieval_report.download()).read_bytes()),
-        execution_id=execution_id(),
     )
-    report_uri, samples_uri = store_eval_run(cfg, run)
     deck = evaluation_deck(run.report, run.samples)
     publish(f"Evaluation: {label}", deck)
     # After the stage's work, from the whole config: `tracking` is outside the stage key (tasks/tracking.py).
@@ -98,4 +125,4 @@ def apply_gates(config_json: str, base_report_uri: str, finetuned_report_uri: st
     return GateOutputs(decision.verdict.passed, decision_uri, candidate_uri)
 
 
-__all__ = ["apply_gates", "evaluate_model", "no_finetune"]
+__all__ = ["apply_gates", "evaluate_model", "no_finetune", "run_evaluation"]

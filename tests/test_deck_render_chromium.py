@@ -179,3 +179,29 @@ def test_png_decoder_undoes_every_filter(tmp_path: Path, filter_type: int) -> No
     pixels[:] = 255
     path.write_bytes(encode_png(pixels, filter_type))
     assert nonwhite_fraction(path) == 0.0
+
+
+@pytest.mark.chromium
+@needs_chromium
+def test_comparison_deck_renders_best_marks_answers_side_by_side_and_escapes_answers(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from eval.comparison.report import build_comparison
+    from tasks.decks.compare import BEST_MARK, comparison_deck
+    from tests.eval.test_comparison import runs
+
+    a, b = runs()
+    hostile = [replace(s, answer=IMG_XSS) if s.qid == "q2" else s for s in b.samples]
+    report = build_comparison([a, replace(b, samples=hostile)], disagreement_rouge_l=0.5, created_at="t")
+    deck = tmp_path / "compare.html"
+    deck.write_text(page("Comparison", comparison_deck(report)), encoding="utf-8")
+
+    render_to_png(deck, tmp_path / "compare.png")
+    assert 0.03 < nonwhite_fraction(tmp_path / "compare.png") < 0.9
+    dom = dom_text(deck)
+    for heading in ("Comparison", "Metrics", "Latency, tokens and cost", "Per question"):
+        assert f"<h2>{heading}</h2>" in dom
+    # one best mark per column with a best value (rouge_l, refusal rate, p50, p95, cost)
+    assert dom.count(f"{BEST_MARK}</strong>") == 5
+    assert "cite/gpt/greedy" in dom and "terse/self/greedy" in dom and "sources: etna.md" in dom
+    assert "&lt;img src=x onerror" in dom and document_title(dom) == "Comparison"

@@ -84,7 +84,7 @@ def make_client(
             )
         return OpenAICompatibleClient(
             url,
-            served_model_name or llm.model,
+            served_model_name or llm.served_model_name or llm.model,
             api_key=os.environ.get(llm.api_key_env),
             timeout_s=llm.request_timeout_s,
             max_concurrency=llm.max_concurrency,

@@ -18,7 +18,10 @@ from tests.conftest import REPO_ROOT
 
 CPU_IMAGE = "ghcr.io/example/flyte-llmops:cpu-test"
 GPU_IMAGE = "ghcr.io/example/flyte-llmops:gpu-test"
-GPU_TASKS = ("tasks.embed.embed_shard", "tasks.finetune.finetune", "tasks.evaluate.evaluate_model")
+GPU_TASKS = (
+    "tasks.embed.embed_shard", "tasks.finetune.finetune", "tasks.evaluate.evaluate_model",
+    "tasks.compare.evaluate_variant",
+)
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 RESOURCE_NAMES = {"cpu": Resources.CPU, "memory": Resources.MEMORY, "gpu": Resources.GPU}
 
@@ -248,3 +251,15 @@ def test_the_image_holds_the_cluster_config_where_the_launch_plans_look():
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert not {"configs", "configs/", "configs/gpu.yaml", "*.yaml"} & set(ignored)
     assert (REPO_ROOT / "configs" / "gpu.yaml").is_file()
+
+
+def test_the_compare_workflow_is_packaged_with_its_variant_evaluation_uncached(package):
+    assert "workflows.compare.compare_models" in package["__workflows__"]
+    for name in ("tasks.compare.compare_variants", "tasks.compare.compare_report"):
+        assert name in package, name
+    spec = package["tasks.compare.evaluate_variant"]
+    # the eval stage's GPU settings, but never cached: a comparison measures latency, providers change models
+    assert _resources(spec)[Resources.GPU] == "1" and _primary(spec)["image"] == GPU_IMAGE
+    assert not spec.template.metadata.discoverable
+    keys = {(s.key, s.env_var) for s in spec.template.security_context.secrets}
+    assert ("provider-api-key", "LLMOPS_PROVIDER_API_KEY") in keys and ("llm-api-key", "LLMOPS_LLM_API_KEY") in keys
