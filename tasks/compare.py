@@ -28,6 +28,7 @@ from tasks.common import (
 from tasks.decks import publish
 from tasks.decks.compare import comparison_deck
 from tasks.evaluate import run_evaluation
+from tasks.tracking import log_comparison
 
 __all__ = ["PROVIDER_SECRETS", "compare_report", "compare_variants", "evaluate_variant"]
 
@@ -127,5 +128,7 @@ def compare_report(config_json: str, report_uris: list[str]) -> str:
     ]
     report = build_comparison(runs, disagreement_rouge_l=cfg.compare.disagreement_rouge_l, created_at=utc_now())
     uri = store_comparison(cfg, report)
-    publish("Comparison", comparison_deck(report))
+    deck = comparison_deck(report)
+    publish("Comparison", deck)
+    log_comparison(cfg, report, deck)  # a parent MLflow run with one nested run per variant, when tracking is on
     return uri

@@ -129,7 +129,8 @@ def test_a_finetune_logs_its_loss_curves_by_step(server, tmp_path):
 
 
 def test_a_comparison_is_a_parent_run_with_a_nested_run_per_variant(server, tmp_path):
-    """On a hand-built record shaped like eval.comparison's ComparisonReport JSON (model_dump(mode="json"))."""
+    """On a hand-built record, validated as eval.comparison's ComparisonReport (what compare_report passes)."""
+    from eval.comparison.report import ComparisonReport
     from tests.tasks.test_eval_decks import report
 
     stored = tmp_path / "evals" / "greedy" / "report.json"
@@ -139,7 +140,7 @@ def test_a_comparison_is_a_parent_run_with_a_nested_run_per_variant(server, tmp_
                "endpoint": "self-hosted", "latency_p95_s": 0.5, "prompt_tokens": 600, "completion_tokens": 64,
                "currency": None, "seconds": 3.0}
     record = {
-        "kind": "comparison", "id": "cmp123", "index_version": "idx-1", "questions": 2, "disagreement_rouge_l": 0.5,
+        "kind": "comparison", "id": "cmp123", "created_at": "2026-12-02T00:00:00Z", "index_version": "idx-1", "questions": 2, "disagreement_rouge_l": 0.5,
         "variants": [
             {**variant, "name": "greedy", "sampling": "greedy", "report_uri": str(stored), "samples_uri": None,
              "metrics": {"rouge_l": 0.4, "retrieval.recall@5": 1.0}, "latency_p50_s": 0.3, "cost": None},
@@ -153,7 +154,7 @@ def test_a_comparison_is_a_parent_run_with_a_nested_run_per_variant(server, tmp_
         "per_question": [],
     }
     cfg = TrackingConfig(mlflow_uri=server, experiment="compare")
-    parent_id = log_comparison(cfg, record, "<section><h2>Metrics</h2></section>")
+    parent_id = log_comparison(cfg, ComparisonReport.model_validate(record), "<section><h2>Metrics</h2></section>")
 
     runs = {r.info.run_name: r for r in runs_of(server, "compare")}
     assert set(runs) == {"compare-cmp123", "variant-greedy", "variant-hot"}
