@@ -741,7 +741,9 @@ class RouteEndpointConfig(_Strict):
 class RateLimitConfig(_Strict):
     """A token bucket: `burst` requests at once, refilled at `requests_per_minute`."""
 
-    requests_per_minute: float = Field(gt=0, description="sustained rate of chat and search requests")
+    requests_per_minute: float = Field(
+        gt=0, allow_inf_nan=False, description="sustained rate of chat and search requests"
+    )
     burst: int | None = Field(
         default=None, ge=1, description="requests allowed at once (the bucket's size); None = one minute's worth"
     )
