@@ -63,7 +63,9 @@ class RouteTable:
         self.managers = managers
 
     def visible(self, owner: str) -> list[Route]:
-        return [r for r in self.routes.values() if r.admits(owner)]
+        """The routes `owner` may use, the default first (the web chat takes the first model listed)."""
+        ordered = [self.default, *(r for r in self.routes.values() if r is not self.default)]
+        return [r for r in ordered if r.admits(owner)]
 
     def resolve(self, model: str | None, owner: str = ANONYMOUS) -> Route:
         """The route a request's `model` names (None: the default route); 404 when unknown or not the caller's."""

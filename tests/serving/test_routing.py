@@ -81,7 +81,9 @@ def test_two_alias_routes_serve_two_releases_side_by_side(two_releases, world):
     hits = search(two_releases, "rag-staging").json()
     assert hits["release"] == b.release and hits["index_version"] == b.index_version
 
-    cards = {c["id"]: c for c in two_releases.get("/v1/models").json()["data"]}
+    listed = two_releases.get("/v1/models").json()["data"]
+    assert listed[0]["id"] == "rag"  # the default route first: the web chat takes the first model
+    cards = {c["id"]: c for c in listed}
     assert set(cards) == {"rag", "rag-staging"}
     assert cards["rag"]["release"] == a.release and cards["rag-staging"]["release"] == b.release
     assert {c["kind"] for c in cards.values()} == {"release"}
@@ -289,3 +291,37 @@ def test_route_config_is_validated(serving, problem):
 def test_without_routes_the_default_route_is_model_name_on_alias():
     (route,) = ServingConfig(model_name="docs", alias="prod").route_table()
     assert (route.name, route.alias, route.endpoint, route.rate_limit) == ("docs", "prod", None, None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_an_endpoint_route_to_a_real_vllm_server_with_an_api_key(world, aliases, vllm_python, varied_llm_dir,
+                                                                  tmp_path_factory, monkeypatch):
+    """The provider is a real vLLM CPU server started with `--api-key` (VLLM_API_KEY): it answers only the key."""
+    from llmops.llm.vllm_server import VLLMServer
+    from tests.llm_fixtures import CPU_VLLM_ARGS
+
+    prod, _ = aliases
+    key = "sk-vllm-route-test-key"
+    server = VLLMServer(varied_llm_dir, served_model_name="tiny", max_model_len=1024, dtype="float32",
+                        extra_args=CPU_VLLM_ARGS, workdir=tmp_path_factory.mktemp("vr"), python=vllm_python, api_key=key)  # short: socket paths
+    with server:
+        monkeypatch.setenv(ROUTE_KEY, key)
+        cfg = routed(world, [
+            {"name": "rag", "alias": prod},
+            {"name": "vllm", "endpoint": {"base_url": server.base_url, "model": "tiny", "api_key_env": ROUTE_KEY}},
+        ], alias=prod)
+        with TestClient(create_app(cfg)) as client:
+            r = chat(client, "vllm", max_tokens=4)
+            assert r.status_code == 200, r.text
+            assert r.json()["model"] == "vllm" and r.json()["usage"]["completion_tokens"] <= 4
+            assert r.json()["system_fingerprint"] == world.release_a.release and r.json()["sources"]
+            with client.stream("POST", "/v1/chat/completions", json={
+                    "model": "vllm", "stream": True, "max_tokens": 4,
+                    "messages": [{"role": "user", "content": QUESTION}]}) as s:
+                chunks = sse_chunks(s.read().decode())
+            assert chunks[-1]["sources"] and {c["model"] for c in chunks} == {"vllm"}
+        monkeypatch.setenv(ROUTE_KEY, "sk-not-the-key")
+        with TestClient(create_app(cfg)) as client:
+            refused = chat(client, "vllm", max_tokens=4)  # vLLM checks the bearer token: wrong key, 401 there
+            assert refused.status_code == 502 and key not in refused.text
