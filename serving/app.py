@@ -83,7 +83,6 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        nonlocal manager
         limit_torch_threads(serving.embedding_threads)
         store_kind = serving.sessions.store
         app.state.sessions = open_session_store(

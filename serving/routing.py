@@ -21,7 +21,7 @@ from llmops.errors import ConfigError, ModelNotFoundError
 from serving.auth import ANONYMOUS, ApiKeys
 from serving.metrics import ServingMetrics
 from serving.ratelimit import RouteRateLimiter
-from serving.release import ReleaseLoader, ReleaseManager, ReloadResult
+from serving.release import ReleaseManager, ReloadResult
 from serving.release.endpoint import EndpointLoader, FollowedRelease
 from serving.release.state import ReleaseHolder
 
