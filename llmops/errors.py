@@ -29,6 +29,7 @@ __all__ = [
     "VLLMServerError",
     "NotFoundError",
     "StoreUnavailableError",
+    "TrackingError",
 ]
 
 
@@ -163,3 +164,7 @@ class NotFoundError(LLMOpsError):
 
 class StoreUnavailableError(LLMOpsError):
     """The session store is switched off, cannot be reached or failed; the message (paths, URLs) is internal."""
+
+
+class TrackingError(LLMOpsError):
+    """A run could not be logged to the tracking server (MLflow) and `tracking.required` is set."""

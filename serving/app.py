@@ -47,6 +47,7 @@ from serving.protocol import (
     SearchResponse,
 )
 from serving.release import ReleaseLoader, ReleaseManager
+from serving.request_log import RequestLogger
 from serving.routing import RouteTable, build_route_table
 from serving.service import RagService, SSEStream
 from serving.sessions.factory import open_session_store
@@ -73,9 +74,10 @@ def create_app(
     """The RAG API for `config` (its `serving`, `llm`, `artifacts` sections).
 
     `backend_url` is the vLLM server's …/v1 URL when it is not `llm.base_url` (`llmops serve` passes the one it
-    started). `manager` replaces the registry-backed release manager of its alias (tests). The routes
-    (`serving.routes`) are built when the app starts: `app.state.routes`; `app.state.manager` is the default route's. `backend_failure` says why the backend
-    `llmops serve` supervises is down for good (None while it is up or restarting): /healthz then fails.
+    started). `manager` replaces the registry-backed release manager of its alias (tests). `backend_failure` says
+    why the backend `llmops serve` supervises is down for good (None while it is up or restarting): /healthz then
+    fails. The routes (`serving.routes`) are built when the app starts: `app.state.routes`; `app.state.manager` is
+    the default route's.
     """
     serving = config.serving
     metrics = metrics or ServingMetrics()
@@ -91,8 +93,10 @@ def create_app(
         routes = build_route_table(config, _manager_factory(config, backend_url, metrics, manager), metrics, keys)
         app.state.routes = routes
         app.state.manager = routes.default.manager
+        app.state.request_log = RequestLogger.open(config, routes.default.holder, metrics)
         app.state.service = RagService(
-            routes, serving, metrics, GuardrailAudit(serving.audit_log), sessions=app.state.sessions
+            routes, serving, metrics, GuardrailAudit(serving.audit_log), sessions=app.state.sessions,
+            request_log=app.state.request_log,
         )
         # before accepting requests: a replica joins the load balancer ready. A failure leaves the app up, that
         # route not ready; the watcher (or /admin/reload) tries again.
@@ -111,6 +115,7 @@ def create_app(
                     await watcher
             await routes.close()
             await app.state.sessions.close()
+            await app.state.request_log.aclose()  # drains the queue: a graceful shutdown loses no record
 
     # No /openapi.json: the schema would list the admin routes and internals to anyone. The API is OpenAI's (plus
     # the README's extras); clients need no schema from the server.
