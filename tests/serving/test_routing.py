@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import httpx
 import pytest
@@ -325,3 +326,21 @@ def test_an_endpoint_route_to_a_real_vllm_server_with_an_api_key(world, aliases,
         with TestClient(create_app(cfg)) as client:
             refused = chat(client, "vllm", max_tokens=4)  # vLLM checks the bearer token: wrong key, 401 there
             assert refused.status_code == 502 and key not in refused.text
+
+
+def test_the_request_log_names_the_route_each_answer_came_from(world, aliases, tmp_path):
+    from llmops.requestlog.reader import read_window
+
+    prod, staging = aliases
+    cfg = routed(world, [{"name": "rag", "alias": prod}, {"name": "rag-staging", "alias": staging}], alias=prod)
+    cfg = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={
+        "request_log": cfg.monitoring.request_log.model_copy(update={"path": str(tmp_path / "log")})})})
+    with TestClient(create_app(cfg)) as client:
+        whole = chat(client, "rag-staging").json()["id"]
+        with client.stream("POST", "/v1/chat/completions", json={
+                "model": "rag-staging", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}) as s:
+            streamed = sse_chunks(s.read().decode())[0]["id"]
+        default = chat(client, "rag").json()["id"]
+    records = {r.response_id: r for r in read_window(str(tmp_path / "log"), 0, time.time() + 60).requests}  # drained at exit
+    assert (records[whole].model, records[whole].release) == ("rag-staging", world.release_b.release)
+    assert records[streamed].model == "rag-staging" and records[default].model == "rag"
