@@ -735,6 +735,68 @@ class SessionsConfig(_Strict):
         return Path(artifacts_root) / "serving" / "sessions.db"
 
 
+class RouteEndpointConfig(_Strict):
+    """An OpenAI-compatible provider a route generates with, behind the default release's retriever and prompt."""
+
+    base_url: str = Field(description="…/v1 of the provider (never shown to clients nor logged in responses)")
+    model: str = Field(min_length=1, description="the model name the provider serves")
+    api_key_env: str | None = Field(
+        default=None,
+        description="environment variable holding the provider's API key (filled from a Kubernetes/Flyte secret), "
+        "sent as `Authorization: Bearer`; None = no key",
+    )
+
+    @model_validator(mode="after")
+    def _http_url(self) -> "RouteEndpointConfig":
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint.base_url must be an http(s) URL ending in /v1, got {self.base_url!r}")
+        return self
+
+
+class RateLimitConfig(_Strict):
+    """A token bucket: `burst` requests at once, refilled at `requests_per_minute`."""
+
+    requests_per_minute: float = Field(
+        gt=0, allow_inf_nan=False, description="sustained rate of chat and search requests"
+    )
+    burst: int | None = Field(
+        default=None, ge=1, description="requests allowed at once (the bucket's size); None = one minute's worth"
+    )
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else max(1, int(self.requests_per_minute))
+
+
+ROUTE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+
+class RouteConfig(_Strict):
+    """One model the API serves: the `model` clients send, routed to a release (alias) or an external endpoint."""
+
+    name: str = Field(pattern=ROUTE_NAME_PATTERN, description="the `model` clients send and /v1/models lists")
+    alias: str | None = Field(
+        default=None, description="registry alias whose release (index, prompt, chat engine, guardrails) serves it"
+    )
+    endpoint: RouteEndpointConfig | None = Field(
+        default=None, description="an OpenAI-compatible provider generating behind serving.alias's retriever and prompt"
+    )
+    rate_limit: RateLimitConfig | None = Field(
+        default=None, description="per route, and per API key within it when API keys are on; None = unlimited"
+    )
+    api_keys_env: str | None = Field(
+        default=None,
+        description="environment variable holding the API keys (comma-separated, each also one of "
+        "serving.api_keys_env's) that may use this route; None = every caller",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "RouteConfig":
+        if (self.alias is None) == (self.endpoint is None):
+            raise ValueError(f"route {self.name!r}: set exactly one of alias (a release) or endpoint (a provider)")
+        return self
+
+
 class ServingConfig(_Strict):
     host: str = Field(default="127.0.0.1", description="interface the RAG API listens on (0.0.0.0 in containers)")
     port: int = Field(default=8000, ge=1, le=65535, description="RAG API port")
@@ -814,6 +876,30 @@ class ServingConfig(_Strict):
         "and feedback belong to the caller's key",
     )
     sessions: SessionsConfig = SessionsConfig()
+    routes: tuple[RouteConfig, ...] = Field(
+        default=(),
+        description="the models served (serving/README.md, Routes); empty = one route named model_name serving "
+        "alias. When set, model_name must name one of them: it is the default route (readiness, the web chat, "
+        "search without `model`), and endpoint routes use serving.alias's release for retrieval and the prompt",
+    )
+
+    @model_validator(mode="after")
+    def _routes(self) -> "ServingConfig":
+        names = [r.name for r in self.routes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"serving.routes: route names must be unique, repeated: {duplicates}")
+        if self.routes and self.model_name not in names:
+            raise ValueError(
+                f"serving.model_name {self.model_name!r} (the default route) must be one of serving.routes' names "
+                f"{names}: add a route named so, or set model_name to one of them"
+            )
+        return self
+
+    def route_table(self) -> tuple[RouteConfig, ...]:
+        """The configured routes, or the one default route (model_name -> alias)."""
+        # model_construct: model_name has always been free-form; the default route keeps it as it is.
+        return self.routes or (RouteConfig.model_construct(name=self.model_name, alias=self.alias),)
 
 
 class RequestLogConfig(_Strict):

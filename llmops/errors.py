@@ -22,6 +22,7 @@ __all__ = [
     "ContextLengthError",
     "ModelNotFoundError",
     "AuthenticationError",
+    "RateLimitedError",
     "BackendUnavailableError",
     "NotReadyError",
     "GenerationError",
@@ -111,6 +112,15 @@ class ModelNotFoundError(LLMOpsError):
 
 class AuthenticationError(LLMOpsError):
     """An admin request has no valid token, or admin endpoints are disabled."""
+
+
+class RateLimitedError(LLMOpsError):
+    """A caller went over a route's rate limit (`serving.routes[].rate_limit`); `retry_after_s`: when a request
+    will be admitted again."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 class BackendUnavailableError(LLMOpsError):

@@ -33,7 +33,7 @@ from llmops.config import PipelineConfig, load_config
 from llmops.errors import AuthenticationError, BackendUnavailableError, LLMOpsError, NotReadyError
 from serving.audit import GuardrailAudit
 from serving.auth import ApiKeyAuth, ApiKeys, request_owner
-from serving.errors import RequestTooLarge, error_info
+from serving.errors import RequestTooLarge, error_headers, error_info
 from serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from serving.protocol import (
     ChatCompletionRequest,
@@ -42,11 +42,13 @@ from serving.protocol import (
     ErrorResponse,
     ModelList,
     ReloadResponse,
+    RouteReload,
     SearchRequest,
     SearchResponse,
 )
 from serving.release import ReleaseLoader, ReleaseManager
 from serving.request_log import RequestLogger
+from serving.routing import RouteTable, build_route_table
 from serving.service import RagService, SSEStream
 from serving.sessions.factory import open_session_store
 from serving.sessions.routes import router as sessions_router
@@ -72,35 +74,38 @@ def create_app(
     """The RAG API for `config` (its `serving`, `llm`, `artifacts` sections).
 
     `backend_url` is the vLLM server's …/v1 URL when it is not `llm.base_url` (`llmops serve` passes the one it
-    started). `manager` replaces the registry-backed release manager (tests). `backend_failure` says why the backend
-    `llmops serve` supervises is down for good (None while it is up or restarting): /healthz then fails.
+    started). `manager` replaces the registry-backed release manager of its alias (tests). `backend_failure` says
+    why the backend `llmops serve` supervises is down for good (None while it is up or restarting): /healthz then
+    fails. The routes (`serving.routes`) are built when the app starts: `app.state.routes`; `app.state.manager` is
+    the default route's.
     """
     serving = config.serving
     metrics = metrics or ServingMetrics()
+    keys = ApiKeys.from_env(serving.api_keys_env)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        nonlocal manager
         limit_torch_threads(serving.embedding_threads)
         store_kind = serving.sessions.store
         app.state.sessions = open_session_store(
             config, on_error=lambda operation: metrics.session_store_errors.labels(store_kind, operation).inc()
         )
-        if manager is None:
-            manager = _registry_manager(config, backend_url, metrics)
-        app.state.manager = manager
-        app.state.request_log = RequestLogger.open(config, manager.holder, metrics)
+        routes = build_route_table(config, _manager_factory(config, backend_url, metrics, manager), metrics, keys)
+        app.state.routes = routes
+        app.state.manager = routes.default.manager
+        app.state.request_log = RequestLogger.open(config, routes.default.holder, metrics)
         app.state.service = RagService(
-            manager.holder, serving, metrics, GuardrailAudit(serving.audit_log), sessions=app.state.sessions,
+            routes, serving, metrics, GuardrailAudit(serving.audit_log), sessions=app.state.sessions,
             request_log=app.state.request_log,
         )
-        try:
-            await manager.reload()  # before accepting requests: a replica joins the load balancer ready
-        except Exception as e:  # noqa: BLE001 - stay up, not ready; the watcher (or /admin/reload) tries again
-            log.error("no release loaded at start-up: %s", e)
+        # before accepting requests: a replica joins the load balancer ready. A failure leaves the app up, that
+        # route not ready; the watcher (or /admin/reload) tries again.
+        _, failed = await routes.reload()
+        for name, e in failed.items():
+            log.error("route %r: no release loaded at start-up: %s", name, e)
         watcher = None
         if serving.watch_interval_s > 0:
-            watcher = asyncio.get_running_loop().create_task(manager.watch(serving.watch_interval_s))
+            watcher = asyncio.get_running_loop().create_task(routes.watch(serving.watch_interval_s))
         try:
             yield
         finally:
@@ -108,7 +113,7 @@ def create_app(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-            await manager.close()
+            await routes.close()
             await app.state.sessions.close()
             await app.state.request_log.aclose()  # drains the queue: a graceful shutdown loses no record
 
@@ -122,7 +127,8 @@ def create_app(
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         status, info = error_info(exc)
-        return JSONResponse(ErrorResponse(error=info).model_dump(mode="json"), status_code=status)
+        return JSONResponse(ErrorResponse(error=info).model_dump(mode="json"), status_code=status,
+                            headers=error_headers(exc))
 
     app.add_exception_handler(RequestValidationError, handle)
     app.add_exception_handler(LLMOpsError, handle)
@@ -147,17 +153,25 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        """Ready or not, and which part is not. The reasons (URLs, paths, errors) go to the log only."""
-        mgr: ReleaseManager = request.app.state.manager
+        """Ready when the default route is; every route's state in `routes`. The reasons (URLs, paths, errors) go
+        to the log only."""
+        routes: RouteTable = request.app.state.routes
+        mgr: ReleaseManager = routes.default.manager
         state = mgr.holder.current
         backend_ok, backend = await mgr.loader.backend_ready(serving.backend_check_timeout_s)
         ready = state is not None and backend_ok
-        readiness_log.note(f"backend: {backend}; last reload error: {mgr.last_error}")
+        errors = {name: r.manager.last_error for name, r in routes.routes.items() if r.manager.last_error}
+        readiness_log.note(f"backend: {backend}; last reload errors: {errors or None}")
         body: dict[str, Any] = {
             "status": "ready" if ready else "not ready",
             "release": state.release_id if state else None,
             "backend": "ok" if backend_ok else "unavailable",
             "reload_failed": mgr.last_error is not None,
+            "routes": {
+                name: {"kind": r.kind, "release": r.holder.current.release_id if r.holder.current else None,
+                       "reload_failed": r.manager.last_error is not None}
+                for name, r in routes.routes.items()
+            },
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -167,7 +181,7 @@ def create_app(
 
     @app.get("/v1/models", response_model=ModelList)
     async def models(request: Request) -> ModelList:
-        return service(request).models()
+        return service(request).models(request_owner(request.state))
 
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
     async def chat_completions(body: ChatCompletionRequest, request: Request):
@@ -179,21 +193,28 @@ def create_app(
 
     @app.post("/v1/search", response_model=SearchResponse)
     async def search(body: SearchRequest, request: Request) -> SearchResponse:
-        return await service(request).search(body)
+        return await service(request).search(body, request_owner(request.state))
 
     app.include_router(sessions_router)
 
     @app.post("/admin/reload", response_model=ReloadResponse, include_in_schema=False)
     async def admin_reload(request: Request):
         _check_admin(request, serving.admin_token_env)
-        try:
-            result = await request.app.state.manager.reload()
-        except LLMOpsError as e:
-            # The caller is the operator (authenticated): the reason is theirs to read, paths included.
-            status, info = (503, "not_ready") if isinstance(e, NotReadyError) else (500, "reload_failed")
-            body = ErrorInfo(message=str(e), type="server_error", code=info)
+        routes: RouteTable = request.app.state.routes
+        results, failed = await routes.reload()
+        if failed:
+            # The caller is the operator (authenticated): the reasons are theirs to read, paths included.
+            not_ready = all(isinstance(e, NotReadyError) for e in failed.values())
+            status, info = (503, "not_ready") if not_ready else (500, "reload_failed")
+            message = "; ".join(f"route {name!r}: {e}" for name, e in failed.items())
+            body = ErrorInfo(message=message, type="server_error", code=info)
             return JSONResponse(ErrorResponse(error=body).model_dump(mode="json"), status_code=status)
-        return ReloadResponse(changed=result.changed, release=result.release, previous=result.previous)
+        default = results[routes.default.name]
+        return ReloadResponse(
+            changed=default.changed, release=default.release, previous=default.previous,
+            routes={name: RouteReload(changed=r.changed, release=r.release, previous=r.previous)
+                    for name, r in results.items()},
+        )
 
     mount_web(app)
 
@@ -201,7 +222,7 @@ def create_app(
     # Added last = outermost: metrics see every response, the 413s of the size limit included. The API key check
     # is innermost: CORS preflights (no key) pass, and a 401 is counted.
 
-    app.add_middleware(ApiKeyAuth, keys=ApiKeys.from_env(serving.api_keys_env))
+    app.add_middleware(ApiKeyAuth, keys=keys)
 
     if serving.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -230,21 +251,34 @@ def app_from_env() -> FastAPI:
     )
 
 
-def _registry_manager(config: PipelineConfig, backend_url: str | None, metrics: ServingMetrics) -> ReleaseManager:
+def _manager_factory(
+    config: PipelineConfig, backend_url: str | None, metrics: ServingMetrics, given: ReleaseManager | None
+) -> Callable[[str], ReleaseManager]:
+    """Makes the registry-backed manager of an alias (`given` for its own alias); one loader for all of them."""
     from llmops.release.registry import ReleaseRegistry
 
-    def on_swap(new, old) -> None:
-        metrics.set_release(new.release, old.release if old else None)
-        metrics.reloads.labels("swapped").inc()
-
-    return ReleaseManager(
-        ReleaseRegistry(config.artifacts.registry_root),
-        config.serving.alias,
-        ReleaseLoader(config, backend_url=backend_url, observe_guardrails=metrics.observe_guardrails),
-        unload_grace_s=config.serving.adapter_unload_grace_s,
-        on_swap=on_swap,
-        on_failure=lambda e: metrics.reloads.labels("failed").inc(),
+    registry = ReleaseRegistry(config.artifacts.registry_root)
+    loader = given.loader if given is not None else ReleaseLoader(
+        config, backend_url=backend_url, observe_guardrails=metrics.observe_guardrails
     )
+    default = next(r for r in config.serving.route_table() if r.name == config.serving.model_name)
+    default_alias = default.alias or config.serving.alias  # an endpoint route follows serving.alias's release
+
+    def manager(alias: str) -> ReleaseManager:
+        if given is not None and given.alias == alias:
+            return given
+
+        def on_swap(new, old) -> None:
+            if alias == default_alias:  # llmops_active_release is the default route's
+                metrics.set_release(new.release, old.release if old else None)
+            metrics.reloads.labels("swapped").inc()
+
+        return ReleaseManager(
+            registry, alias, loader, unload_grace_s=config.serving.adapter_unload_grace_s, on_swap=on_swap,
+            on_failure=lambda e: metrics.reloads.labels("failed").inc(),
+        )
+
+    return manager
 
 
 def _check_admin(request: Request, token_env: str) -> None:

@@ -44,6 +44,10 @@ class ApiKeys:
     def open(self) -> bool:
         return not self._keys
 
+    def owners(self) -> frozenset[str]:
+        """The owner ids of these keys (what routes restricted to some keys compare a caller's owner with)."""
+        return frozenset(owner_id(k) for k in self._keys)
+
     def owner(self, authorization: str | None) -> str:
         """The owner id for an `Authorization` header (decoded as Latin-1, as HTTP headers are);
         `AuthenticationError` without a valid key."""

@@ -9,6 +9,7 @@ their details go to the log, and the client gets a fixed message for its code.
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -21,11 +22,12 @@ from llmops.errors import (
     ModelNotFoundError,
     NotFoundError,
     NotReadyError,
+    RateLimitedError,
     StoreUnavailableError,
 )
 from serving.protocol import ErrorInfo
 
-__all__ = ["RequestTooLarge", "error_info"]
+__all__ = ["RequestTooLarge", "error_headers", "error_info"]
 
 log = logging.getLogger("llmops.serving")
 
@@ -86,6 +88,8 @@ def error_info(exc: BaseException) -> tuple[int, ErrorInfo]:
         return 503, _internal(exc, "service_unavailable_error", "sessions_unavailable")
     if isinstance(exc, RequestTooLarge):
         return 413, ErrorInfo(message=str(exc), type="invalid_request_error", code="request_too_large")
+    if isinstance(exc, RateLimitedError):
+        return 429, ErrorInfo(message=str(exc), type="rate_limit_error", param="model", code="rate_limit_exceeded")
     if isinstance(exc, AuthenticationError):
         return 401, ErrorInfo(message=str(exc), type="authentication_error", code="invalid_token")
     if isinstance(exc, (BackendUnavailableError, NotReadyError)):
@@ -93,7 +97,8 @@ def error_info(exc: BaseException) -> tuple[int, ErrorInfo]:
         return 503, _internal(exc, "service_unavailable_error", code)
     if isinstance(exc, GenerationError):
         # The backend rejected the request: a parameter it does not accept is the client's to fix.
-        if exc.status_code is not None and 400 <= exc.status_code < 500:
+        # 401/403: the server's own key for the backend (an endpoint route's) is wrong, nothing the client can fix.
+        if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code not in (401, 403):
             return 400, _internal(exc, "invalid_request_error", "backend_rejected")
         return 502, _internal(exc, "server_error", "backend_error")
     if isinstance(exc, HTTPException):
@@ -104,6 +109,13 @@ def error_info(exc: BaseException) -> tuple[int, ErrorInfo]:
         )
     log.error("unexpected error", exc_info=exc)
     return 500, ErrorInfo(message=_PUBLIC_MESSAGES["internal_error"], type="server_error", code="internal_error")
+
+
+def error_headers(exc: BaseException) -> dict[str, str]:
+    """Headers an error response carries besides its body: `Retry-After` (whole seconds, at least 1) on a 429."""
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return {}
 
 
 def _internal(exc: BaseException, type_: str, code: str) -> ErrorInfo:

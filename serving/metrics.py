@@ -80,6 +80,16 @@ class ServingMetrics:
             ["stage"], buckets=_GUARD_BUCKETS, registry=r,
         )
 
+        # Routes are config (serving.routes): the label's values are bounded. `route` here is the served model's
+        # name, not the HTTP path of llmops_requests_total.
+        self.route_requests = Counter(
+            "llmops_route_requests", "chat and search requests admitted per served model (route)", ["route"],
+            registry=r,
+        )
+        self.route_rate_limited = Counter(
+            "llmops_route_rate_limited", "requests refused with 429 by a route's rate limit", ["route"], registry=r,
+        )
+
     def observe_guardrails(self, stage: str, seconds: float) -> None:
         self.guardrail_duration.labels(stage).observe(seconds)
 

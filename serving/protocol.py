@@ -34,6 +34,7 @@ __all__ = [
     "RefusalInfo",
     "ReloadResponse",
     "ResponseMessage",
+    "RouteReload",
     "SearchRequest",
     "SearchResponse",
     "SessionDeleted",
@@ -169,7 +170,7 @@ class SearchRequest(_Request):
     query: str = Field(min_length=1)
     k: int | None = Field(default=None, ge=1, description="hits to return; at most serving.max_k")
     mode: RetrievalMode | None = None
-    model: str | None = Field(default=None, description="optional; when given it must be the served model")
+    model: str | None = Field(default=None, description="a served model (route), whose release is searched; None = the default")
 
     @field_validator("query")
     @classmethod
@@ -299,6 +300,10 @@ class ModelCard(_Response):
     created: int
     owned_by: str = "llmops"
     release: str | None = Field(default=None, description="release id served under this name now")
+    kind: Literal["release", "endpoint"] = Field(
+        default="release", description="release: the release's own model; endpoint: an external provider generates "
+        "behind this release's retriever and prompt"
+    )
     index_version: str | None = None
     base_model: str | None = None
     adapter_version: str | None = None
@@ -319,10 +324,16 @@ class SearchResponse(_Response):
     hits: list[Source]
 
 
-class ReloadResponse(_Response):
+class RouteReload(_Response):
     changed: bool
     release: str | None
     previous: str | None
+
+
+class ReloadResponse(RouteReload):
+    """The default route's reload (the fields), and every route's."""
+
+    routes: dict[str, RouteReload] = Field(default_factory=dict)
 
 
 class SessionTurn(_Response):

@@ -84,13 +84,15 @@ class RequestLogger:
         timing: RequestTiming,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        model: str | None = None,
     ) -> None:
+        """`model`: the route the request named (`serving.routes`); None = the default model name."""
         if self.writer is None:
             return
         try:
             refusal = reply.refusal
             record = RequestRecord(
-                response_id=answer_id, time=timing.arrived, model=self.model, release=state.release_id,
+                response_id=answer_id, time=timing.arrived, model=model or self.model, release=state.release_id,
                 index_version=state.retriever.version, session_id=session_id, stream=stream, lang=reply.lang,
                 question=reply.question, retrieval_query=reply.query, mode=mode,
                 sources=tuple(LoggedSource(chunk_id=s.chunk_id, doc_id=s.doc_id, source=s.source, score=s.score)

@@ -1,7 +1,8 @@
 """The RAG API's logic, apart from HTTP: chat completions (whole or streamed), search and the model list.
 
-`RagService` receives its state through a `ReleaseHolder` (release, retriever, RAG chain, generation client), so
-tests can hand it any release. Each request takes the current release once and keeps it until its last byte; the
+`RagService` receives its state through a `RouteTable` (`serving/routing.py`): the request's `model` picks the route,
+whose `ReleaseHolder` holds its release (retriever, RAG chain, generation client). Each request takes its route's
+current release once and keeps it until its last byte; the
 release is handed back when the request ends, however it ends (a client that disconnects mid-stream included).
 Errors are raised in the `llmops.errors` vocabulary; `serving/app.py` maps them to HTTP statuses.
 """
@@ -18,6 +19,7 @@ from llmops.errors import (
     BackendUnavailableError,
     InvalidRequestError,
     ModelNotFoundError,
+    RateLimitedError,
 )
 from llmops.llm.client import StreamDelta
 from llmops.chat.conversation import Conversation
@@ -44,8 +46,9 @@ from serving.protocol import (
     Usage,
     completion_id,
 )
-from serving.release import ReleaseHolder, ReleaseState
+from serving.release import ReleaseState
 from serving.request_log import CANCELLED, FAILED, RequestLogger, RequestTiming
+from serving.routing import Route, RouteTable
 from serving.sessions.memory import ChatMemory
 from serving.sessions.store import DisabledSessionStore, SessionStore
 
@@ -103,14 +106,14 @@ class ChunkFrames:
 class RagService:
     def __init__(
         self,
-        holder: ReleaseHolder,
+        routes: RouteTable,
         config: ServingConfig,
         metrics: ServingMetrics | None = None,
         audit: GuardrailAudit | None = None,
         sessions: SessionStore | None = None,
         request_log: RequestLogger | None = None,
     ):
-        self.holder = holder
+        self.routes = routes
         self.config = config
         self.metrics = metrics or ServingMetrics()
         self.audit = audit or GuardrailAudit()
@@ -120,26 +123,42 @@ class RagService:
 
     # ------------------------------------------------------------------------------------------------- models
 
-    def models(self) -> ModelList:
-        state = self.holder.current
+    def models(self, owner: str = ANONYMOUS) -> ModelList:
+        """Every route the caller may use, with the release it serves (an endpoint route: the release whose
+        retriever and prompt it uses; its provider's URL and model stay private)."""
+        return ModelList(data=[self._card(route) for route in self.routes.visible(owner)])
+
+    def _card(self, route: Route) -> ModelCard:
+        state = route.holder.current
         release = state.release if state else None
-        card = ModelCard(
-            id=self.config.model_name,
+        own_model = route.kind == "release" and release is not None
+        return ModelCard(
+            id=route.name,
             created=int(state.loaded_at) if state else self.started_at,
             release=release.release if release else None,
+            kind=route.kind,
             index_version=release.index_version if release else None,
-            base_model=release.base_model if release else None,
-            adapter_version=release.adapter_version if release else None,
+            base_model=release.base_model if own_model else None,
+            adapter_version=release.adapter_version if own_model else None,
         )
-        return ModelList(data=[card])
+
+    def _admit(self, route: Route, owner: str) -> None:
+        """Take the request's token from its route's rate limit (429 over it) and count it."""
+        if route.limiter is not None:
+            try:
+                route.limiter.check(owner)
+            except RateLimitedError:
+                self.metrics.route_rate_limited.labels(route.name).inc()
+                raise
+        self.metrics.route_requests.labels(route.name).inc()
 
     # ------------------------------------------------------------------------------------------------- search
 
-    async def search(self, request: SearchRequest) -> SearchResponse:
-        if request.model is not None:
-            self._check_model(request.model)
+    async def search(self, request: SearchRequest, owner: str = ANONYMOUS) -> SearchResponse:
+        route = self.routes.resolve(request.model, owner)
         self._check_k(request.k)
-        async with self.holder.use() as state:
+        self._admit(route, owner)
+        async with route.holder.use() as state:
             self._check_mode(state, request.mode)
             hits, retrieval_s = await state.chain.aretrieve(request.query, request.k, request.mode)
             mode = request.mode or state.chain.mode
@@ -158,9 +177,11 @@ class RagService:
     async def chat(self, request: ChatCompletionRequest, owner: str = ANONYMOUS) -> ChatCompletionResponse:
         """`owner`: the caller's key (its hash), whose session it continues and whose answer it records."""
         arrived, started = time.time(), time.perf_counter()
+        route = self.routes.resolve(request.model, owner)
         conversation = self._check_chat(request)
+        self._admit(route, owner)
         opened = await self.memory.open(owner, conversation, request.session_id, bool(request.store))
-        async with self.holder.use() as state:
+        async with route.holder.use() as state:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
             reply = await self._on_backend(
@@ -175,7 +196,7 @@ class RagService:
             sources = _public_sources(state, reply.sources)
             self.request_log.request(
                 answer_id=answer_id, state=state, reply=reply, stream=False, session_id=opened.session_id, mode=mode,
-                sources=sources, answer=reply.text, finish_reason=reply.finish_reason,
+                model=route.name, sources=sources, answer=reply.text, finish_reason=reply.finish_reason,
                 timing=RequestTiming(arrived, reply.retrieval_s * 1000, (time.perf_counter() - started) * 1000),
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             )
@@ -184,7 +205,7 @@ class RagService:
                                        state.release_id)
             return ChatCompletionResponse(
                 id=answer_id,
-                model=self.config.model_name,
+                model=route.name,
                 system_fingerprint=state.release_id,
                 choices=[Choice(message=ResponseMessage(content=reply.text), finish_reason=reply.finish_reason)],
                 usage=Usage(
@@ -204,10 +225,13 @@ class RagService:
         Everything that can fail before the first token fails here, while an HTTP status can still say so (a
         backend that is down is a 503, not a 200 with an error inside). Later failures become an error event.
         """
+        route = self.routes.resolve(request.model, owner)
         conversation = self._check_chat(request)
+        self._admit(route, owner)
         arrived, started = time.time(), time.perf_counter()
         opened = await self.memory.open(owner, conversation, request.session_id, bool(request.store))
-        state = self.holder.acquire()
+        holder = route.holder
+        state = holder.acquire()
         try:
             self._check_mode(state, request.mode)
             sampling = self._sampling(state, request)
@@ -222,21 +246,22 @@ class RagService:
 
             stream, first = await self._on_backend(state, first_delta)
         except BaseException:
-            self.holder.release(state)
+            holder.release(state)
             raise
         mode = request.mode or state.chain.mode
         self.metrics.retrieval.labels(mode).observe(stream.retrieval_s)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        done = _Once(lambda: self.holder.release(state))
+        done = _Once(lambda: holder.release(state))
         remember = functools.partial(self.memory.remember, owner, opened.session_id, stream.question)
         log_request = functools.partial(self.request_log.request, state=state, reply=stream, stream=True,
-                                        session_id=opened.session_id, mode=mode)
-        frames = self._frames(state, stream, first, (arrived, started), include_usage, done, opened.session_id,
-                              remember, log_request)
+                                        session_id=opened.session_id, mode=mode, model=route.name)
+        frames = self._frames(route.name, state, stream, first, (arrived, started), include_usage, done,
+                              opened.session_id, remember, log_request)
         return SSEStream(frames, stream.deltas, done)
 
     async def _frames(
         self,
+        model: str,
         state: ReleaseState,
         stream: ChatStream,
         first: StreamDelta | None,
@@ -252,7 +277,7 @@ class RagService:
         request came. Every stream is logged at its end (`log_request`), one cut short with what was sent."""
         arrived, started = arrival
         answer_id = completion_id()
-        frames = ChunkFrames(answer_id, int(time.time()), self.config.model_name, state.release_id)
+        frames = ChunkFrames(answer_id, int(time.time()), model, state.release_id)
         answer: list[str] = []
         generation_started = time.perf_counter()
         finish_reason, prompt_tokens, completion_tokens = None, None, None
@@ -341,7 +366,6 @@ class RagService:
             raise
 
     def _check_chat(self, request: ChatCompletionRequest) -> Conversation:
-        self._check_model(request.model)
         self._check_k(request.k)
         conversation = request.conversation()
         if not conversation.question.strip():
@@ -350,12 +374,6 @@ class RagService:
                 param="messages",
             )
         return conversation
-
-    def _check_model(self, model: str) -> None:
-        if model != self.config.model_name:
-            raise ModelNotFoundError(
-                f"the model {model!r} does not exist: this server serves {self.config.model_name!r} (GET /v1/models)"
-            )
 
     def _check_k(self, k: int | None) -> None:
         if k is not None and not 1 <= k <= self.config.max_k:

@@ -356,7 +356,8 @@ class OpenAICompatibleClient:
         lowered = message.lower()
         if status == 400 and any(s in lowered for s in ("context length", "maximum context", "max_model_len",
                                                         "too long")):
-            return ContextLengthError(f"{where}: {message}")
+            # No server URL in this one: it is a client's error, and serving shows it to the client.
+            return ContextLengthError(f"the prompt is over the model's context window: {message}")
         return GenerationError(f"{where}: request rejected ({status}): {message}", status_code=status)
 
     def _served_models(self) -> list[str]:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from pydantic import ValidationError
 
@@ -27,7 +27,7 @@ from llmops.release.registry import Release
 from serving.guard_timing import TimedGuardrails
 from serving.release.state import ReleaseState
 
-__all__ = ["ReleaseLoader", "served_adapter_name"]
+__all__ = ["ReleaseLoader", "probe_models", "served_adapter_name"]
 
 log = logging.getLogger("llmops.serving")
 
@@ -122,6 +122,19 @@ class ReleaseLoader:
                 await self.register_adapter(name, path)
 
         client = await asyncio.to_thread(self._client, adapter_dir, adapter_name)
+        return await self.state_for(release, retriever, client, adapter_name=adapter_name, reregister=reregister)
+
+    async def state_for(
+        self,
+        release: Release,
+        retriever: Retriever,
+        client,
+        *,
+        adapter_name: str | None = None,
+        reregister: Callable[[], Awaitable[None]] | None = None,
+    ) -> ReleaseState:
+        """The release's chat path (prompt, chain, engine, guardrails) around `retriever` and generation `client`:
+        a release's own client, or an endpoint route's (`serving.release.endpoint`)."""
         cfg = release_config(release, self.config)
         chain = RagChain.from_config(
             cfg,
@@ -186,18 +199,24 @@ class ReleaseLoader:
         """Whether the generation backend answers (`GET /v1/models`), and why not."""
         if not self.remote_backend:
             return True, "in-process"
-        import httpx
+        return await probe_models(self.backend_url, self._api_key, timeout_s)
 
-        url = self.backend_url.rstrip("/") + "/models"
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        try:
-            async with httpx.AsyncClient(timeout=timeout_s) as http:
-                response = await http.get(url, headers=headers)
-        except httpx.HTTPError as e:
-            return False, f"{url}: {type(e).__name__}: {e}"
-        if response.status_code != 200:
-            return False, f"{url} answered {response.status_code}"
-        return True, "ok"
+
+async def probe_models(base_url: str, api_key: str | None, timeout_s: float) -> tuple[bool, str]:
+    """Whether an OpenAI-compatible server answers `GET …/models`, and why not (the reason names the URL: log it,
+    never show it to clients)."""
+    import httpx
+
+    url = base_url.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as http:
+            response = await http.get(url, headers=headers)
+    except httpx.HTTPError as e:
+        return False, f"{url}: {type(e).__name__}: {e}"
+    if response.status_code != 200:
+        return False, f"{url} answered {response.status_code}"
+    return True, "ok"
 
 
 def served_adapter_name(release: Release) -> str:

@@ -97,15 +97,19 @@ class ReleaseManager:
     async def watch(self, interval_s: float) -> None:
         """Poll the alias forever; a failed load is logged and tried again at the next poll."""
         while True:
-            try:
-                await self.reload(retry_failed=False)
-            except asyncio.CancelledError:
-                raise
-            except NotReadyError as e:
-                log.debug("%s", e)
-            except Exception as e:  # noqa: BLE001 - the watcher must outlive any one bad release
-                log.warning("reloading alias %r failed: %s", self.alias, e)
+            await self.poll()
             await asyncio.sleep(interval_s)
+
+    async def poll(self) -> None:
+        """One look at the alias (the watcher's): a failed load is logged, never raised."""
+        try:
+            await self.reload(retry_failed=False)
+        except asyncio.CancelledError:
+            raise
+        except NotReadyError as e:
+            log.debug("%s", e)
+        except Exception as e:  # noqa: BLE001 - the watcher must outlive any one bad release
+            log.warning("reloading alias %r failed: %s", self.alias, e)
 
     async def _retire(self, old: ReleaseState, swapped_at: float) -> None:
         # Nobody can take `old` any more; wait out the grace period (other workers and replicas may still be on

@@ -93,6 +93,18 @@ def test_the_replicas_share_a_redis_session_store_and_need_api_keys():
     assert "--requirepass" in redis["args"]
 
 
+def test_routes_validate_and_provider_keys_come_from_secrets():
+    objects = load_all()
+    config = parse_config(yaml.safe_load(objects[("ConfigMap", "llmops-config")]["data"]["config.yaml"]))
+    routes = {r.name: r for r in config.serving.route_table()}
+    assert config.serving.model_name in routes and routes[config.serving.model_name].alias == config.serving.alias
+    env = {e["name"]: e for e in container(objects[("Deployment", "rag-api")], "rag-api")["env"]}
+    endpoints = [r.endpoint for r in routes.values() if r.endpoint is not None]
+    assert endpoints, "the example deployment shows an endpoint route"
+    for endpoint in endpoints:  # a provider's key is a secret, never config
+        assert "secretKeyRef" in env[endpoint.api_key_env]["valueFrom"], endpoint.api_key_env
+
+
 # ------------------------------------------------------------------------------------------ dashboard and alerts
 
 # The monitor workflow's gauges (pushed to a Pushgateway, not served by the API): the names the parts share.

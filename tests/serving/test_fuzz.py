@@ -147,3 +147,64 @@ RAW = st.one_of(st.binary(max_size=64), st.sampled_from(
 def test_raw_bodies_never_give_a_server_error(client, raw, content_type):
     for path in ("/v1/chat/completions", "/v1/search", "/v1/feedback"):
         check(client.post(path, content=raw, headers={"content-type": content_type}))
+
+
+# ------------------------------------------------------------------------------------------------ routes
+
+
+ROUTE_NAMES = ["rag", "rag-staging", "rag-limited"]
+
+
+@pytest.fixture(scope="module")
+def routed_client(world):
+    from llmops.config import RouteConfig
+
+    world.registry.promote(world.release_b.release, "fuzz-staging")
+    routes = (RouteConfig(name="rag", alias="production"), RouteConfig(name="rag-staging", alias="fuzz-staging"),
+              RouteConfig(name="rag-limited", alias="production", rate_limit={"requests_per_minute": 1, "burst": 1}))
+    with TestClient(create_app(world.serving_config(routes=routes))) as c:
+        yield c
+
+
+MODEL = st.one_of(st.sampled_from(ROUTE_NAMES), st.sampled_from([n.upper() for n in ROUTE_NAMES] + ["rag "]),
+                  NASTY_TEXT, JSON)
+
+
+@FUZZ
+@given(body=mutated(VALID_SEARCH, {**SEARCH_FIELDS, "model": MODEL}))
+def test_fuzzed_models_on_routes_never_give_a_server_error(routed_client, body):
+    post(routed_client, "/v1/search", body)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(model=MODEL, stream=st.booleans())
+def test_fuzzed_models_in_chat_on_routes_never_give_a_server_error(routed_client, model, stream):
+    post(routed_client, "/v1/chat/completions", {**VALID_CHAT, "model": model, "stream": stream})
+
+
+ROUTE = st.fixed_dictionaries({}, optional={
+    "name": st.one_of(st.sampled_from(ROUTE_NAMES), NASTY_TEXT), "alias": st.one_of(st.just("production"), JSON),
+    "endpoint": st.one_of(st.fixed_dictionaries({"base_url": st.sampled_from(["http://h/v1", "ftp://h"]),
+                                                 "model": NASTY_TEXT}), JSON),
+    "rate_limit": st.one_of(st.fixed_dictionaries({"requests_per_minute": NUMBERS}, optional={"burst": NUMBERS}), JSON),
+    "api_keys_env": st.one_of(NASTY_TEXT, JSON),
+})
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(routes=st.lists(ROUTE, max_size=3), model_name=st.sampled_from(ROUTE_NAMES))
+def test_fuzzed_route_configs_are_accepted_whole_or_refused_by_validation(routes, model_name):
+    from pydantic import ValidationError
+
+    from llmops.config import ServingConfig
+
+    try:
+        serving = ServingConfig.model_validate({"routes": routes, "model_name": model_name})
+    except ValidationError:
+        return
+    names = [r.name for r in serving.route_table()]
+    assert len(names) == len(set(names)) and model_name in names
+    for route in serving.route_table():
+        assert (route.alias is None) != (route.endpoint is None)
+        if route.rate_limit is not None:
+            assert route.rate_limit.requests_per_minute > 0 and route.rate_limit.capacity >= 1
