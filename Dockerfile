@@ -43,7 +43,7 @@ WORKDIR /home/app/flyte-llmops
 COPY docker/constraints.txt /opt/constraints.txt
 COPY pyproject.toml README.md ./
 RUN mkdir llmops && touch llmops/__init__.py \
-    && pip install --no-cache-dir --constraint /opt/constraints.txt ".[${VARIANT}]" \
+    && pip install --no-cache-dir --constraint /opt/constraints.txt ".[${VARIANT},tracking]" \
     && pip uninstall -y flyte-llmops \
     && rm -rf llmops build ./*.egg-info pyproject.toml README.md
 

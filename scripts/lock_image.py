@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docker" / "constraints.txt"
-EXTRAS = ("cpu", "gpu")
+EXTRAS = ("cpu,tracking", "gpu,tracking")  # the image logs to MLflow when tracking.mlflow_uri is set
 HEADER = """\
 # Versions of every Python package in the image's pipeline environment, written by scripts/lock_image.py from
 # pyproject.toml (extras: {extras}). Regenerate after changing dependencies; do not edit by hand.
