@@ -32,6 +32,7 @@ LLMOPS_DEPENDS = {
     "release": {"index", "llm", "finetune", "provenance"},
     "requestlog": set(),  # the request log's records, reader and writer: serving writes it, the monitor reads it
     "guardrails": set(),  # pure checks and an HTTP client of its own: no model, no corpus
+    "feedback": {"requestlog", "corpus", "index", "release"},  # request log -> review file -> eval set / SFT data
 }
 # The base modules are the floor: they import no subpackage, and among themselves only what is listed here.
 BASE_DEPENDS = {
