@@ -14,10 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,6 +35,7 @@ from llmops.release.registry import ReleaseRegistry
 from llmops.requestlog.reader import day_folder
 from llmops.requestlog.record import FeedbackRecord, LoggedSource, RequestLatency, RequestRecord
 from tests.conftest import REPO_ROOT
+from tests.helpers import pyflyte_pipeline
 from tests.serving.conftest import running_api
 
 pytestmark = pytest.mark.slow
@@ -62,22 +60,13 @@ def say(message: str) -> None:
     print(f"[loop] {message}", flush=True)
 
 
-def pyflyte_pipeline(config: Path, env: dict) -> dict:
+def run_pipeline(config: Path, env: dict) -> dict:
     """One `pyflyte run` of llmops_pipeline; its outputs (report, decision, passed, release)."""
     start = time.monotonic()
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("pyflyte")), "run", "workflows/pipeline.py", "llmops_pipeline",
-         "--config", str(config)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-5000:]
-    match = re.search(
-        r"candidate_report='([^']+)', decision='([^']+)', passed=(True|False), release='(r-\w+)'\)", out
-    )
-    assert match, out[-3000:]
-    say(f"pipeline done in {time.monotonic() - start:.0f} s: release {match[4]}, gates passed={match[3]}")
-    return {"report": match[1], "decision": match[2], "passed": match[3] == "True", "release": match[4]}
+    outputs, _ = pyflyte_pipeline(config, env)
+    say(f"pipeline done in {time.monotonic() - start:.0f} s: release {outputs['release']}, "
+        f"gates passed={outputs['passed']}")
+    return outputs
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +154,7 @@ def test_production_questions_flow_into_the_next_release(loop):
     eval_before = read_qa(tmp / "qa.jsonl")
 
     say("1/8 ship: the quickstart pipeline into tmp")
-    first = pyflyte_pipeline(config, env)
+    first = run_pipeline(config, env)
 
     say("2/8 serve the release, send questions, give feedback")
     exchanges = serve_and_collect(config, registry, first["release"])
@@ -214,7 +203,7 @@ def test_production_questions_flow_into_the_next_release(loop):
     assert again.exit_code == 0 and read_qa(tmp / "qa.jsonl") == eval_after  # idempotent
 
     say("7/8 ship again: the pipeline re-runs on the new eval set and training data")
-    second = pyflyte_pipeline(config, env)
+    second = run_pipeline(config, env)
 
     say("8/8 the new release and its evaluation")
     assert second["release"] != first["release"]

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llmops.feedback.review import (
     ReviewFileError,
+    ReviewRow,
     normalize_question,
     read_review_file,
     select_for_review,
@@ -96,3 +99,27 @@ def test_bad_rows_are_all_named_by_line_and_field(tmp_path):
     assert "line 3: field `irrelevant`" in message and "line 4: not valid JSON" in message
     assert "line 5: field `question`" in message and "line 1" not in message
     assert message.endswith("run the merge again")
+
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=10,
+)
+FIELDS = st.fixed_dictionaries({}, optional={name: JSON for name in ReviewRow.model_fields})
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(FIELDS | JSON | st.text(max_size=30), min_size=1, max_size=4))
+def test_any_review_file_reads_or_is_refused_with_its_lines_named(tmp_path, lines):
+    """Whatever a reviewer's editor leaves in the file: rows, or a ReviewFileError naming lines; never a crash."""
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n",
+                    encoding="utf-8")
+    try:
+        rows = read_review_file(path)
+    except ReviewFileError as e:
+        assert "line " in str(e) and str(e).endswith("run the merge again")
+    else:
+        assert all(isinstance(row, ReviewRow) for _, row in rows)
