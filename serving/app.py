@@ -46,6 +46,7 @@ from serving.protocol import (
     SearchResponse,
 )
 from serving.release import ReleaseLoader, ReleaseManager
+from serving.request_log import RequestLogger
 from serving.service import RagService, SSEStream
 from serving.sessions.factory import open_session_store
 from serving.sessions.routes import router as sessions_router
@@ -88,8 +89,10 @@ def create_app(
         if manager is None:
             manager = _registry_manager(config, backend_url, metrics)
         app.state.manager = manager
+        app.state.request_log = RequestLogger.open(config, manager.holder, metrics)
         app.state.service = RagService(
-            manager.holder, serving, metrics, GuardrailAudit(serving.audit_log), sessions=app.state.sessions
+            manager.holder, serving, metrics, GuardrailAudit(serving.audit_log), sessions=app.state.sessions,
+            request_log=app.state.request_log,
         )
         try:
             await manager.reload()  # before accepting requests: a replica joins the load balancer ready
@@ -107,6 +110,7 @@ def create_app(
                     await watcher
             await manager.close()
             await app.state.sessions.close()
+            await app.state.request_log.aclose()  # drains the queue: a graceful shutdown loses no record
 
     # No /openapi.json: the schema would list the admin routes and internals to anyone. The API is OpenAI's (plus
     # the README's extras); clients need no schema from the server.

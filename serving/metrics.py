@@ -68,6 +68,13 @@ class ServingMetrics:
             "llmops_guardrail_decisions", "guardrail decisions by stage, policy and action (allow/redact/refuse)",
             ["stage", "policy", "action"], registry=r,
         )
+        self.request_log_dropped = Counter(
+            "llmops_request_log_dropped", "request log records dropped (the writer's queue was full)", registry=r
+        )
+        self.request_log_write_errors = Counter(
+            "llmops_request_log_write_errors", "request log writes that failed (the store; the batch is retried)",
+            registry=r,
+        )
         self.guardrail_duration = Histogram(
             "llmops_guardrail_duration_seconds", "time in the guardrails per request and stage (input, output)",
             ["stage"], buckets=_GUARD_BUCKETS, registry=r,

@@ -45,6 +45,7 @@ from serving.protocol import (
     completion_id,
 )
 from serving.release import ReleaseHolder, ReleaseState
+from serving.request_log import CANCELLED, FAILED, RequestLogger, RequestTiming
 from serving.sessions.memory import ChatMemory
 from serving.sessions.store import DisabledSessionStore, SessionStore
 
@@ -107,12 +108,14 @@ class RagService:
         metrics: ServingMetrics | None = None,
         audit: GuardrailAudit | None = None,
         sessions: SessionStore | None = None,
+        request_log: RequestLogger | None = None,
     ):
         self.holder = holder
         self.config = config
         self.metrics = metrics or ServingMetrics()
         self.audit = audit or GuardrailAudit()
         self.memory = ChatMemory(sessions or DisabledSessionStore())
+        self.request_log = request_log or RequestLogger(None)
         self.started_at = int(time.time())
 
     # ------------------------------------------------------------------------------------------------- models
@@ -147,13 +150,14 @@ class RagService:
                 mode=mode,
                 query=request.query,
                 retrieval_ms=round(retrieval_s * 1000, 3),
-                hits=[Source.from_hit(i, h, state.source_roots) for i, h in enumerate(hits, 1)],
+                hits=_public_sources(state, hits),
             )
 
     # ------------------------------------------------------------------------------------------------- chat
 
     async def chat(self, request: ChatCompletionRequest, owner: str = ANONYMOUS) -> ChatCompletionResponse:
         """`owner`: the caller's key (its hash), whose session it continues and whose answer it records."""
+        arrived, started = time.time(), time.perf_counter()
         conversation = self._check_chat(request)
         opened = await self.memory.open(owner, conversation, request.session_id, bool(request.store))
         async with self.holder.use() as state:
@@ -164,10 +168,17 @@ class RagService:
             )
             g = reply.generation
             prompt_tokens, completion_tokens = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
-            self._observe(request.mode or state.chain.mode, reply.retrieval_s, g.latency_s if g else None,
-                          prompt_tokens, completion_tokens)
+            mode = request.mode or state.chain.mode
+            self._observe(mode, reply.retrieval_s, g.latency_s if g else None, prompt_tokens, completion_tokens)
             answer_id = completion_id()
             self._account(answer_id, state.release_id, reply.decisions)
+            sources = _public_sources(state, reply.sources)
+            self.request_log.request(
+                answer_id=answer_id, state=state, reply=reply, stream=False, session_id=opened.session_id, mode=mode,
+                sources=sources, answer=reply.text, finish_reason=reply.finish_reason,
+                timing=RequestTiming(arrived, reply.retrieval_s * 1000, (time.perf_counter() - started) * 1000),
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            )
             # The question as the guardrails passed it: a session keeps no PII the input checks redacted.
             await self.memory.remember(owner, opened.session_id, reply.question, reply.text, answer_id,
                                        state.release_id)
@@ -181,7 +192,7 @@ class RagService:
                     completion_tokens=completion_tokens,
                     total_tokens=prompt_tokens + completion_tokens,
                 ),
-                sources=[Source.from_hit(i, h, state.source_roots) for i, h in enumerate(reply.sources, 1)],
+                sources=sources,
                 refusal=_refusal_info(reply.refusal),
                 retrieval_query=reply.query or None,
                 session_id=opened.session_id,
@@ -194,7 +205,7 @@ class RagService:
         backend that is down is a 503, not a 200 with an error inside). Later failures become an error event.
         """
         conversation = self._check_chat(request)
-        started = time.perf_counter()
+        arrived, started = time.time(), time.perf_counter()
         opened = await self.memory.open(owner, conversation, request.session_id, bool(request.store))
         state = self.holder.acquire()
         try:
@@ -218,7 +229,10 @@ class RagService:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         done = _Once(lambda: self.holder.release(state))
         remember = functools.partial(self.memory.remember, owner, opened.session_id, stream.question)
-        frames = self._frames(state, stream, first, started, include_usage, done, opened.session_id, remember)
+        log_request = functools.partial(self.request_log.request, state=state, reply=stream, stream=True,
+                                        session_id=opened.session_id, mode=mode)
+        frames = self._frames(state, stream, first, (arrived, started), include_usage, done, opened.session_id,
+                              remember, log_request)
         return SSEStream(frames, stream.deltas, done)
 
     async def _frames(
@@ -226,20 +240,23 @@ class RagService:
         state: ReleaseState,
         stream: ChatStream,
         first: StreamDelta | None,
-        started: float,
+        arrival: tuple[float, float],
         include_usage: bool,
         done: Callable[[], None],
         session_id: str | None,
         remember: Callable[[str, str, str], Awaitable[None]],
+        log_request: Callable[..., None],
     ) -> AsyncIterator[bytes]:
         """The SSE frames; a completed stream is remembered (`remember(answer, answer_id, release)`) before
-        `[DONE]`, so a client that saw `[DONE]` finds it in its session."""
+        `[DONE]`, so a client that saw `[DONE]` finds it in its session. `arrival`: (Unix s, perf_counter) when the
+        request came. Every stream is logged at its end (`log_request`), one cut short with what was sent."""
+        arrived, started = arrival
         answer_id = completion_id()
         frames = ChunkFrames(answer_id, int(time.time()), self.config.model_name, state.release_id)
         answer: list[str] = []
         generation_started = time.perf_counter()
         finish_reason, prompt_tokens, completion_tokens = None, None, None
-        first_token_seen = False
+        first_token_seen, ttft_s, logged_finish = False, None, CANCELLED
         deltas = stream.deltas
         try:
             yield frames.role()
@@ -248,7 +265,8 @@ class RagService:
                 if delta.text:
                     if not first_token_seen:
                         first_token_seen = True
-                        self.metrics.ttft.observe(time.perf_counter() - started)
+                        ttft_s = time.perf_counter() - started
+                        self.metrics.ttft.observe(ttft_s)
                     answer.append(delta.text)
                     yield frames.content(delta.text)
                 finish_reason = delta.finish_reason or finish_reason
@@ -256,9 +274,10 @@ class RagService:
                 if delta.completion_tokens is not None:
                     completion_tokens = delta.completion_tokens
                 delta = await anext(deltas, None)
-            sources = [Source.from_hit(i, h, state.source_roots) for i, h in enumerate(stream.sources, 1)]
+            sources = _public_sources(state, stream.sources)
             if stream.refusal is not None:
                 finish_reason, sources = stream.refusal.finish_reason, []  # withheld: no sources to show
+            logged_finish = finish_reason or "stop"
             yield frames.finish(finish_reason or "stop", sources, _refusal_info(stream.refusal), stream.query or None,
                                 session_id)
             if include_usage and prompt_tokens is not None and completion_tokens is not None:
@@ -275,12 +294,22 @@ class RagService:
             # Headers are sent: the failure travels as an error event (what vLLM and OpenAI do); clients raise it.
             self.metrics.backend_errors.labels(type(e).__name__).inc()
             _, info = error_info(e)
+            logged_finish = FAILED
             yield sse_frame(ErrorResponse(error=info).model_dump(mode="json"))
             yield sse_frame("[DONE]")
         finally:
             done()
-            await deltas.aclose()
+            # Before the first await: a cancelled task would skip the rest of this block at it.
             self._account(answer_id, state.release_id, stream.decisions)  # a stream cut short: what was decided
+            refused = stream.refusal is not None and logged_finish not in (CANCELLED, FAILED)
+            log_request(
+                answer_id=answer_id, sources=[] if stream.refusal is not None else _public_sources(state, stream.sources),
+                answer=stream.refusal.message if refused else "".join(answer).strip(), finish_reason=logged_finish,
+                timing=RequestTiming(arrived, stream.retrieval_s * 1000, (time.perf_counter() - started) * 1000,
+                                     None if ttft_s is None else ttft_s * 1000),
+                prompt_tokens=prompt_tokens or 0, completion_tokens=completion_tokens or 0,
+            )
+            await deltas.aclose()
 
     # ------------------------------------------------------------------------------------------------- helpers
 
@@ -369,6 +398,11 @@ class RagService:
             self.metrics.generation.observe(generation_s)
         self.metrics.prompt_tokens.inc(prompt)
         self.metrics.completion_tokens.inc(completion)
+
+
+def _public_sources(state: ReleaseState, hits) -> list[Source]:
+    """The sources as clients see them: numbered from [1], relative to their corpus."""
+    return [Source.from_hit(i, h, state.source_roots) for i, h in enumerate(hits, 1)]
 
 
 def _refusal_info(refusal: Refusal | None) -> RefusalInfo | None:

@@ -77,6 +77,7 @@ class ChatReply:
     guard_s: float = 0.0  # time in the guardrails, input and output
     decisions: tuple[Any, ...] = ()  # every guardrail decision (GuardDecision), allowed ones included
     question: str = ""  # the question as the input guardrails passed it (PII redacted): what a session keeps
+    relevance: float | None = None  # the answerability score (best dense cosine); None when it was not checked
 
 
 @dataclass(eq=False)
@@ -95,6 +96,7 @@ class ChatStream:
     guard_s: float = 0.0
     decisions: list[Any] = field(default_factory=list)
     question: str = ""  # as the input guardrails passed it (PII redacted)
+    relevance: float | None = None  # the answerability score; None when it was not checked
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class _Prepared:
     guard_s: float
     decisions: tuple[Any, ...]
     question: str
+    relevance: float | None
 
 
 class ChatEngine:
@@ -163,10 +166,11 @@ class ChatEngine:
                 refusal = self._guard_refusal(outcome.refusal, "output", prepared.lang)
                 return self._refused(refusal, prepared.lang, prepared.rewrite, prepared.retrieval_s, guard_s,
                                      decisions, question=prepared.question, prompt=prepared.prompt,
-                                     generation=generation)
+                                     generation=generation, relevance=prepared.relevance)
             text = outcome.text
         return ChatReply(
             text=text,
+            relevance=prepared.relevance,
             finish_reason=generation.finish_reason or "stop",
             lang=prepared.lang,
             query=prepared.rewrite.query,
@@ -199,11 +203,13 @@ class ChatEngine:
                 lang=reply.lang, query=reply.query, rewrite=reply.rewrite, sources=(), prompt=None,
                 retrieval_s=reply.retrieval_s, deltas=_one(StreamDelta(reply.text, reply.finish_reason, 0, 0)),
                 refusal=reply.refusal, guard_s=reply.guard_s, decisions=list(reply.decisions), question=reply.question,
+                relevance=reply.relevance,
             )
         stream = ChatStream(
             lang=prepared.lang, query=prepared.rewrite.query, rewrite=prepared.rewrite, sources=prepared.sources,
             prompt=prepared.prompt, retrieval_s=prepared.retrieval_s, deltas=_none(),
             guard_s=prepared.guard_s, decisions=list(prepared.decisions), question=prepared.question,
+            relevance=prepared.relevance,
         )
         deltas = self.chain.client.astream_deltas(prepared.prompt.messages, sampling)
         stream.deltas = deltas if self.guardrails is None else self._checked(deltas, stream)
@@ -264,18 +270,21 @@ class ChatEngine:
             conversation = replace(conversation, question=outcome.text)  # redacted: the model never sees the PII
         rewrite = await self.rewriter.rewrite(conversation, lang)
         hits, retrieval_s = await self.chain.aretrieve(rewrite.query, k, mode)
+        relevance = None
         if self.answerability is not None:
             check = await self.answerability.assess(rewrite.query)
+            relevance = check.score
             if not check.answerable:
                 refusal = Refusal("not_in_documents", "answerability", "retrieval", self.answerability.message(lang))
                 return self._refused(refusal, lang, rewrite, retrieval_s, guard_s, decisions,
-                                     question=conversation.question)
+                                     question=conversation.question, relevance=relevance)
         history = [t.message() for t in conversation.recent(self.config.max_history_turns)]
         prompt = await asyncio.to_thread(
             self.chain.fit_prompt, conversation.question, hits, sampling, history, self.config.history_budget_fraction
         )
         return _Prepared(
-            lang, rewrite, prompt.contexts, prompt, retrieval_s, guard_s, tuple(decisions), conversation.question
+            lang, rewrite, prompt.contexts, prompt, retrieval_s, guard_s, tuple(decisions), conversation.question,
+            relevance,
         )
 
     def _guard_refusal(self, decision: Any, stage: Stage, lang: str) -> Refusal:
@@ -293,6 +302,7 @@ class ChatEngine:
         question: str,
         prompt: Prompt | None = None,
         generation: Generation | None = None,
+        relevance: float | None = None,
     ) -> ChatReply:
         return ChatReply(
             text=refusal.message,
@@ -308,6 +318,7 @@ class ChatEngine:
             guard_s=guard_s,
             decisions=tuple(decisions),
             question=question,
+            relevance=relevance,
         )
 
 

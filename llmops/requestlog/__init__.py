@@ -12,5 +12,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "record": ("FeedbackRecord", "LoggedGuardDecision", "LoggedSource", "RequestLatency", "RequestRecord",
                    "parse_log_line"),
         "reader": ("LogWindow", "read_window"),
+        "writer": ("RequestLogWriter",),
     },
 )

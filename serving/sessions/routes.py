@@ -48,4 +48,5 @@ async def delete_session(session_id: str, request: Request) -> SessionDeleted:
 async def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
     rating = Feedback(answer_id=body.response_id, rating=body.rating, comment=body.comment, created=time.time())
     await _store(request).add_feedback(request_owner(request.state), rating)
+    request.app.state.request_log.feedback(body.response_id, body.rating, body.comment)  # a rating the store took
     return FeedbackResponse(response_id=body.response_id, rating=body.rating)
