@@ -253,6 +253,12 @@ def registry_rollback(
     out.print(f"[yellow]{alias}[/] rolled back -> {event.release} (was {event.previous})")
 
 
+# llmops monitor (cli/monitor.py)
+from cli.monitor import monitor as monitor_command  # noqa: E402
+
+app.command("monitor")(monitor_command)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # llmops serve
 # ---------------------------------------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ class SampleRecord:
     refusal_policy: str | None = None
     guard_s: float = 0.0  # time in the guardrails
     answerable: bool = True  # False: the eval set says the documents do not answer it
+    # The question's best dense cosine against the index (the answerability score, logged by serving as
+    # RequestRecord.relevance): the monitor's drift reference. None: refused before retrieval.
+    relevance: float | None = None
     scores: dict[str, float | None] = field(default_factory=dict)  # per-sample metric values, filled later
 
     @property
@@ -158,6 +161,7 @@ _SCHEMA_FIELDS = [
     ("refusal_policy", pa.string()),
     ("guard_s", pa.float64()),
     ("answerable", pa.bool_()),
+    ("relevance", pa.float64()),
     ("scores_json", pa.string()),
 ]
 

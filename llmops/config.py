@@ -8,11 +8,12 @@ values.
 from __future__ import annotations
 
 import os
+import string
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmops.errors import ConfigError
 
@@ -39,6 +40,7 @@ __all__ = [
     "FeedbackConfig",
     "SquadSource",
     "TermListConfig",
+    "TrackingConfig",
     "ServingConfig",
     "SessionsConfig",
     "load_config",
@@ -817,10 +819,55 @@ class RequestLogConfig(_Strict):
     flush_interval_s: float = Field(default=1.0, gt=0, description="the writer flushes at least this often")
 
 
+class DriftConfig(_Strict):
+    """Retrieval score drift: production's relevance scores (best dense cosine per question, the answerability
+    score) against the same score on the reference release's eval questions, compared with the two-sample
+    Kolmogorov-Smirnov statistic (the largest gap between the two cumulative distributions, 0-1; no binning to
+    choose, defined for the small samples an eval set gives)."""
+
+    statistic: Literal["ks"] = Field(default="ks", description="ks: two-sample Kolmogorov-Smirnov statistic D")
+    threshold: float = Field(
+        default=0.2, gt=0, le=1, description="drift is reported (llmops_monitor_drift_exceeded 1) when D exceeds this"
+    )
+    min_samples: int = Field(
+        default=20, ge=1,
+        description="fewer scored production requests (or eval questions) than this: drift is not measured",
+    )
+
+
 class MonitorConfig(_Strict):
     """The monitor workflow (`workflows/monitor.py`): what it reads from the request log and what it reports."""
 
     window_days: float = Field(default=1.0, gt=0, description="how much of the log one monitor run reads")
+    alias: str | None = Field(
+        default=None,
+        description="registry alias whose release is the reference (its eval run's scores for drift, its index "
+        "for gaps and the judge); None = serving.alias",
+    )
+    drift: DriftConfig = DriftConfig()
+    low_relevance_threshold: float | None = Field(
+        default=None, ge=-1, le=1,
+        description="a question whose relevance is below this is a coverage gap; None = the reference index's "
+        "answerability threshold (else answerability.fallback_threshold)",
+    )
+    max_clusters: int = Field(default=8, ge=1, description="most clusters of gap questions shown")
+    cluster_max_distance: float = Field(
+        default=0.6, gt=0, le=2,
+        description="gap questions join one cluster while their average cosine distance (1 - cosine) stays below this",
+    )
+    max_gap_questions: int = Field(
+        default=2000, ge=2, description="gap questions clustered per run (a seeded sample beyond it; all are counted)"
+    )
+    cluster_examples: int = Field(default=3, ge=1, description="example questions shown per gap cluster")
+    judge_sample_size: int = Field(
+        default=20, ge=0,
+        description="answered requests scored by the RAGAS judge (eval.metrics.ragas.judge) per run; 0 = none",
+    )
+    sample_seed: int = Field(default=0, description="seed of the judge's sample, so a re-run scores the same requests")
+    pushgateway_url: str | None = Field(
+        default=None, description="Prometheus Pushgateway (http://host:9091) the run pushes its gauges to; None = none"
+    )
+    pushgateway_job: str = Field(default="llmops_monitor", description="the Pushgateway job label of the gauges")
 
 
 class FeedbackConfig(_Strict):
@@ -847,6 +894,68 @@ class MonitoringConfig(_Strict):
     feedback: FeedbackConfig = FeedbackConfig()
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Tracking: evaluation, fine-tune and comparison runs logged to MLflow (`llmops/tracking/`, the `tracking` extra)
+# ---------------------------------------------------------------------------------------------------------------
+
+# What a run name template may use (llmops.tracking.run.TrackedRun.name_fields).
+RUN_NAME_FIELDS = ("kind", "label", "model", "index_version", "adapter_version", "execution")
+
+
+class TrackingConfig(_Strict):
+    """Where the tasks log their runs. No cached stage reads this section (it is outside every stage key): the tasks
+    read it after their stage's work, so pointing runs at another server re-runs nothing, and a task served from
+    Flyte's cache logs nothing."""
+
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI (http(s)://host:port of `mlflow server`, databricks, sqlite:///...); None = "
+        "no tracking, and mlflow is never imported. Give credentials in MLFLOW_TRACKING_USERNAME/PASSWORD or "
+        "MLFLOW_TRACKING_TOKEN, not in the URI",
+    )
+    experiment: str = Field(default="flyte-llmops", min_length=1, description="MLflow experiment the runs go to")
+    run_name: str = Field(
+        default="{kind}-{label}",
+        min_length=1,
+        description=f"run name template; fields: {', '.join('{' + f + '}' for f in RUN_NAME_FIELDS)}",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="tags added to every run (team, purpose, ...)")
+    required: bool = Field(
+        default=False,
+        description="false: a tracking server that cannot be reached is a warning and the task goes on; true: the "
+        "task fails",
+    )
+    request_timeout_s: float = Field(default=10.0, gt=0, description="timeout of one request to the tracking server")
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="retries of a failed request (MLflow's default, 7, waits minutes)"
+    )
+
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _no_credentials(cls, uri: str | None) -> str | None:
+        # the URI shows in logs and in MLflow's own messages: credentials in it would show too
+        if uri is not None and ("@" in uri.partition("://")[2].partition("/")[0] or "?" in uri):
+            raise ValueError(
+                "holds credentials (user@ or a query string): give them in MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN, and leave them out of the URI"
+            )
+        return uri
+
+    @field_validator("run_name")
+    @classmethod
+    def _known_name_fields(cls, template: str) -> str:
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as e:
+            raise ValueError(f"{template!r}: {e}; fields look like {{label}}") from None
+        if unknown := sorted(used - set(RUN_NAME_FIELDS)):
+            raise ValueError(
+                f"unknown field(s) {', '.join(map(repr, unknown))}: use "
+                f"{', '.join('{' + f + '}' for f in RUN_NAME_FIELDS)}"
+            )
+        return template
+
+
 class PipelineConfig(_Strict):
     corpus: CorpusConfig
     chunking: ChunkingConfig = ChunkingConfig()
@@ -866,6 +975,7 @@ class PipelineConfig(_Strict):
     serving: ServingConfig = ServingConfig()
     answerability: AnswerabilityConfig = Field(default_factory=AnswerabilityConfig)
     monitoring: MonitoringConfig = MonitoringConfig()
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _hybrid_needs_lexical(self) -> "PipelineConfig":

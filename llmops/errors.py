@@ -28,6 +28,7 @@ __all__ = [
     "VLLMServerError",
     "NotFoundError",
     "StoreUnavailableError",
+    "TrackingError",
 ]
 
 
@@ -153,3 +154,7 @@ class NotFoundError(LLMOpsError):
 
 class StoreUnavailableError(LLMOpsError):
     """The session store is switched off, cannot be reached or failed; the message (paths, URLs) is internal."""
+
+
+class TrackingError(LLMOpsError):
+    """A run could not be logged to the tracking server (MLflow) and `tracking.required` is set."""

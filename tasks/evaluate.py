@@ -26,6 +26,7 @@ from tasks.common import (
     gpu_task_settings,
 )
 from tasks.decks import evaluation_deck, gates_deck, publish
+from tasks.tracking import track_evaluation
 
 EvalOutputs = typing.NamedTuple("EvalOutputs", [("report_uri", str), ("samples_uri", str)])
 GateOutputs = typing.NamedTuple("GateOutputs", [("passed", bool), ("decision_uri", str), ("candidate_report_uri", str)])
@@ -68,7 +69,10 @@ def evaluate_model(
         execution_id=execution_id(),
     )
     report_uri, samples_uri = store_eval_run(cfg, run)
-    publish(f"Evaluation: {label}", evaluation_deck(run.report, run.samples))
+    deck = evaluation_deck(run.report, run.samples)
+    publish(f"Evaluation: {label}", deck)
+    # After the stage's work, from the whole config: `tracking` is outside the stage key (tasks/tracking.py).
+    track_evaluation(config_json, run.report, report_uri, samples_uri, deck)
     return EvalOutputs(report_uri, samples_uri)
 
 

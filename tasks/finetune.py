@@ -11,6 +11,7 @@ from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
 from llmops.finetune.stage import finetune as finetune_fn
+from llmops.provenance.stage_inputs import config_record
 from tasks.common import (
     GPU_RESOURCES,
     TIMEOUTS,
@@ -19,6 +20,7 @@ from tasks.common import (
     gpu_task_settings,
 )
 from tasks.decks import finetune_deck, publish
+from tasks.tracking import track_finetune
 
 __all__ = ["FINETUNE_RESOURCES", "FinetuneOutputs", "finetune"]
 
@@ -36,6 +38,9 @@ FinetuneOutputs = typing.NamedTuple("FinetuneOutputs", [("adapter", FlyteDirecto
 def finetune(config_json: str, stage_key: str, index: FlyteDirectory) -> FinetuneOutputs:
     cfg = decode_config(config_json, "finetune")
     out = finetune_fn(cfg, index.remote_source or index.path, execution_id=execution_id())
-    publish("Fine-tune", finetune_deck(out.manifest, reused=out.reused))
+    deck = finetune_deck(out.manifest, reused=out.reused)
+    publish("Fine-tune", deck)
+    # After the stage's work, from the whole config: `tracking` is outside the stage key (tasks/tracking.py).
+    track_finetune(config_json, config_record(cfg), out.manifest, out.reused, deck)
     # The adapter already lives in the store: hand Flyte its location instead of copying it to scratch space.
     return FinetuneOutputs(FlyteDirectory(out.adapter_uri, remote_directory=False), out.version)

@@ -5,12 +5,14 @@ outputs, so they are testable and renderable outside Flyte (tests render them in
     evaluation.py  a model's evaluation, and the gate decision
     finetune.py    the adapter card
     release.py     the release card
+    monitor.py     a window of production traffic (the monitor workflow)
 """
 
 from llmops.htmlkit import publish_deck as publish
 from tasks.decks.evaluation import evaluation_deck, gates_deck
 from tasks.decks.finetune import finetune_deck
 from tasks.decks.indexing import chunk_deck, index_deck, ingest_deck, run_summary_deck, shards_section
+from tasks.decks.monitor import monitor_deck
 from tasks.decks.release import release_card
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "gates_deck",
     "index_deck",
     "ingest_deck",
+    "monitor_deck",
     "publish",
     "release_card",
     "run_summary_deck",

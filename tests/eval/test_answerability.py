@@ -88,6 +88,10 @@ def test_report_rates_counts_and_answer_metrics_on_answerable_only(run):
     _, samples_uri = store_eval_run(cfg, result)
     stored = read_samples(Path(samples_uri))
     assert [(s.answerable, s.refused) for s in stored] == [(s.answerable, s.refused) for s in result.samples]
+    # ... and each question's relevance (best dense cosine), the monitor's drift reference: the answerability
+    # check refused exactly the questions below its threshold
+    assert all(s.relevance is not None and (s.relevance < 0.3) == s.refused for s in stored)
+    assert [s.relevance for s in stored] == [s.relevance for s in result.samples]
 
 
 def test_rates_without_questions_of_a_kind_are_not_measured_and_fail_their_gate():

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -128,7 +130,18 @@ def test_production_questions_flow_into_the_next_release(loop):
     assert (len(logged.requests), len(logged.feedback), logged.skipped_lines) == (len(TRAFFIC), len(TRAFFIC), 0)
     say(f"request log: {logged.files} file(s), {len(logged.requests)} requests, {len(logged.feedback)} ratings")
 
-    say("3/8 monitor: TODO(monitor) run workflows/monitor.py on the log once helper 2's monitor is on main")
+    say("3/8 monitor: pyflyte run workflows/monitor.py monitor on the log")
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("pyflyte")), "run", "workflows/monitor.py", "monitor",
+         "--config", str(config)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    latest = json.loads((tmp / "artifacts" / "monitor" / "latest.json").read_text())
+    metrics = json.loads(Path(latest["metrics"]).read_text())
+    assert metrics["requests"] == len(TRAFFIC)
+    assert metrics["negative_feedback_rate"] == pytest.approx(7 / 8)
+    say(f"monitor: {metrics['requests']} requests, negative feedback rate {metrics['negative_feedback_rate']:.3f}, "
+        f"no-answer rate {metrics['no_answer_rate']:.3f}, release {metrics.get('release')}")
 
     say("4/8 export the questions worth a review")
     review = tmp / "review.jsonl"

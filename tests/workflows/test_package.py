@@ -220,6 +220,25 @@ def test_launch_plans_carry_the_cluster_config_and_the_nightly_schedule(package)
         assert params["config"].default.scalar.blob.uri == str(CLUSTER_CONFIG) == f"{IMAGE_ROOT}/configs/gpu.yaml"
 
 
+def test_the_monitor_runs_daily_on_whole_days_and_is_never_cached(package):
+    from workflows.launch_plans import CLUSTER_CONFIG, MONITOR_SCHEDULE
+
+    assert "workflows.monitor.monitor" in package["__workflows__"]
+    task = package["tasks.monitor.monitor"]
+    assert not task.template.metadata.discoverable  # the log grows: a rerun must read it again
+    assert _primary(task)["image"] == CPU_IMAGE and Resources.GPU not in _resources(task)
+    secrets = {s.key for s in task.template.security_context.secrets}
+    assert secrets == {"hf-token", "judge-api-key"}
+    plan = package["__launch_plans__"]["monitor_daily"]
+    assert plan.spec.workflow_id.name == "workflows.monitor.monitor"
+    schedule = plan.spec.entity_metadata.schedule
+    assert schedule.cron_schedule.schedule == MONITOR_SCHEDULE == "15 0 * * *"
+    assert schedule.kickoff_time_input_arg == "window_end"  # the window ends at the scheduled time ...
+    params = plan.spec.default_inputs.parameters
+    assert params["whole_days"].default.scalar.primitive.boolean is True  # ... floored to the UTC midnight
+    assert params["config"].default.scalar.blob.uri == str(CLUSTER_CONFIG)
+
+
 def test_the_image_holds_the_cluster_config_where_the_launch_plans_look():
     from workflows.launch_plans import IMAGE_ROOT
 
