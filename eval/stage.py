@@ -174,17 +174,16 @@ def evaluate_model(
     return EvalRun(report, records)
 
 
-<<<<<<< HEAD
 def _from_production(example: QAExample) -> bool:
     return example.provenance is not None and example.provenance.source == "production"
-=======
+
+
 def _attach_relevance(records: list[SampleRecord], retriever: Retriever) -> None:
     """Each searched question's best dense cosine (the query embeddings are in the retriever's cache already)."""
     searched = [r for r in records if r.retrieval_query]
     scores = retriever.best_dense_similarity([r.retrieval_query for r in searched]) if searched else []
     for record, score in zip(searched, scores, strict=True):
         record.relevance = float(score)
->>>>>>> main
 
 
 def _metric_sample(r: SampleRecord) -> EvalSample:
