@@ -140,7 +140,8 @@ def test_production_questions_flow_into_the_next_release(loop):
     metrics = json.loads(Path(latest["metrics"]).read_text())
     assert metrics["requests"] == len(TRAFFIC)
     assert metrics["negative_feedback_rate"] == pytest.approx(7 / 8)
-    say(f"monitor: {int(metrics['requests'])} requests, negative feedback rate {metrics['negative_feedback_rate']:.3f}, "
+    say(f"monitor: {int(metrics['requests'])} requests, "
+        f"negative feedback rate {metrics['negative_feedback_rate']:.3f}, "
         f"no-answer rate {metrics['no_answer_rate']:.3f}, release {metrics.get('release')}")
 
     say("4/8 export the questions worth a review")

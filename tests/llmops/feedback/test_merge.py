@@ -62,7 +62,8 @@ def test_reviewed_rows_become_eval_questions_with_provenance_and_reruns_add_noth
     ])
 
     plan = plan_merge(cfg, path, now="2026-03-03T09:00:00Z")
-    assert (plan.count("eval", True), plan.count("eval", False), plan.count("finetune"), plan.unreviewed) == (1, 1, 0, 1)
+    counts = (plan.count("eval", True), plan.count("eval", False), plan.count("finetune"), plan.unreviewed)
+    assert counts == (1, 1, 0, 1)
     assert [line for line, _ in plan.skipped] == [4, 5, 6]
     reasons = dict(plan.skipped)
     assert "already in the eval set (qa.jsonl" in reasons[4] and "already in the fine-tune data" in reasons[5]

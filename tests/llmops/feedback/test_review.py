@@ -63,7 +63,8 @@ def test_no_threshold_means_feedback_and_refusals_only(tmp_path):
 
 
 def test_normalized_questions_fold_width_case_and_spaces():
-    assert normalize_question("  ＷＨＩＣＨ\tVolcano  is\nactive？ ") == normalize_question("which volcano is active?")
+    wide = "  ＷＨＩＣＨ\tVolcano  is\nactive？ "
+    assert normalize_question(wide) == normalize_question("which volcano is active?")
     assert normalize_question("Straße") == normalize_question("STRASSE")
 
 
