@@ -358,3 +358,108 @@ def compare_export(
         _fail(e)
     out.print(f"[green]wrote[/] {out_path}: pyflyte run workflows/pipeline.py llmops_pipeline --config {out_path}",
               highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# llmops feedback ...
+# ---------------------------------------------------------------------------------------------------------------
+
+feedback_app = typer.Typer(no_args_is_help=True, help="Production questions into the eval set and fine-tune data.")
+app.add_typer(feedback_app, name="feedback")
+
+
+def _log_window_bounds(days: Optional[float], since: Optional[str], default_days: float) -> tuple[float, float]:
+    import datetime as dt
+
+    end = dt.datetime.now(dt.timezone.utc)
+    if since is not None:
+        try:
+            start = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            raise typer.BadParameter(f"--since {since!r} is not an ISO date/time (e.g. 2026-01-31 or "
+                                     "2026-01-31T12:00:00Z)") from None
+        start = start if start.tzinfo else start.replace(tzinfo=dt.timezone.utc)
+        return start.timestamp(), end.timestamp()
+    return end.timestamp() - (days if days is not None else default_days) * 86400, end.timestamp()
+
+
+@feedback_app.command("export")
+def feedback_export(
+    config: Path = typer.Option(..., "--config", help="pipeline config: monitoring.request_log.path, the registry"),
+    days: Optional[float] = typer.Option(None, "--days", min=0.001,
+                                         help="read the last N days (default: monitoring.feedback.window_days)"),
+    since: Optional[str] = typer.Option(None, "--since", help="read from this ISO date/time (UTC unless given)"),
+    out_path: Path = typer.Option(Path("review.jsonl"), "--out", help="the review file to write"),
+    min_relevance: Optional[float] = typer.Option(
+        None, "--min-relevance", min=-1, max=1,
+        help="select questions scoring below this (default: monitoring.feedback.min_relevance, else the "
+             "answering release's answerability threshold)"),
+) -> None:
+    """Write a review file: the request log's questions with negative feedback, a "not in the documents" refusal
+    or a low relevance score, one row per distinct question, with empty `reference` / `irrelevant` fields."""
+    from llmops.config import load_config
+    from llmops.errors import ConfigError
+    from llmops.feedback.review import select_for_review, write_review_file
+    from llmops.feedback.thresholds import threshold_lookup
+    from llmops.requestlog.reader import read_window
+
+    if days is not None and since is not None:
+        raise typer.BadParameter("give --days or --since, not both")
+    try:
+        cfg = load_config(config).resolved()
+        root = cfg.monitoring.request_log.path
+        if root is None:
+            raise ConfigError(str(config), ["monitoring.request_log.path is not set: no request log to read "
+                                            "(set it to the folder or URI serving writes the log to)"])
+        start, end = _log_window_bounds(days, since, cfg.monitoring.feedback.window_days)
+        window = read_window(root, start, end)
+        threshold = min_relevance if min_relevance is not None else cfg.monitoring.feedback.min_relevance
+        export = select_for_review(window, threshold_lookup(threshold, cfg.artifacts.registry_root))
+        write_review_file(export.rows, out_path)
+    except LLMOpsError as e:
+        _fail(e)
+    out.print(f"read {window.files} log file(s): {export.requests} requests, {len(window.feedback)} ratings"
+              + (f", {window.skipped_lines} unreadable line(s) skipped" if window.skipped_lines else ""))
+    for reason in window.skip_reasons[:5]:
+        err.print(f"  skipped: {reason}", highlight=False)
+    t = Table("reason", "questions")
+    for reason, n in sorted(export.reasons.items()):
+        t.add_row(reason, str(n))
+    out.print(t)
+    out.print(f"{len(export.rows)} question(s) to review ({export.selected} requests selected, "
+              f"{export.duplicates} duplicate(s) of a question folded into its latest row); written to {out_path}")
+    out.print("Review: set `reference` to the correct answer, or `irrelevant` to true (out of scope); leave both "
+              f"empty to skip. Then: llmops feedback merge {out_path} --config {config}")
+
+
+@feedback_app.command("merge")
+def feedback_merge(
+    review_file: Path = typer.Argument(..., help="a review file written by `llmops feedback export`, reviewed"),
+    config: Path = typer.Option(..., "--config", help="pipeline config: eval.qa_path, finetune.train_path"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="report what would be merged; write nothing"),
+) -> None:
+    """Merge the reviewed rows into the eval set (eval.qa_path) and the fine-tune data (finetune.train_path) with
+    provenance; questions already there are skipped and reported, so a re-run is idempotent."""
+    from llmops.config import load_config
+    from llmops.feedback.merge import apply_merge, plan_merge
+
+    try:
+        plan = plan_merge(load_config(config).resolved(), review_file)
+        if not dry_run:
+            apply_merge(plan)
+    except LLMOpsError as e:
+        _fail(e)
+    verb = "would add" if dry_run else "added"
+    out.print(f"{plan.eval_path}: {verb} {plan.count('eval', True)} answerable and {plan.count('eval', False)} "
+              "unanswerable production question(s)")
+    if plan.finetune_path:
+        out.print(f"{plan.finetune_path}: {verb} {plan.count('finetune')} training question(s)")
+    if plan.unreviewed:
+        out.print(f"{plan.unreviewed} row(s) not reviewed (no reference, not irrelevant): left out")
+    if plan.skipped:
+        t = Table("review line", "skipped because")
+        for line, why in plan.skipped:
+            t.add_row(str(line), why)
+        out.print(t)
+    if dry_run:
+        out.print("dry run: nothing written")

@@ -178,6 +178,9 @@ class RagEvalReport(_Record):
     conversations: ConversationSummary | None = None  # None in reports written before conversational QA
     # answer metrics score the answerable questions only; the unanswerable ones measure abstention
     answerability: AnswerabilitySummary | None = None  # None: a report from before answerability
+    # evaluated questions that came from production (`llmops feedback merge`: provenance source "production");
+    # None: a report from before production questions were counted
+    production_questions: int | None = None
     config: dict  # the config the stage read (llmops.provenance.stage_inputs.config_record)
     lineage: EvalLineage
     samples: str | None = None  # the per-sample parquet beside report.json, once stored

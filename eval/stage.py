@@ -148,6 +148,7 @@ def evaluate_model(
         generation_seconds=round(generation_s, 3),
         retrieval=retrieval_report,
         conversations=summarize_conversations(records),
+        production_questions=sum(1 for q in questions if _from_production(q)),
         answerability=AnswerabilitySummary(
             enabled=check is not None,
             threshold=check.threshold if check is not None else None,
@@ -171,6 +172,10 @@ def evaluate_model(
         for r in records:
             r.scores[RETRIEVAL_HIT] = float(r.retrieval_hit)
     return EvalRun(report, records)
+
+
+def _from_production(example: QAExample) -> bool:
+    return example.provenance is not None and example.provenance.source == "production"
 
 
 def _attach_relevance(records: list[SampleRecord], retriever: Retriever) -> None:

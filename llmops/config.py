@@ -45,6 +45,7 @@ __all__ = [
     "PromptInjectionConfig",
     "RetrievalConfig",
     "EvalConfig",
+    "FeedbackConfig",
     "SquadSource",
     "TermListConfig",
     "TrackingConfig",
@@ -968,9 +969,28 @@ class MonitorConfig(_Strict):
     pushgateway_job: str = Field(default="llmops_monitor", description="the Pushgateway job label of the gauges")
 
 
+class FeedbackConfig(_Strict):
+    """`llmops feedback export` / `merge`: production questions into the eval set and the fine-tune data
+    (`llmops/feedback/`)."""
+
+    window_days: float = Field(default=7.0, gt=0, description="export: how much of the request log to read")
+    min_relevance: float | None = Field(
+        default=None, ge=-1, le=1,
+        description="export: a question whose best dense match scores below this is selected; None = the "
+        "answerability threshold of the index that answered it (its release's index manifest)",
+    )
+    finetune_fraction: float = Field(
+        default=0.0, ge=0, le=1,
+        description="merge: share of the reviewed questions with a reference answer that become fine-tune data "
+        "(finetune.train_path) instead of eval questions, split by a hash of the question so a question never "
+        "lands in both; 0 = all go to the eval set",
+    )
+
+
 class MonitoringConfig(_Strict):
     request_log: RequestLogConfig = RequestLogConfig()
     monitor: MonitorConfig = MonitorConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
 
 
 # ---------------------------------------------------------------------------------------------------------------

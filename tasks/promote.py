@@ -19,10 +19,8 @@ __all__ = ["promote"]
 def promote(config_json: str, index: FlyteDirectory, candidate_report_uri: str, decision_uri: str) -> str:
     """Returns the release id (registered even when the gates failed; only a passing one is promoted)."""
     cfg = decode_config(config_json)
-    candidate = release_candidate(
-        load_rag_eval_report(candidate_report_uri), candidate_report_uri,
-        load_gate_decision(decision_uri), decision_uri,
-    )
+    report = load_rag_eval_report(candidate_report_uri)
+    candidate = release_candidate(report, candidate_report_uri, load_gate_decision(decision_uri), decision_uri)
     result = promote_candidate(
         cfg,
         index_uri=index.remote_source or index.path,
@@ -30,5 +28,5 @@ def promote(config_json: str, index: FlyteDirectory, candidate_report_uri: str, 
         alias=cfg.serving.alias,
         execution_id=execution_id(),
     )
-    publish("Release", release_card(result, cfg.serving.alias))
+    publish("Release", release_card(result, cfg.serving.alias, report.production_questions, report.questions))
     return result.release.release

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from llmops.config import PipelineConfig, parse_config
 from llmops.index.build import build_locally
-from tests.conftest import MINILM
+from tests.conftest import MINILM, REPO_ROOT
 
 
 def make_config(tmp_path: Path, corpus_dir: Path, **sections) -> PipelineConfig:
@@ -38,3 +41,20 @@ CORPUS = {
     "\n\n2013年に世界文化遺産に登録された。",
     "sushi_ja.txt": "寿司は酢飯と魚介類を組み合わせた日本料理である。江戸時代に握り寿司が広まった。",
 }
+
+
+def pyflyte_pipeline(config: Path, env: dict) -> tuple[dict, str]:
+    """`pyflyte run workflows/pipeline.py llmops_pipeline --config CONFIG`, as a user runs it: its outputs (report,
+    decision, passed, release) and its log."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("pyflyte")), "run", "workflows/pipeline.py", "llmops_pipeline",
+         "--config", str(config)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    match = re.search(
+        r"candidate_report='([^']+)', decision='([^']+)', passed=(True|False), release='(r-\w+)'\)", out
+    )
+    assert match, out[-3000:]
+    return {"report": match[1], "decision": match[2], "passed": match[3] == "True", "release": match[4]}, out

@@ -33,6 +33,7 @@ LLMOPS_DEPENDS = {
     "requestlog": set(),  # the request log's records, reader and writer: serving writes it, the monitor reads it
     "monitor": {"requestlog"},  # the request log window in numbers; eval/monitor.py adds the release, index, judge
     "guardrails": set(),  # pure checks and an HTTP client of its own: no model, no corpus
+    "feedback": {"requestlog", "corpus", "index", "release"},  # request log -> review file -> eval set / SFT data
     "tracking": set(),  # records -> MLflow runs; mlflow imported lazily, only when tracking.mlflow_uri is set
 }
 # The base modules are the floor: they import no subpackage, and among themselves only what is listed here.

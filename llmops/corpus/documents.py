@@ -15,6 +15,7 @@ __all__ = [
     "Chunk",
     "Document",
     "QAExample",
+    "QAProvenance",
     "content_id",
     "followup_query",
     "read_chunks",
@@ -55,6 +56,18 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class QAProvenance:
+    """Where a QA example came from when not written by hand: `source` "production" marks a question a user asked
+    in production, reviewed and merged by `llmops feedback merge` (its answer id, when it was reviewed, and how:
+    "reference" = a correct answer was written, "irrelevant" = out of scope, kept as an unanswerable question)."""
+
+    source: str
+    response_id: str | None = None
+    reviewed_at: str | None = None
+    review: str | None = None
+
+
+@dataclass(frozen=True)
 class QAExample:
     qid: str
     question: str
@@ -67,6 +80,7 @@ class QAExample:
     # False: the documents do not answer it (SQuAD 2.0 `is_impossible`, JSONL `"answerable": false`); such questions
     # measure abstention ("not in the documents") and are left out of retrieval and answer metrics.
     answerable: bool = True
+    provenance: QAProvenance | None = None  # None: written by hand (or from a corpus source)
 
     @property
     def search_query(self) -> str:

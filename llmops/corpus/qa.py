@@ -1,6 +1,7 @@
 """QA sets, read and written in one place: SQuAD-format JSON, or JSONL with `question`, `answers` and optional
 `id` (or `qid`), `gold_doc_id`, `lang`, `reference_contexts`, `history`, `answerable` (default true; `false` marks a
-question the documents do not answer, with no answers). The pipeline's own qa.jsonl (`write_qa`) is that JSONL with
+question the documents do not answer, with no answers), `provenance` (a question that came from production:
+`{"source": "production", "response_id", "reviewed_at", "review"}`, written by `llmops feedback merge`). The pipeline's own qa.jsonl (`write_qa`) is that JSONL with
 every field set, so the same reader reads eval sets and the ingest stage's output.
 
 Conversational QA: `history` holds the earlier turns as OpenAI messages (`[{"role": "user", "content": ...},
@@ -12,11 +13,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from llmops.corpus.documents import QAExample, content_id
+from llmops.corpus.documents import QAExample, QAProvenance, content_id
 from llmops.errors import EvalDataError
 from llmops.corpus.lang import detect_lang
 
-__all__ = ["read_qa", "write_qa"]
+__all__ = ["qa_record", "read_qa", "write_qa"]
 
 
 def read_qa(path: str | Path) -> list[QAExample]:
@@ -58,6 +59,7 @@ def _load_jsonl(path: Path) -> list[QAExample]:
             if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
                 raise EvalDataError(f"{path} line {n}: `reference_contexts` must be a list of strings")
             history = _history([] if rec.get("history") is None else rec["history"], path, n)
+            provenance = _provenance(rec.get("provenance"), path, n)
             out.append(
                 QAExample(
                     qid=str(rec.get("qid") or rec.get("id") or content_id(f"{path.name}:{n}:{question}")),
@@ -68,6 +70,7 @@ def _load_jsonl(path: Path) -> list[QAExample]:
                     reference_contexts=tuple(references),
                     answerable=answerable,
                     history=history,
+                    provenance=provenance,
                 )
             )
     if not out:
@@ -88,10 +91,32 @@ def _history(turns, path: Path, line: int) -> tuple[tuple[str, str], ...]:
     return tuple((t["role"], t["content"]) for t in turns)
 
 
+def _provenance(raw, path: Path, line: int) -> QAProvenance | None:
+    if raw is None:
+        return None
+    fields = ("source", "response_id", "reviewed_at", "review")
+    ok = (isinstance(raw, dict) and set(raw) <= set(fields) and isinstance(raw.get("source"), str)
+          and all(raw.get(k) is None or isinstance(raw[k], str) for k in fields))
+    if not ok:
+        raise EvalDataError(
+            f"{path} line {line}: `provenance` must be an object with a string `source` and optional string "
+            "`response_id`, `reviewed_at`, `review` (what `llmops feedback merge` writes)"
+        )
+    return QAProvenance(**raw)
+
+
+def qa_record(ex: QAExample) -> dict:
+    """One QAExample as its JSONL object, every field set; `provenance` only when it has one, so hand-written
+    questions keep the records (and the ingest output's digest) they had before provenance existed."""
+    record = asdict(ex)
+    record["history"] = [{"role": role, "content": text} for role, text in ex.history]
+    if ex.provenance is None:
+        del record["provenance"]
+    return record
+
+
 def write_qa(examples: list[QAExample], path: Path) -> None:
     """JSONL, one QAExample a line with every field (what `read_qa` reads back unchanged)."""
     with open(path, "w", encoding="utf-8") as f:
         for ex in examples:
-            record = asdict(ex)
-            record["history"] = [{"role": role, "content": text} for role, text in ex.history]
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json.dumps(qa_record(ex), ensure_ascii=False) + "\n")

@@ -54,7 +54,7 @@ def run_ingest(cfg: PipelineConfig) -> IngestOutput:
             put_file(scratch / "documents.parquet", documents_uri)
         qa_uri = None
         if qa:
-            qa_uri = work_uri(cfg, "qa", f"{digest_of([asdict(q) for q in qa])}.jsonl")
+            qa_uri = work_uri(cfg, "qa", f"{digest_of([_digest_record(q) for q in qa])}.jsonl")
             if not uri_exists(qa_uri):
                 write_qa(qa, scratch / "qa.jsonl")
                 put_file(scratch / "qa.jsonl", qa_uri)
@@ -62,6 +62,12 @@ def run_ingest(cfg: PipelineConfig) -> IngestOutput:
         result.report.model_dump() | {"qa_examples": len(qa), "eval_set": cfg.eval.qa_path}
     )
     return IngestOutput(documents_uri, qa_uri, fingerprint, report, result.seconds)
+
+
+def _digest_record(q) -> dict:
+    """What the qa file's name digests: the example's fields, `provenance` only when set (so a hand-written eval
+    set keeps the name, and the cache keys, it had before provenance existed)."""
+    return {k: v for k, v in asdict(q).items() if k != "provenance" or v is not None}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -179,6 +179,13 @@ LATENCY_NOTE = (
 )
 
 
+def _production(report: RagEvalReport) -> str:
+    """How many evaluated questions came from production (reviewed with `llmops feedback merge`)."""
+    if report.production_questions is None:
+        return "not counted (a report from before production questions)"
+    return f"{report.production_questions} of {report.questions} (from production, reviewed)"
+
+
 def evaluation_deck(report: RagEvalReport, samples: Sequence[SampleRecord]) -> str:
     primary = report.primary_metric
     model = report.model
@@ -193,6 +200,7 @@ def evaluation_deck(report: RagEvalReport, samples: Sequence[SampleRecord]) -> s
             "backend": model.backend,
             "index": report.index_version,
             "questions": report.questions,
+            "production questions": _production(report),
             "latency per request p50 (s)": latency.p50_s,
             "latency per request p95 (s)": latency.p95_s,
             "retrieval per question (s)": latency.retrieval_mean_s,

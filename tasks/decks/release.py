@@ -8,9 +8,11 @@ from llmops.release.promotion import PromotionResult
 __all__ = ["release_card"]
 
 
-def release_card(result: PromotionResult, alias: str) -> str:
+def release_card(result: PromotionResult, alias: str, production_questions: int | None = None,
+                 questions: int | None = None) -> str:
     """The release, whether it became `alias`, this run's gate decision, and what changed against the release it
-    replaces. A re-run finds the release an earlier run registered: the card says so and links both decisions."""
+    replaces. A re-run finds the release an earlier run registered: the card says so and links both decisions.
+    `production_questions` of the `questions` its evaluation answered came from production (None: not counted)."""
     r = result.release
     gates = result.gate_outcome
     summary = {
@@ -28,6 +30,9 @@ def release_card(result: PromotionResult, alias: str) -> str:
         "base model": r.base_model,
         "adapter": r.adapter_version or "none",
         "eval report": r.eval_report_uri,
+        "production questions in its evaluation": (
+            "not counted" if production_questions is None
+            else f"{production_questions} of {questions} evaluated questions (llmops feedback merge)"),
         "git sha": r.git_sha,
         "previous " + alias: result.previous.release if result.previous else "none (first release)",
     }

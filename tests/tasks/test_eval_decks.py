@@ -134,6 +134,10 @@ def test_evaluation_deck_says_the_model_is_random_and_latency_is_per_request(tmp
     assert "added latency p50 (ms)\t0.4" in text
     real = rendered(evaluation_deck(report(random_weights=False), samples), tmp_path)["text"]
     assert "Random test model" not in real and "random: answers are noise" not in real
+    assert "production questions\tnot counted (a report from before production questions)" in text
+    counted = report().model_copy(update={"production_questions": 1})
+    assert "production questions\t1 of 2 (from production, reviewed)" in rendered(
+        evaluation_deck(counted, samples), tmp_path)["text"]
 
 
 def test_evaluation_deck_shows_the_follow_ups_and_their_rewrites(tmp_path):
@@ -226,6 +230,9 @@ def test_release_card_of_a_rerun_shows_this_runs_decision_and_that_the_release_e
     assert "gates (this run)\tpassed: 2 of 2 gates checked" in text
     assert "already existed: registered" in text and "(gates passed, 1 of 2 gates skipped)" in text
     assert "gate decision at registration\t/store/decisions/first.json" in text
+    assert "production questions in its evaluation\tnot counted" in text
+    counted = rendered(release_card(second, "production", production_questions=3, questions=20), tmp_path)["text"]
+    assert "production questions in its evaluation\t3 of 20 evaluated questions (llmops feedback merge)" in counted
 
 
 def test_a_release_whose_gates_checked_nothing_is_not_promoted(cfg, tmp_path):

@@ -6,9 +6,6 @@ a run with fine-tuning off that skips the branch and evaluates the base model.
 
 import json
 import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ import yaml
 from llmops.release.registry import ReleaseRegistry
 from scripts.chromium import dom_text, find_chromium
 from tests.conftest import MINILM, REPO_ROOT, write_corpus
-from tests.helpers import CORPUS
+from tests.helpers import CORPUS, pyflyte_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -40,21 +37,6 @@ TRAIN = [
 def _jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
-
-
-def _pyflyte_run(config: Path, env: dict) -> tuple[dict, str]:
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("pyflyte")), "run", "workflows/pipeline.py", "llmops_pipeline",
-         "--config", str(config)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-5000:]
-    match = re.search(
-        r"candidate_report='([^']+)', decision='([^']+)', passed=(True|False), release='(r-\w+)'\)", out
-    )
-    assert match, out[-3000:]
-    return {"report": match[1], "decision": match[2], "passed": match[3] == "True", "release": match[4]}, out
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +69,7 @@ def run_env(tmp_path_factory):
 
 def test_pipeline_finetunes_evaluates_gates_promotes_and_reruns_from_cache(run_env):
     path, config, env, tmp = run_env
-    first, log = _pyflyte_run(path, env)
+    first, log = pyflyte_pipeline(path, env)
     assert first["passed"]
     decision = json.loads(Path(first["decision"]).read_text())
     assert decision["candidate"] == "finetuned" and set(decision["compared"]) == {"base", "finetuned"}
@@ -105,7 +87,7 @@ def test_pipeline_finetunes_evaluates_gates_promotes_and_reruns_from_cache(run_e
 
     # Re-run: the cached fine-tune and evaluations are not executed again; the release is the same one, and the
     # gates now compare against it as the production baseline.
-    second, log2 = _pyflyte_run(path, env)
+    second, log2 = pyflyte_pipeline(path, env)
     assert second["release"] == first["release"] and second["passed"]
     assert "finetune task creates flyte deck" not in log2 and "evaluate_model task creates flyte deck" not in log2
     decision2 = json.loads(Path(second["decision"]).read_text())
@@ -116,7 +98,7 @@ def test_pipeline_finetunes_evaluates_gates_promotes_and_reruns_from_cache(run_e
     off = tmp / "config-off.yaml"
     off.write_text(yaml.safe_dump({**config, "finetune": {**config["finetune"], "enabled": False}},
                                   allow_unicode=True))
-    third, log3 = _pyflyte_run(off, env)
+    third, log3 = pyflyte_pipeline(off, env)
     assert "finetune task creates flyte deck" not in log3
     assert json.loads(Path(third["decision"]).read_text())["candidate"] == "base"
 

@@ -116,3 +116,27 @@ def test_the_quickstart_has_english_and_japanese_follow_ups():
     assert len(follow_ups) >= 6 and {ex.lang for ex in follow_ups} == {"en", "ja"}
     for ex in follow_ups:  # a realistic conversation: it starts with the user and ends with the assistant's answer
         assert ex.history[0][0] == "user" and ex.history[-1][0] == "assistant"
+
+
+def test_production_provenance_is_read_kept_and_written_only_when_set(tmp_path):
+    from llmops.corpus.documents import QAProvenance
+
+    provenance = {"source": "production", "response_id": "chatcmpl-1", "reviewed_at": "2026-03-03T09:00:00Z",
+                  "review": "reference"}
+    path = jsonl(tmp_path,
+                 {"question": "How long are audit logs kept?", "answers": ["400 days"]},
+                 {"id": "production-chatcmpl-1", "question": "Who renews certificates?", "answers": ["the job"],
+                  "provenance": provenance})
+    hand, production = read_qa(path)
+    assert hand.provenance is None and production.provenance == QAProvenance(**provenance)
+    before = read_qa(jsonl(tmp_path, {"question": "How long are audit logs kept?", "answers": ["400 days"]}))
+    assert before[0].qid == hand.qid  # appending a production line leaves the hand-written ids as they were
+
+    write_qa([hand, production], tmp_path / "out.jsonl")
+    first, second = (json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines())
+    assert "provenance" not in first and second["provenance"] == provenance
+    assert read_qa(tmp_path / "out.jsonl") == [hand, production]
+
+    bad = jsonl(tmp_path, {"question": "Q?", "answers": ["a"], "provenance": {"source": 1}})
+    with pytest.raises(EvalDataError, match=r"line 1: `provenance` must be an object with a string `source`"):
+        read_qa(bad)
