@@ -1335,8 +1335,14 @@ class PipelineConfig(_Strict):
             ),
             "finetune": self.finetune.model_copy(update={"train_path": absolute(self.finetune.train_path)}),
             "gates": self.gates.model_copy(update={"baseline_report": absolute(self.gates.baseline_report)}),
-            "serving": self.serving.model_copy(update={"sessions": self.serving.sessions.model_copy(
-                update={"sqlite_path": absolute(self.serving.sessions.sqlite_path)})}),
+            "serving": self.serving.model_copy(update={
+                "audit_log": absolute(self.serving.audit_log),
+                "sessions": self.serving.sessions.model_copy(
+                    update={"sqlite_path": absolute(self.serving.sessions.sqlite_path)}),
+            }),
+            # serving writes the log, the monitor task and `llmops feedback` read it: the same folder for all
+            "monitoring": self.monitoring.model_copy(update={"request_log": self.monitoring.request_log.model_copy(
+                update={"path": absolute(self.monitoring.request_log.path)})}),
         }
         if self.llm is not None:
             update["llm"] = self.llm.model_copy(update={"model": model_ref(self.llm.model)})

@@ -68,11 +68,18 @@ def test_resolved_makes_local_paths_absolute_and_keeps_uris(tmp_path):
     data = _minimal(
         corpus={"sources": [{"kind": "directory", "path": "docs"}, {"kind": "jsonl", "path": "s3://b/x.jsonl"}]},
         artifacts={"root": "out"},
+        monitoring={"request_log": {"path": "logs/requests"}},
+        serving={"audit_log": "logs/audit.jsonl"},
     )
     cfg = parse_config(data).resolved(tmp_path)
     assert cfg.corpus.sources[0].path == str(tmp_path / "docs")
     assert cfg.corpus.sources[1].path == "s3://b/x.jsonl"
     assert cfg.artifacts.root == str(tmp_path / "out")
+    # written by serving, read by the monitor task and the CLI: one folder whatever the process's cwd
+    assert cfg.monitoring.request_log.path == str(tmp_path / "logs/requests")
+    assert cfg.serving.audit_log == str(tmp_path / "logs/audit.jsonl")
+    remote = parse_config(_minimal(monitoring={"request_log": {"path": "s3://b/requests"}})).resolved(tmp_path)
+    assert remote.monitoring.request_log.path == "s3://b/requests"
     assert cfg.embedding.model == "m"  # a Hub id stays a Hub id
 
 
