@@ -51,7 +51,7 @@ class SampleRecord:
     refusal_policy: str | None = None
     guard_s: float = 0.0  # time in the guardrails
     answerable: bool = True  # False: the eval set says the documents do not answer it
-    # The question's best dense cosine against the index (the answerability score, logged by serving as
+    # The question's best dense cosine against the index (ChatReply.relevance, which serving logs as
     # RequestRecord.relevance): the monitor's drift reference. None: refused before retrieval.
     relevance: float | None = None
     scores: dict[str, float | None] = field(default_factory=dict)  # per-sample metric values, filled later
@@ -134,6 +134,7 @@ def _record(ex: QAExample, reply: ChatReply, gold_texts: Mapping[str, str]) -> S
         refusal_policy=refusal.policy if refusal else None,
         guard_s=reply.guard_s,
         answerable=ex.answerable,
+        relevance=reply.relevance,
     )
 
 

@@ -106,7 +106,6 @@ def evaluate_model(
             engine, questions, gold_texts, concurrency=cfg.llm.max_concurrency, show_progress=show_progress
         )
         model_name = client.model_name
-    _attach_relevance(records, searcher)
     generation_s = time.perf_counter() - start
     # Answer metrics score the answerable questions (a refused one with the message it got); the unanswerable ones
     # have no reference answer and measure abstention instead.
@@ -176,14 +175,6 @@ def evaluate_model(
 
 def _from_production(example: QAExample) -> bool:
     return example.provenance is not None and example.provenance.source == "production"
-
-
-def _attach_relevance(records: list[SampleRecord], retriever: Retriever) -> None:
-    """Each searched question's best dense cosine (the query embeddings are in the retriever's cache already)."""
-    searched = [r for r in records if r.retrieval_query]
-    scores = retriever.best_dense_similarity([r.retrieval_query for r in searched]) if searched else []
-    for record, score in zip(searched, scores, strict=True):
-        record.relevance = float(score)
 
 
 def _metric_sample(r: SampleRecord) -> EvalSample:

@@ -77,7 +77,7 @@ class ChatReply:
     guard_s: float = 0.0  # time in the guardrails, input and output
     decisions: tuple[Any, ...] = ()  # every guardrail decision (GuardDecision), allowed ones included
     question: str = ""  # the question as the input guardrails passed it (PII redacted): what a session keeps
-    relevance: float | None = None  # the answerability score (best dense cosine); None when it was not checked
+    relevance: float | None = None  # best dense cosine of the query (the answerability score); None: refused before retrieval
 
 
 @dataclass(eq=False)
@@ -96,7 +96,7 @@ class ChatStream:
     guard_s: float = 0.0
     decisions: list[Any] = field(default_factory=list)
     question: str = ""  # as the input guardrails passed it (PII redacted)
-    relevance: float | None = None  # the answerability score; None when it was not checked
+    relevance: float | None = None  # as ChatReply.relevance
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,8 @@ class ChatEngine:
             conversation = replace(conversation, question=outcome.text)  # redacted: the model never sees the PII
         rewrite = await self.rewriter.rewrite(conversation, lang)
         hits, retrieval_s = await self.chain.aretrieve(rewrite.query, k, mode)
-        relevance = None
+        # The best dense cosine of the query against the index: the answerability score, and what the request log
+        # and the eval samples record for the monitor's drift check, measured the same way with the check off.
         if self.answerability is not None:
             check = await self.answerability.assess(rewrite.query)
             relevance = check.score
@@ -278,6 +279,9 @@ class ChatEngine:
                 refusal = Refusal("not_in_documents", "answerability", "retrieval", self.answerability.message(lang))
                 return self._refused(refusal, lang, rewrite, retrieval_s, guard_s, decisions,
                                      question=conversation.question, relevance=relevance)
+        else:
+            (score,) = await asyncio.to_thread(self.chain.retriever.best_dense_similarity, [rewrite.query])
+            relevance = float(score)
         history = [t.message() for t in conversation.recent(self.config.max_history_turns)]
         prompt = await asyncio.to_thread(
             self.chain.fit_prompt, conversation.question, hits, sampling, history, self.config.history_budget_fraction

@@ -155,3 +155,21 @@ def test_a_moderation_model_judges_the_whole_streamed_answer(chain):
     assert stream.refusal is not None and (stream.refusal.policy, stream.refusal.stage) == ("moderation", "output")
     assert whole.refusal is not None and whole.refusal.stage == "output" and whole.finish_reason == "content_filter"
     assert len(judged) == 2  # once per answer (the question is not moderated: stages is output only)
+
+
+def test_relevance_is_measured_with_the_answerability_check_off(chain):
+    """The monitor's drift compares this score in production with the eval set's: it is there either way."""
+    engine = ChatEngine(chain, ChatConfig(rewrite="off"))
+    assert engine.answerability is None
+    conv = Conversation("Where is Etna?")
+    whole = asyncio.run(engine.respond(conv))
+    (expected,) = chain.retriever.best_dense_similarity([whole.query])
+    assert whole.relevance == float(expected)
+
+    async def streamed():
+        stream = await engine.stream(conv)
+        async for _ in stream.deltas:
+            pass
+        return stream.relevance
+
+    assert asyncio.run(streamed()) == whole.relevance
