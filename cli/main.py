@@ -401,7 +401,7 @@ def feedback_export(
     from llmops.errors import ConfigError
     from llmops.feedback.review import select_for_review, write_review_file
     from llmops.feedback.thresholds import threshold_lookup
-    from llmops.requestlog.reader import read_window
+    from llmops.requestlog.reader import read_window, unread_note
 
     if days is not None and since is not None:
         raise typer.BadParameter("give --days or --since, not both")
@@ -422,6 +422,8 @@ def feedback_export(
               + (f", {window.skipped_lines} unreadable line(s) skipped" if window.skipped_lines else ""))
     for reason in window.skip_reasons[:5]:
         err.print(f"  skipped: {reason}", highlight=False)
+    if note := unread_note(window, root):
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
     t = Table("reason", "questions")
     for reason, n in sorted(export.reasons.items()):
         t.add_row(reason, str(n))

@@ -54,10 +54,13 @@ def print_report(report) -> None:
         ("refused (content filter)", _pct(t.refusal_rate, t.content_filter, t.requests)),
         ("negative feedback (down / rated)", _pct(t.negative_feedback_rate, t.down, t.rated)),
         ("feedback coverage (rated / answered)", _pct(t.feedback_coverage, t.rated_answered, t.answered)),
-        ("log", f"{report.log.files:,} files, {report.log.skipped_lines:,} lines skipped"),
+        ("log", f"{report.log.files:,} files, {report.log.skipped_lines:,} lines skipped"
+                + (f", {report.log.open_files:,} still being written (not read)" if report.log.open_files else "")),
     ):
         summary.add_row(name, value)
     out.print(summary)
+    if report.log.note:
+        err.print(f"[yellow]note:[/] {report.log.note}", highlight=False)
     latency = Table("stage", "requests", "p50 ms", "p95 ms", "p99 ms", title="latency", title_justify="left")
     for name, p in (("retrieval", t.latency.retrieval), ("first token", t.latency.ttft), ("total", t.latency.total)):
         latency.add_row(name, f"{p.count:,}", *(_ms(getattr(p, f"{q}_ms")) for q in ("p50", "p95", "p99")))

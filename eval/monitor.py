@@ -29,7 +29,7 @@ from llmops.monitor.judge import JUDGE_METRICS, JudgedAnswer, JudgeResult, judge
 from llmops.monitor.report import LogSummary, MonitorReport, MonitorWindow
 from llmops.monitor.trends import DAY_S, compute_trends
 from llmops.release.registry import Release, ReleaseRegistry
-from llmops.requestlog.reader import read_window
+from llmops.requestlog.reader import read_window, unread_note
 from llmops.requestlog.record import RequestRecord
 from llmops.storage import fetch_file, is_remote
 
@@ -67,7 +67,8 @@ def run_monitor(
     return MonitorReport(
         created_at=now,
         window=MonitorWindow(start=window.start, end=window.end, days=span / DAY_S),
-        log=LogSummary(files=window.files, skipped_lines=window.skipped_lines, skip_reasons=window.skip_reasons),
+        log=LogSummary(files=window.files, skipped_lines=window.skipped_lines, skip_reasons=window.skip_reasons,
+                       open_files=window.open_files, note=unread_note(window, root)),
         release=release.release if release else None,
         alias=alias,
         index_version=retriever.version if retriever else None,

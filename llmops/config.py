@@ -917,6 +917,14 @@ class RequestLogConfig(_Strict):
     )
     flush_interval_s: float = Field(default=1.0, gt=0, description="the writer flushes at least this often")
 
+    @field_validator("path")
+    @classmethod
+    def _not_empty(cls, path: str | None) -> str | None:
+        # "" would resolve to the config's folder itself: the log's YYYY/ folders would land among the configs
+        if path is not None and not path.strip():
+            raise ValueError("is empty: give a folder or an s3:// / gs:// URI, or null to log nothing")
+        return path
+
 
 class DriftConfig(_Strict):
     """Retrieval score drift: production's relevance scores (best dense cosine per question, the answerability

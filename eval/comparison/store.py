@@ -20,10 +20,16 @@ __all__ = ["comparison_uri", "load_comparison", "load_run", "store_comparison"]
 
 COMPARISON_FILE = "comparison.json"
 _ID = re.compile(r"^cmp-[0-9a-f]{6,64}$")
+# what the compare workflow prints: `<root>/comparisons/cmp-<id>/comparison.json` (or its folder)
+_PRINTED = re.compile(r"^(?:.*/)?comparisons/(cmp-[0-9a-f]{6,64})(?:/comparison\.json)?/?$")
 
 
 def comparison_uri(cfg: PipelineConfig, comparison_id: str) -> str:
-    """The stored comparison's URI; the id is checked first, so it cannot name a path outside comparisons/."""
+    """The stored comparison's URI; the id is checked first, so it cannot name a path outside comparisons/. The path
+    the compare workflow prints is taken for its id (the id is a digest of what it compares)."""
+    printed = _PRINTED.match(comparison_id)
+    if printed:
+        comparison_id = printed.group(1)
     if not _ID.match(comparison_id):
         raise EvalDataError(
             f"{comparison_id!r} is not a comparison id (cmp-<hex>): copy it from the compare workflow's output"

@@ -158,10 +158,18 @@ def write_review_file(rows: list[ReviewRow], path: str | Path) -> None:
 def read_review_file(path: str | Path) -> list[tuple[int, ReviewRow]]:
     """(line number, row) for every row; every problem of the file at once, each naming its line and field."""
     path = Path(path)
+    if path.is_dir():
+        raise ReviewFileError(f"review file {path} is a directory: pass the JSONL file `llmops feedback export` wrote")
     if not path.is_file():
         raise ReviewFileError(f"review file {path} does not exist: write one with `llmops feedback export`")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ReviewFileError(
+            f"review file {path} is not UTF-8 text (byte {e.start}): save it as UTF-8 JSONL, one row a line"
+        ) from None
     rows, problems = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

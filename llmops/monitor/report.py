@@ -76,6 +76,8 @@ class LogSummary(_Model):
     files: int
     skipped_lines: int
     skip_reasons: list[str]
+    open_files: int = 0  # local files still being written (`.jsonl.part`), not read
+    note: str | None = None  # why records may be missing, and what to do (`llmops.requestlog.reader.unread_note`)
 
 
 class MonitorReport(_Model):

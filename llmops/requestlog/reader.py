@@ -12,11 +12,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from llmops.requestlog.record import FeedbackRecord, RequestLogError, RequestRecord, parse_log_line
 
-__all__ = ["LogWindow", "day_folder", "read_window"]
+__all__ = ["LogWindow", "day_folder", "read_window", "unread_note"]
 
+OPEN_SUFFIX = ".part"  # a local file being written: `<name>.jsonl.part` (the writer's suffix)
 MAX_REPORTED_SKIPS = 20  # skipped lines named in the report; the rest are counted
 
 
@@ -34,6 +36,8 @@ class LogWindow:
     requests: list[RequestRecord] = field(default_factory=list)
     feedback: dict[str, FeedbackRecord] = field(default_factory=dict)  # response_id -> latest rating
     files: int = 0
+    open_files: int = 0  # local files still being written (`.jsonl.part`): not read, see `unread_note`
+    root_exists: bool = True
     skipped_lines: int = 0
     skip_reasons: list[str] = field(default_factory=list)
 
@@ -57,8 +61,24 @@ def read_window(root: str, start: float, end: float) -> LogWindow:
         for path in sorted(fs.glob(f"{folder}/*.jsonl")):
             window.files += 1
             _read_file(fs, path, window)
+        window.open_files += len(fs.glob(f"{folder}/*.jsonl{OPEN_SUFFIX}"))
         day += dt.timedelta(days=1)
+    if not window.files and isinstance(fs, LocalFileSystem):
+        window.root_exists = fs.isdir(base)
     return window
+
+
+def unread_note(window: LogWindow, root: str) -> str | None:
+    """Why a window read less than the user may expect (records that are there but not readable yet), with what to
+    do; None when nothing is left unread."""
+    if not window.root_exists:
+        return (f"the request log folder {root} does not exist: nothing has been logged there yet (check "
+                "monitoring.request_log.path against the one serving writes to)")
+    if window.open_files:
+        return (f"{window.open_files} log file(s) of this window are still being written (`.jsonl.part`, a running "
+                "or crashed server's) and were not read: stop the server (it finishes its file) or wait for "
+                "monitoring.request_log.rotate_interval_s; a crashed server's file can be renamed to `.jsonl`")
+    return None
 
 
 def _read_file(fs, path: str, window: LogWindow) -> None:

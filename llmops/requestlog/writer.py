@@ -34,14 +34,13 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from llmops.config import RequestLogConfig
-from llmops.requestlog.reader import day_folder
+from llmops.requestlog.reader import OPEN_SUFFIX, day_folder  # `<name>.jsonl.part` while written
 from llmops.requestlog.record import LogRecord
 
 __all__ = ["RequestLogWriter", "log_file_stem"]
 
 log = logging.getLogger("llmops.requestlog")
 
-OPEN_SUFFIX = ".part"  # a local file being written: `<name>.jsonl.part` (readers glob `*.jsonl`)
 CLOSE_ATTEMPTS = 3  # puts tried at close() before the open file's lines are given up (and counted)
 
 

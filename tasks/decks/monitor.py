@@ -43,7 +43,8 @@ def _summary(report: MonitorReport, files: MonitorFiles | None) -> dict:
         "feedback coverage (rated / answered)": _pct(t.feedback_coverage, t.rated_answered, t.answered),
         "retrieval drift": _drift_badge(d),
         "coverage gaps": f"{report.gaps.questions:,} questions in {len(report.gaps.clusters)} clusters",
-        "log": f"{report.log.files:,} files, {report.log.skipped_lines:,} lines skipped",
+        "log": f"{report.log.files:,} files, {report.log.skipped_lines:,} lines skipped"
+               + (f" ({report.log.note})" if report.log.note else ""),
     }
     if files is not None:
         rows["metrics file"] = files.metrics

@@ -222,6 +222,9 @@ def test_store_and_load_under_comparisons_with_a_confined_id(tmp_path):
     uri = store_comparison(cfg, r)
     assert Path(uri) == tmp_path / "comparisons" / r.id / "comparison.json"
     assert load_comparison(comparison_uri(cfg, r.id)) == r
-    for bad in ("../../etc", "cmp-../x", "x"):
+    for bad in ("../../etc", "cmp-../x", "x", f"comparisons/{r.id}/../x/comparison.json"):
         with pytest.raises(EvalDataError, match="is not a comparison id"):
             comparison_uri(cfg, bad)
+    # the path the compare workflow prints (or its folder) names its id, under the config's root
+    for printed in (uri, str(Path(uri).parent), f"/elsewhere/comparisons/{r.id}/"):
+        assert comparison_uri(cfg, printed) == comparison_uri(cfg, r.id)

@@ -80,6 +80,8 @@ def test_resolved_makes_local_paths_absolute_and_keeps_uris(tmp_path):
     assert cfg.serving.audit_log == str(tmp_path / "logs/audit.jsonl")
     remote = parse_config(_minimal(monitoring={"request_log": {"path": "s3://b/requests"}})).resolved(tmp_path)
     assert remote.monitoring.request_log.path == "s3://b/requests"
+    with pytest.raises(ConfigError, match=r"monitoring.request_log.path: Value error, is empty: give a folder"):
+        parse_config(_minimal(monitoring={"request_log": {"path": " "}}))
     assert cfg.embedding.model == "m"  # a Hub id stays a Hub id
 
 

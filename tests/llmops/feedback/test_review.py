@@ -102,6 +102,15 @@ def test_bad_rows_are_all_named_by_line_and_field(tmp_path):
     assert message.endswith("run the merge again")
 
 
+def test_a_folder_or_a_file_that_is_not_utf8_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ReviewFileError, match="is a directory: pass the JSONL file"):
+        read_review_file(tmp_path)
+    path = tmp_path / "review.jsonl"
+    path.write_bytes(b"\xff\xfe{}\n")
+    with pytest.raises(ReviewFileError, match="is not UTF-8 text .*save it as UTF-8 JSONL"):
+        read_review_file(path)
+
+
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),

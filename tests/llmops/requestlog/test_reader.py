@@ -9,7 +9,7 @@ import uuid
 import fsspec
 import pytest
 
-from llmops.requestlog.reader import read_window
+from llmops.requestlog.reader import read_window, unread_note
 from llmops.requestlog.record import FeedbackRecord, RequestLogError, RequestLatency, RequestRecord
 
 DAY1 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp()
@@ -80,9 +80,21 @@ def test_unreadable_lines_are_reported_not_fatal(root):
     assert "not valid JSON" in window.skip_reasons[0] and "schema_version 99" in window.skip_reasons[2]
 
 
-def test_unfinished_files_are_not_read(root):
+def test_unfinished_files_are_not_read_and_are_counted_with_a_note(root):
     put(root, DAY1, "host-1-x-000001.jsonl.part", [request(1, DAY1 + 1).model_dump_json()])
-    assert read_window(root, DAY1, DAY1 + DAY).requests == []
+    window = read_window(root, DAY1, DAY1 + DAY)
+    assert window.requests == [] and window.files == 0 and window.open_files == 1
+    assert "1 log file(s) of this window are still being written" in unread_note(window, root)
+    assert "stop the server" in unread_note(window, root)
+
+
+def test_a_missing_local_folder_is_named_in_the_note(tmp_path):
+    root = str(tmp_path / "nothing-here")
+    window = read_window(root, DAY1, DAY1 + DAY)
+    assert window.files == 0 and not window.root_exists
+    assert unread_note(window, root).startswith(f"the request log folder {root} does not exist")
+    put(root, DAY1, "host-1-x-000001.jsonl", [request(1, DAY1 + 1).model_dump_json()])
+    assert unread_note(read_window(root, DAY1, DAY1 + DAY), root) is None
 
 
 def test_a_window_must_end_after_it_starts(root):
