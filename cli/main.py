@@ -399,6 +399,7 @@ def feedback_export(
     or a low relevance score, one row per distinct question, with empty `reference` / `irrelevant` fields."""
     from llmops.config import load_config
     from llmops.errors import ConfigError
+    from llmops.feedback.merge import known_questions
     from llmops.feedback.review import select_for_review, write_review_file
     from llmops.feedback.thresholds import threshold_lookup
     from llmops.requestlog.reader import read_window, unread_note
@@ -414,7 +415,8 @@ def feedback_export(
         start, end = _log_window_bounds(days, since, cfg.monitoring.feedback.window_days)
         window = read_window(root, start, end)
         threshold = min_relevance if min_relevance is not None else cfg.monitoring.feedback.min_relevance
-        export = select_for_review(window, threshold_lookup(threshold, cfg.artifacts.registry_root))
+        export = select_for_review(window, threshold_lookup(threshold, cfg.artifacts.registry_root),
+                                   known=known_questions(cfg))
         write_review_file(export.rows, out_path)
     except LLMOpsError as e:
         _fail(e)
@@ -430,6 +432,9 @@ def feedback_export(
     out.print(t)
     out.print(f"{len(export.rows)} question(s) to review ({export.selected} requests selected, "
               f"{export.duplicates} duplicate(s) of a question folded into its latest row); written to {out_path}")
+    if export.already_known:
+        out.print(f"{export.already_known} question(s) left out: already in the eval set or the fine-tune data "
+                  "(merged before)")
     out.print("Review: set `reference` to the correct answer, or `irrelevant` to true (out of scope); leave both "
               f"empty to skip. Then: llmops feedback merge {out_path} --config {config}")
 

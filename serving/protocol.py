@@ -226,6 +226,14 @@ def public_source(source: str, roots: Sequence[str]) -> str:
     return source.rsplit("/", 1)[-1]
 
 
+def public_model(model: str | None) -> str | None:
+    """A model as clients see it: a Hub id as it is, a local path by its folder's name (`tiny-llm`), so the
+    server's folders stay private."""
+    if model is None or not model.startswith(("/", "./", "../")) and "\\" not in model:
+        return model
+    return model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
 class RefusalInfo(_Response):
     """Why an answer was withheld: a guardrail fired (`content_filter`) or the documents do not answer the question
     (`not_in_documents`). The message is what the user is told; it is also the answer's content."""

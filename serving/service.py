@@ -45,6 +45,7 @@ from serving.protocol import (
     Source,
     Usage,
     completion_id,
+    public_model,
 )
 from serving.release import ReleaseState
 from serving.request_log import CANCELLED, FAILED, RequestLogger, RequestTiming
@@ -138,7 +139,7 @@ class RagService:
             release=release.release if release else None,
             kind=route.kind,
             index_version=release.index_version if release else None,
-            base_model=release.base_model if own_model else None,
+            base_model=public_model(release.base_model) if own_model else None,
             adapter_version=release.adapter_version if own_model else None,
         )
 

@@ -90,6 +90,18 @@ def _existing(path: Path) -> list[QAExample]:
     return read_qa(path) if path.is_file() and path.stat().st_size > 0 else []
 
 
+def known_questions(cfg: PipelineConfig) -> dict[str, str]:
+    """The questions already in the eval set and the fine-tune data (local files that exist), by normalized text,
+    each with where it is: what a merge skips, and what an export leaves out (no review of a question twice)."""
+    known: dict[str, str] = {}
+    for path, where in ((cfg.eval.qa_path, "the eval set"), (cfg.finetune.train_path, "the fine-tune data")):
+        if path is None or is_remote(path) or Path(path).suffix not in (".json", ".jsonl"):
+            continue
+        for ex in _existing(Path(path)):
+            known.setdefault(normalize_question(ex.question), f"already in {where} ({Path(path).name}, id {ex.qid})")
+    return known
+
+
 def plan_merge(cfg: PipelineConfig, review_file: str | Path, *, now: str | None = None) -> MergePlan:
     """What a merge would add and skip, and why; writes nothing. Raises `ReviewFileError` naming every bad row
     (line and field) or a target file that cannot take the rows."""
@@ -101,15 +113,7 @@ def plan_merge(cfg: PipelineConfig, review_file: str | Path, *, now: str | None 
     finetune_path = _jsonl_target(cfg.finetune.train_path, "finetune.train_path") if wants_finetune else None
     plan = MergePlan(str(review_file), str(eval_path), str(finetune_path) if finetune_path else None,
                      unreviewed=len(rows) - len(reviewed))
-    seen: dict[str, str] = {}
-    for path, where in ((eval_path, "the eval set"), (finetune_path, "the fine-tune data")):
-        for ex in _existing(path) if path is not None else []:
-            seen.setdefault(normalize_question(ex.question), f"already in {where} ({path.name}, id {ex.qid})")
-    if cfg.finetune.train_path and finetune_path is None and not is_remote(cfg.finetune.train_path):
-        train = Path(cfg.finetune.train_path)  # not a target, but an eval question must not be a training question
-        if train.suffix in (".json", ".jsonl") and train.is_file():
-            for ex in read_qa(train):
-                seen.setdefault(normalize_question(ex.question), f"already in the fine-tune data ({train.name})")
+    seen = known_questions(cfg)
     reviewed_at = now or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
     for n, row in reviewed:
         key = normalize_question(row.question)

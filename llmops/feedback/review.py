@@ -15,7 +15,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Collection, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -91,6 +91,7 @@ class ReviewExport:
     requests: int  # requests in the window
     selected: int  # requests selected, duplicates included
     reasons: Counter = field(default_factory=Counter)  # reason -> rows (a row may have several)
+    already_known: int = 0  # selected questions left out: already in the eval set or the fine-tune data
 
     @property
     def duplicates(self) -> int:
@@ -112,16 +113,23 @@ def _reasons(record: RequestRecord, rating: str | None, threshold: float | None)
     return reasons
 
 
-def select_for_review(window: LogWindow, threshold_for: Callable[[RequestRecord], float | None]) -> ReviewExport:
+def select_for_review(
+    window: LogWindow,
+    threshold_for: Callable[[RequestRecord], float | None],
+    known: Collection[str] = (),
+) -> ReviewExport:
     """The window's requests with negative feedback, a "not in the documents" refusal or a relevance below
     `threshold_for(record)` (None: no relevance check for it), one row per distinct question: the latest asked,
-    its reasons those of all its requests, `duplicates` counting the others."""
+    its reasons those of all its requests, `duplicates` counting the others. Questions in `known` (normalized:
+    already in the eval set or the fine-tune data) are left out and counted, so nobody reviews one twice."""
     groups: dict[str, list[tuple[RequestRecord, list[Reason], float | None]]] = {}
     for record in window.requests:
         threshold = threshold_for(record)
         reasons = _reasons(record, window.rating(record.response_id), threshold)
         if reasons:
             groups.setdefault(normalize_question(record.question), []).append((record, reasons, threshold))
+    already_known = sum(1 for key in groups if key in known)
+    groups = {key: group for key, group in groups.items() if key not in known}
     rows = []
     for group in groups.values():
         group.sort(key=lambda item: (item[0].time, item[0].response_id))
@@ -146,7 +154,7 @@ def select_for_review(window: LogWindow, threshold_for: Callable[[RequestRecord]
     rows.sort(key=lambda r: (r.time, r.response_id))
     counts = Counter(reason for row in rows for reason in row.reasons)
     return ReviewExport(rows, requests=len(window.requests), selected=sum(len(g) for g in groups.values()),
-                        reasons=counts)
+                        reasons=counts, already_known=already_known)
 
 
 def write_review_file(rows: list[ReviewRow], path: str | Path) -> None:

@@ -52,15 +52,19 @@ def test_export_selects_by_feedback_and_the_release_threshold_then_merge_and_rer
     res = runner.invoke(app, ["feedback", "export", "--config", str(config), "--days", "1", "--out", str(review)])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in review.read_text().splitlines()]
-    assert [r["response_id"] for r in rows] == ["low", "down2"]
+    assert [r["response_id"] for r in rows] == ["low"]
     assert rows[0]["reasons"] == ["low_relevance"] and rows[0]["threshold"] == THRESHOLD
-    assert rows[1]["reasons"] == ["negative_feedback", "low_relevance"] and rows[1]["duplicates"] == 1
+    # "what is MATCHA?" (rated down twice) is an eval question already: left out, so nobody reviews it again.
     # "unknown" (relevance 0.01) was answered by a release this registry does not know: no threshold to judge it
-    assert "2 question(s) to review (3 requests selected, 1 duplicate(s)" in " ".join(res.output.split())
+    output = " ".join(res.output.split())
+    assert "1 question(s) to review (1 requests selected, 0 duplicate(s)" in output
+    assert "1 question(s) left out: already in the eval set or the fine-tune data" in output
     print(res.output)
 
     rows[0]["reference"] = "JNR, the Japanese National Railways"
-    rows[1]["irrelevant"] = True
+    # a reviewer who pastes in a question the eval set has: the merge skips it and says why
+    rows.append({**rows[0], "response_id": "pasted", "question": "what is MATCHA?", "reference": None,
+                 "irrelevant": True})
     review.write_text("".join(json.dumps(r) + "\n" for r in rows))
     dry = runner.invoke(app, ["feedback", "merge", str(review), "--config", str(config), "--dry-run"])
     assert dry.exit_code == 0 and "would add 1 answerable and 0 unanswerable" in " ".join(dry.output.split())
@@ -76,9 +80,13 @@ def test_export_selects_by_feedback_and_the_release_threshold_then_merge_and_rer
     assert again.exit_code == 0 and "added 0 answerable and 0 unanswerable" in " ".join(again.output.split())
 
 
-def test_export_with_min_relevance_and_since(setup):
-    tmp, config = setup
-    review = tmp / "review-all.jsonl"
+def test_export_with_min_relevance_and_since(setup, tmp_path):
+    tmp, shared = setup
+    data = yaml.safe_load(shared.read_text())
+    data["eval"]["qa_path"] = str(tmp_path / "empty-qa.jsonl")  # nothing known yet, whatever the test above merged
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True))
+    review = tmp_path / "review-all.jsonl"
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
     res = runner.invoke(app, ["feedback", "export", "--config", str(config), "--since", since,
                               "--min-relevance", "0.65", "--out", str(review)])

@@ -4,6 +4,7 @@ official `openai` client. Every error case of the API contract, metrics, and the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import openai
 import pytest
@@ -108,6 +109,8 @@ def test_models_lists_the_served_model_and_its_release(client, world):
     (card,) = body["data"]
     assert card["id"] == "rag" and card["release"] == world.release_a.release
     assert card["index_version"] == world.release_a.index_version
+    # a local model is shown by its folder's name: the server's paths stay private
+    assert world.release_a.base_model.startswith("/") and card["base_model"] == Path(world.release_a.base_model).name
 
 
 def test_health_and_readiness(client, world):

@@ -51,7 +51,7 @@ TRAFFIC = [
     ("What happens to running jobs during a database failover?", "down", "They keep running; submissions queue"),
     ("Which Grafana dashboard shows scratch volume usage?", "down", "Nimbus / Node storage"),
     ("Can I bring my dog to the Berlin office?", "down", "irrelevant"),
-    ("How long are audit logs kept?", "down", "400 days"),  # already an eval question: skipped at merge
+    ("How long are audit logs kept?", "down", "400 days"),  # already an eval question: not exported again
     ("Which port must be open between worker nodes and the control plane?", "up", None),
     ("how do I check the  replication lag before a failover?", "down", None),  # same question, asked again later
 ]
@@ -154,7 +154,9 @@ def test_production_questions_flow_into_the_next_release(loop):
     rated_down = {q for q, rating, _ in TRAFFIC if rating == "down"}
     assert "how do I check the  replication lag before a failover?" in by_question  # the later of the two
     assert by_question["how do I check the  replication lag before a failover?"]["duplicates"] == 1
-    assert rated_down - {"How do I check the replication lag before a failover?"} <= set(by_question)
+    known = "How long are audit logs kept?"  # in the eval set already: nobody is asked to review it
+    assert known not in by_question and "1 question(s) left out: already in the eval set" in " ".join(res.output.split())
+    assert rated_down - {"How do I check the replication lag before a failover?", known} <= set(by_question)
 
     say("5/8 review (scripted): a reference answer for some, one out of scope")
     reviews = {normalize(q): r for q, _, r in TRAFFIC if r is not None}
