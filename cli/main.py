@@ -347,7 +347,7 @@ def compare_export(
     from llmops.config import load_config
 
     try:
-        cfg = candidate_config(load_config(config).resolved(), variant)
+        cfg = candidate_config(load_config(config), variant)  # paths as written, so it runs wherever the config does
         out_path.write_text(
             f"# llmops_pipeline config: the candidate is compare variant {variant} of {config}\n"
             + yaml.safe_dump(cfg.model_dump(mode="json", exclude={"compare"}), allow_unicode=True, sort_keys=False),
