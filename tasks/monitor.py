@@ -35,11 +35,11 @@ def monitor(
     end = None if window_end is None else _utc(window_end).timestamp()
     report = run_monitor(cfg, window_end=end, whole_days=whole_days)
     files = write_monitor_files(report, cfg.artifacts.root)
+    publish("Monitor", monitor_deck(report, files))  # first: a Pushgateway that is down fails the run, not the Deck
     url = cfg.monitoring.monitor.pushgateway_url
     if url:
         push_gauges(report, url, cfg.monitoring.monitor.pushgateway_job)
         log.info("pushed the monitor's gauges to the Pushgateway (job %s)", cfg.monitoring.monitor.pushgateway_job)
-    publish("Monitor", monitor_deck(report, files))
     return MonitorOutputs(files.metrics, files.report, bool(report.drift.exceeded))
 
 
