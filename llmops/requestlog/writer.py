@@ -7,7 +7,8 @@ it reaches `rotate_bytes`, when it is `rotate_interval_s` old, when the UTC day 
 
 Two ways to write, chosen by the store, behind one interface:
 - a local folder appends each batch to `<name>.jsonl.part` and renames it to `<name>.jsonl` when rotated: what was
-  flushed survives a killed process (a crashed process leaves its `.part`, which readers skip; rename it to read it).
+  flushed survives a killed process. A crashed process leaves its `.part`, which readers skip; the next writer
+  started on the same host finishes it (its process is gone), so its records are read after all.
 - an object store (`s3://`, `gs://`, `memory://`: no append) keeps the open file's lines in memory and writes the
   finished object in one put when rotated, so a reader never sees half an object and a failed put is retried whole.
   A killed pod loses the lines of its open file: lower `rotate_interval_s` to bound that (graceful shutdown loses
@@ -140,6 +141,8 @@ class RequestLogWriter:
     # ------------------------------------------------------------------------------------------- writer thread
 
     def _run(self) -> None:
+        if self.appends:
+            self._finish_orphans()
         while not self._closing.is_set():
             self._wake.wait(self.config.flush_interval_s)
             self._wake.clear()
@@ -231,6 +234,23 @@ class RequestLogWriter:
         self._file = None
         self.files += 1
 
+    def _finish_orphans(self) -> None:
+        """Finish the `.part` files that writers on this host left when their process died (a crash, a kill -9)."""
+        prefix = log_file_stem(self._host, 0, 0, 0).split("-", 1)[0] + "-"
+        for part in self.fs.glob(f"{self.root}/*/*/*/{prefix}*.jsonl{OPEN_SUFFIX}"):
+            name = os.path.basename(part)
+            try:
+                pid = int(name[len(prefix):].split("-", 1)[0])
+            except ValueError:
+                continue
+            if pid == self._pid or _process_alive(pid):
+                continue
+            try:
+                os.replace(part, part[: -len(OPEN_SUFFIX)])
+            except OSError:  # another writer on this host finished it first
+                continue
+            log.warning("request log: finished %s, left open by process %d, which is gone", part, pid)
+
     def _healthy(self) -> None:
         if self._last_error is not None:
             log.warning("request log: writing again after: %s", self._last_error)
@@ -248,6 +268,16 @@ class RequestLogWriter:
             log.error("request log: writing under %s failed, retrying every %ss (records queue up, then are "
                       "dropped and counted): %s", self.config.path, self.config.flush_interval_s, reason)
             self._last_error = reason
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _utc_day(t: float) -> dt.date:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -190,3 +191,34 @@ def test_a_crashed_local_file_keeps_its_suffix(tmp_path):
     assert len(parts) == 1 and parts[0].read_text().count("\n") == 1
     w.close()
     assert not list(Path(tmp_path / "log").rglob("*.part"))
+
+
+def test_the_next_writer_on_the_host_finishes_a_crashed_writers_file(tmp_path):
+    """A process killed with its file open leaves `.part`; the next writer started on the host finishes it, so its
+    records are read after all. A live writer's open file is left alone."""
+    import subprocess
+    import sys
+    import textwrap
+
+    root = tmp_path / "log"
+    crashed = textwrap.dedent(f"""
+        import os
+        from llmops.config import RequestLogConfig
+        from llmops.requestlog.writer import RequestLogWriter
+        from tests.llmops.requestlog.test_writer import request
+        w = RequestLogWriter(RequestLogConfig(path={str(root)!r}, flush_interval_s=3600))
+        w.submit(request(1))
+        w.flush()
+        os._exit(0)  # no close(): the file stays open, as after a kill -9
+    """)
+    subprocess.run([sys.executable, "-c", crashed], check=True, cwd=Path(__file__).resolve().parents[3])
+    assert len(list(root.rglob("*.jsonl.part"))) == 1 and not finished(str(root))
+
+    live = writer(str(root))  # the live one's own open file (`w`'s) must stay open
+    live.submit(request(2))
+    live.flush()
+    assert len(finished(str(root))) == 1 and len(list(root.rglob("*.jsonl.part"))) == 1
+    window = read_window(str(root), T0 - 60, time.time() + 60)  # the crashed writer dated its file by the real clock
+    assert [r.question for r in window.requests] == ["question 1"]
+    live.close()
+    assert len(finished(str(root))) == 2
